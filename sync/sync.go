@@ -1,0 +1,195 @@
+// Package sync is the reconciler: it streams users from a CRM Source,
+// compares each with the Store's cache of what was last synced, and creates
+// or updates customers through a Destination. It declares the three
+// interfaces it consumes and imports none of their implementations, so the
+// CRM adapters, the Plugipay SDK and the SQLite store can change or be
+// replaced without touching it.
+package sync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"time"
+)
+
+// Record is one CRM user as the destination should hold it. Empty strings
+// mean "no value"; Metadata may be nil.
+type Record struct {
+	ExternalID string
+	Email      string
+	Name       string
+	Phone      string
+	TaxID      string
+	Metadata   map[string]string
+	// Ref says where the record came from (for example "line 42"), for
+	// messages that point the operator at the source row.
+	Ref string
+}
+
+// RecordError is a source record that cannot be synced. Sources yield it
+// in place of a record and go on with the next one.
+type RecordError struct {
+	Ref        string // where in the source, e.g. "line 42"
+	ExternalID string // may be empty when the id itself is missing
+	Reason     string
+}
+
+func (e *RecordError) Error() string {
+	switch {
+	case e.Ref != "" && e.ExternalID != "":
+		return fmt.Sprintf("%s (externalId %q): %s", e.Ref, e.ExternalID, e.Reason)
+	case e.Ref != "":
+		return e.Ref + ": " + e.Reason
+	case e.ExternalID != "":
+		return fmt.Sprintf("externalId %q: %s", e.ExternalID, e.Reason)
+	}
+	return e.Reason
+}
+
+// Source streams CRM users. A per-record problem is yielded as a
+// *RecordError and the stream goes on; any other error is fatal to the
+// run and ends the stream. Implementations must stream, never load the
+// whole source into memory.
+type Source interface {
+	Records(ctx context.Context) iter.Seq2[Record, error]
+}
+
+// Customer is a customer as the destination holds it.
+type Customer struct {
+	ID         string
+	ExternalID string
+	Email      string
+	Name       string
+	Phone      string
+	TaxID      string
+	Metadata   map[string]string
+}
+
+// Errors a Destination wraps its failures in, so the reconciler can decide
+// what to do without knowing which API it talks to. Use errors.Is.
+var (
+	// ErrConflict: a create hit an existing customer with the same external id.
+	ErrConflict = errors.New("external id already exists")
+	// ErrNotFound: the customer id is unknown to the destination.
+	ErrNotFound = errors.New("customer not found")
+	// ErrInvalid: the destination rejected the content; retrying the same
+	// content cannot succeed.
+	ErrInvalid = errors.New("rejected by destination")
+	// ErrFatal: the run cannot go on (authentication, permissions).
+	ErrFatal = errors.New("fatal destination error")
+	// ErrIdempotency: an idempotency key was reused with a different body.
+	ErrIdempotency = errors.New("idempotency key reused with a different body")
+)
+
+// Destination is the payments API customers are synced into.
+type Destination interface {
+	// CreateCustomer creates c. idempotencyKey is stable for one intended
+	// write, so a repeat after a crash or timeout replays instead of
+	// creating twice.
+	CreateCustomer(ctx context.Context, c Customer, idempotencyKey string) (Customer, error)
+	// UpdateCustomer sets every managed field of customer id to c's
+	// values (empty clears a field, nil Metadata clears metadata).
+	UpdateCustomer(ctx context.Context, id string, c Customer, idempotencyKey string) (Customer, error)
+	// FindByExternalID returns the customer whose external id is exactly
+	// externalID, or an error wrapping ErrNotFound.
+	FindByExternalID(ctx context.Context, externalID string) (Customer, error)
+}
+
+// Mapping is the cache entry that ties a CRM user to its customer.
+type Mapping struct {
+	ExternalID string
+	CustomerID string
+	// Hash is ContentHash of the record as last confirmed by the destination.
+	Hash     string
+	SyncedAt time.Time
+}
+
+// Write operations recorded as pending writes.
+const (
+	OpCreate = "create"
+	OpUpdate = "update"
+)
+
+// PendingWrite is an intended write, recorded before its first attempt so
+// that every retry, also from a new process after a crash, sends the same
+// idempotency key. It is keyed by external id: at most one per user.
+type PendingWrite struct {
+	ExternalID     string
+	Op             string // OpCreate or OpUpdate
+	CustomerID     string // target of an update; empty for a create
+	Hash           string // ContentHash of the content being written
+	IdempotencyKey string
+	CreatedAt      time.Time
+}
+
+// Failure is a record the last run could not sync, kept until it syncs.
+type Failure struct {
+	ExternalID  string
+	Hash        string // content that failed; a changed record is retried at once
+	Terminal    bool   // rejected as invalid: not retried until the content changes
+	Attempts    int
+	Code        string // error code, e.g. "validation_error", "network_error"
+	Message     string
+	RequestID   string
+	NextAttempt time.Time
+	UpdatedAt   time.Time
+}
+
+// RunCounts are the per-run record counts.
+type RunCounts struct {
+	Read      int64 // records the source yielded, including rejected ones
+	Created   int64
+	Updated   int64
+	Unchanged int64
+	Recovered int64 // creates that hit a conflict and were matched to the existing customer
+	Rejected  int64 // bad source records and records the destination refused as invalid
+	Failed    int64 // transient failures, retried next run
+}
+
+// Run outcomes.
+const (
+	OutcomeSuccess = "success" // every record synced
+	OutcomePartial = "partial" // the run finished, some records rejected or failed
+	OutcomeFailed  = "failed"  // the run could not finish
+)
+
+// RunRecord is one run of the reconciler as the store keeps it.
+type RunRecord struct {
+	ID         int64
+	StartedAt  time.Time
+	FinishedAt time.Time // zero while running or when the process died
+	Outcome    string
+	Error      string
+	Counts     RunCounts
+}
+
+// Store is the local cache of mappings, pending writes, failures and runs.
+type Store interface {
+	// Mappings returns the mappings of those externalIDs that have one.
+	Mappings(ctx context.Context, externalIDs []string) (map[string]Mapping, error)
+	// PutMapping inserts or replaces m and, in the same transaction,
+	// deletes the user's pending write and failure: the write is confirmed.
+	PutMapping(ctx context.Context, m Mapping) error
+	// DeleteMapping forgets a mapping whose customer no longer exists.
+	DeleteMapping(ctx context.Context, externalID string) error
+
+	// PendingWrites returns the pending writes of those externalIDs.
+	PendingWrites(ctx context.Context, externalIDs []string) (map[string]PendingWrite, error)
+	// PreparePendingWrite records w unless a pending write with the same
+	// external id, op, customer id and hash exists already; it returns the
+	// stored one, whose idempotency key the caller must use.
+	PreparePendingWrite(ctx context.Context, w PendingWrite) (PendingWrite, error)
+
+	// RecordFailure inserts or updates the failure of f.ExternalID,
+	// incrementing Attempts.
+	RecordFailure(ctx context.Context, f Failure) (Failure, error)
+	// Failures returns the failures of those externalIDs.
+	Failures(ctx context.Context, externalIDs []string) (map[string]Failure, error)
+
+	// StartRun records the start of a run and returns its id.
+	StartRun(ctx context.Context, startedAt time.Time) (int64, error)
+	// FinishRun records the end of run id.
+	FinishRun(ctx context.Context, r RunRecord) error
+}
