@@ -1,0 +1,284 @@
+// Command plugipay-mock serves the strict Plugipay customer API emulator
+// (package emulator) over HTTP, for local development, scripts and
+// end-to-end tests of the sync.
+//
+//	plugipay-mock --addr 127.0.0.1:0 --addr-file /tmp/mock.url --state /tmp/mock.jsonl
+//
+// The secret comes from --secret or, when the flag is not given, from
+// PLUGIPAY_SECRET; it is never logged.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/plugipay-sync/plugipay-sync/plugipay/emulator"
+)
+
+// Defaults of the command-line flags.
+const (
+	DefaultAddr       = "127.0.0.1:8787"
+	DefaultKeyID      = "key_demo"
+	DefaultSecret     = "sk_demo_secret"
+	EnvSecret         = "PLUGIPAY_SECRET"
+	ShutdownTimeout   = 10 * time.Second
+	readHeaderTimeout = 10 * time.Second
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, stop, os.Args[1:]))
+}
+
+// run maps the program's outcome to an exit code: 0 ok, 1 runtime error, 2
+// usage error.
+func run(ctx context.Context, stop func(), args []string) int {
+	m := NewMain()
+	if err := m.ParseFlags(ctx, args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(os.Stderr, "plugipay-mock:", err)
+		return 2
+	}
+	logger, err := zap.NewProduction()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "plugipay-mock: logger:", err)
+		return 1
+	}
+	defer func() { _ = logger.Sync() }()
+	m.Logger = logger
+	if err := m.Run(ctx); err != nil {
+		logger.Error("start failed", zap.Error(err))
+		return 1
+	}
+	<-ctx.Done()
+	stop() // a second signal now kills the process
+	logger.Info("shutting down")
+	if err := m.Close(); err != nil {
+		logger.Error("shutdown failed", zap.Error(err))
+		return 1
+	}
+	return 0
+}
+
+// Main is the program: flags, the emulator and its HTTP server.
+type Main struct {
+	// Addr is the listen address; port 0 picks a free port.
+	Addr string
+	// AddrFile, when set, receives "http://HOST:PORT" once listening.
+	AddrFile string
+	// KeyID and Secret are the one API key the emulator accepts.
+	KeyID, Secret string
+	// Options configure the emulator (Keys is filled from KeyID and Secret).
+	Options emulator.Options
+
+	// Logger logs lifecycle events; nil means no logging.
+	Logger *zap.Logger
+	// Getenv reads the environment; nil means os.Getenv.
+	Getenv func(string) string
+	// Stderr receives usage output; nil means os.Stderr.
+	Stderr io.Writer
+
+	// URL is the base URL being served, set by Run.
+	URL string
+
+	emu *emulator.Server
+	srv *http.Server
+	ln  net.Listener
+	// done is closed when Serve returns; serveErr holds its error.
+	done     chan struct{}
+	serveErr error
+}
+
+// NewMain returns a Main with the defaults.
+func NewMain() *Main {
+	return &Main{Addr: DefaultAddr, KeyID: DefaultKeyID, Secret: DefaultSecret, Logger: zap.NewNop()}
+}
+
+// ParseFlags reads args (without the program name) into m and validates them.
+func (m *Main) ParseFlags(_ context.Context, args []string) error {
+	getenv := m.Getenv
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	fs := flag.NewFlagSet("plugipay-mock", flag.ContinueOnError)
+	if m.Stderr != nil {
+		fs.SetOutput(m.Stderr)
+	}
+	o := &m.Options
+	fs.StringVar(&m.Addr, "addr", m.Addr, "listen address (port 0 picks a free port)")
+	fs.StringVar(&m.AddrFile, "addr-file", "", "after binding, write http://HOST:PORT to this file (atomically)")
+	fs.StringVar(&m.KeyID, "key-id", m.KeyID, "API key id the emulator accepts")
+	// The default shown by --help is the public demo secret, never $PLUGIPAY_SECRET.
+	fs.StringVar(&m.Secret, "secret", m.Secret, "API secret for --key-id; $"+EnvSecret+" is used when the flag is not given")
+	fs.StringVar(&o.AccountID, "account-id", emulator.DefaultAccountID, "workspace id reported in accountId and arn")
+	fs.IntVar(&o.ReadRate, "read-rate", emulator.DefaultReadRate, "per-key GET limit in requests/s (0 disables)")
+	fs.IntVar(&o.WriteRate, "write-rate", emulator.DefaultWriteRate, "per-key POST/PATCH limit in requests/s (0 disables)")
+	fs.BoolVar(&o.Legacy, "legacy", false, "emulate an old API version whose list ignores the externalId filter")
+	fs.StringVar(&o.StatePath, "state", "", "persist customers and idempotency keys in this JSON-lines file")
+	fs.DurationVar(&o.Faults.Latency, "latency", 0, "fixed latency added to every API request")
+	fs.DurationVar(&o.Faults.LatencyJitter, "latency-jitter", 0, "random extra latency, uniform in [0, value)")
+	fs.Float64Var(&o.Faults.ErrorRate, "error-rate", 0, "fraction of API requests answered 500/502/503 without executing")
+	fs.Float64Var(&o.Faults.DropRate, "drop-rate", 0, "fraction of API requests whose connection is dropped without executing")
+	fs.Float64Var(&o.Faults.TimeoutRate, "timeout-rate", 0, "fraction of writes executed but never answered (executed then timed out)")
+	fs.DurationVar(&o.Faults.HangTimeout, "hang-timeout", 0, "how long a timed-out write holds the connection (0 = "+emulator.DefaultHangTimeout.String()+")")
+	fs.IntVar(&o.Faults.RetryAfter, "retry-after", 1, "Retry-After seconds of injected 503s")
+	fs.Uint64Var(&o.Seed, "seed", 0, "seed of the fault sequence (0 = random)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	secretFlag := false
+	fs.Visit(func(f *flag.Flag) { secretFlag = secretFlag || f.Name == "secret" })
+	if v := getenv(EnvSecret); v != "" && !secretFlag {
+		m.Secret = v
+	}
+	return m.validate()
+}
+
+func (m *Main) validate() error {
+	o := m.Options
+	switch {
+	case m.Addr == "":
+		return errors.New("--addr: must not be empty")
+	case m.KeyID == "":
+		return errors.New("--key-id: must not be empty")
+	case m.Secret == "":
+		return errors.New("--secret: must not be empty")
+	case o.ReadRate < 0:
+		return fmt.Errorf("--read-rate: must be >= 0 (got %d)", o.ReadRate)
+	case o.WriteRate < 0:
+		return fmt.Errorf("--write-rate: must be >= 0 (got %d)", o.WriteRate)
+	case o.Faults.Latency < 0 || o.Faults.LatencyJitter < 0 || o.Faults.HangTimeout < 0:
+		return errors.New("--latency, --latency-jitter, --hang-timeout: must be >= 0")
+	}
+	for _, r := range []struct {
+		name string
+		v    float64
+	}{{"--error-rate", o.Faults.ErrorRate}, {"--drop-rate", o.Faults.DropRate}, {"--timeout-rate", o.Faults.TimeoutRate}} {
+		if r.v < 0 || r.v > 1 {
+			return fmt.Errorf("%s: must be in [0, 1] (got %g)", r.name, r.v)
+		}
+	}
+	if sum := o.Faults.ErrorRate + o.Faults.DropRate + o.Faults.TimeoutRate; sum > 1 {
+		return fmt.Errorf("--error-rate + --drop-rate + --timeout-rate: must be at most 1 (got %g)", sum)
+	}
+	return nil
+}
+
+// Run opens the emulator, binds the listener, writes the address file and
+// starts serving in the background. Close stops it.
+func (m *Main) Run(_ context.Context) error {
+	log := m.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	opts := m.Options
+	opts.Keys = map[string]string{m.KeyID: m.Secret}
+	emu, err := emulator.Open(opts)
+	if err != nil {
+		return fmt.Errorf("open emulator: %w", err)
+	}
+	ln, err := net.Listen("tcp", m.Addr)
+	if err != nil {
+		_ = emu.Close()
+		return fmt.Errorf("listen on %s: %w", m.Addr, err)
+	}
+	m.emu, m.ln = emu, ln
+	m.URL = "http://" + ln.Addr().String()
+	if m.AddrFile != "" {
+		if err := writeFileAtomic(m.AddrFile, []byte(m.URL+"\n")); err != nil {
+			_ = ln.Close()
+			_ = emu.Close()
+			return fmt.Errorf("write --addr-file: %w", err)
+		}
+	}
+	m.srv = &http.Server{Handler: emu, ReadHeaderTimeout: readHeaderTimeout}
+	m.done = make(chan struct{})
+	go func() {
+		defer close(m.done)
+		if err := m.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			m.serveErr = err
+			log.Error("serve failed", zap.Error(err))
+		}
+	}()
+	log.Info("plugipay emulator listening",
+		zap.String("url", m.URL),
+		zap.String("keyId", m.KeyID), // never the secret
+		zap.String("accountId", opts.AccountID),
+		zap.Int("readRate", opts.ReadRate),
+		zap.Int("writeRate", opts.WriteRate),
+		zap.Bool("legacy", opts.Legacy),
+		zap.String("state", opts.StatePath),
+		zap.Duration("latency", opts.Faults.Latency),
+		zap.Float64("errorRate", opts.Faults.ErrorRate),
+		zap.Float64("dropRate", opts.Faults.DropRate),
+		zap.Float64("timeoutRate", opts.Faults.TimeoutRate),
+		zap.Uint64("seed", opts.Seed),
+	)
+	return nil
+}
+
+// Emulator returns the running emulator (nil before Run), so tests can
+// inspect its state or change its faults.
+func (m *Main) Emulator() *emulator.Server { return m.emu }
+
+// Close shuts the server down gracefully, waiting up to ShutdownTimeout for
+// in-flight requests, then closes the emulator's state file.
+func (m *Main) Close() error {
+	if m.srv == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+	defer cancel()
+	var errs []error
+	if err := m.srv.Shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("shutdown: %w", err))
+		_ = m.srv.Close()
+	}
+	<-m.done
+	if m.serveErr != nil {
+		errs = append(errs, fmt.Errorf("serve: %w", m.serveErr))
+	}
+	if err := m.emu.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// writeFileAtomic writes data to a temporary file next to path and renames
+// it over path, so a reader never sees a partial address.
+func writeFileAtomic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("create temp: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		_ = tmp.Close()
+		return fmt.Errorf("write %s: %w", tmp.Name(), err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", tmp.Name(), err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("rename to %s: %w", path, err)
+	}
+	return nil
+}
