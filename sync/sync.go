@@ -83,6 +83,44 @@ var (
 	ErrIdempotency = errors.New("idempotency key reused with a different body")
 )
 
+// APIError is how a Destination reports a failed call: Kind is one of the
+// sentinel errors above (or nil for a transient failure), Code the API's
+// error code, RequestID the API's request id for support tickets.
+type APIError struct {
+	Kind      error
+	Status    int
+	Code      string
+	Message   string
+	RequestID string
+	Err       error
+}
+
+func (e *APIError) Error() string {
+	msg := e.Code
+	if e.Message != "" {
+		msg += ": " + e.Message
+	}
+	if e.Status != 0 {
+		msg = fmt.Sprintf("%d %s", e.Status, msg)
+	}
+	if e.RequestID != "" {
+		msg += " (request " + e.RequestID + ")"
+	}
+	return msg
+}
+
+// Unwrap lets errors.Is match both the kind and the underlying error.
+func (e *APIError) Unwrap() []error {
+	var errs []error
+	if e.Kind != nil {
+		errs = append(errs, e.Kind)
+	}
+	if e.Err != nil {
+		errs = append(errs, e.Err)
+	}
+	return errs
+}
+
 // Destination is the payments API customers are synced into.
 type Destination interface {
 	// CreateCustomer creates c. idempotencyKey is stable for one intended
@@ -153,6 +191,9 @@ const (
 	OutcomeSuccess = "success" // every record synced
 	OutcomePartial = "partial" // the run finished, some records rejected or failed
 	OutcomeFailed  = "failed"  // the run could not finish
+	// OutcomeCanceled: the run was stopped (shutdown signal) before it read
+	// the whole source; what it confirmed is kept, the next run goes on.
+	OutcomeCanceled = "canceled"
 )
 
 // RunRecord is one run of the reconciler as the store keeps it.
@@ -181,6 +222,9 @@ type Store interface {
 	// external id, op, customer id and hash exists already; it returns the
 	// stored one, whose idempotency key the caller must use.
 	PreparePendingWrite(ctx context.Context, w PendingWrite) (PendingWrite, error)
+	// DeletePendingWrite forgets the user's pending write, so the next
+	// attempt mints a new key.
+	DeletePendingWrite(ctx context.Context, externalID string) error
 
 	// RecordFailure inserts or updates the failure of f.ExternalID,
 	// incrementing Attempts.

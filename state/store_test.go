@@ -1,0 +1,465 @@
+package state_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	stdsync "sync"
+	"testing"
+	"time"
+
+	"github.com/plugipay-sync/plugipay-sync/state"
+	"github.com/plugipay-sync/plugipay-sync/sync"
+)
+
+func mapping(ext, cus, hash string) sync.Mapping {
+	return sync.Mapping{ExternalID: ext, CustomerID: cus, Hash: hash, SyncedAt: testNow.Add(-time.Hour)}
+}
+
+func TestMappings(t *testing.T) {
+	ctx := context.Background()
+
+	t.Run("OK", func(t *testing.T) {
+		db := MustOpenDB(t)
+		for _, m := range []sync.Mapping{mapping("u1", "cus_1", "h1"), mapping("u2", "cus_2", "h2"), mapping("u3", "cus_3", "h3")} {
+			if err := db.PutMapping(ctx, m); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, err := db.Mappings(ctx, []string{"u1", "u3", "missing", "u1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]sync.Mapping{"u1": mapping("u1", "cus_1", "h1"), "u3": mapping("u3", "cus_3", "h3")}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("Mappings() = %v, want %v", got, want)
+		}
+	})
+
+	t.Run("Replace", func(t *testing.T) {
+		db := MustOpenDB(t)
+		if err := db.PutMapping(ctx, mapping("u1", "cus_1", "h1")); err != nil {
+			t.Fatal(err)
+		}
+		m := sync.Mapping{ExternalID: "u1", CustomerID: "cus_9", Hash: "h9"} // zero SyncedAt: now
+		if err := db.PutMapping(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+		got, err := db.Mappings(ctx, []string{"u1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.SyncedAt = testNow
+		if got["u1"] != m {
+			t.Errorf("Mappings()[u1] = %v, want %v", got["u1"], m)
+		}
+	})
+
+	t.Run("Empty", func(t *testing.T) {
+		db := MustOpenDB(t)
+		got, err := db.Mappings(ctx, nil)
+		if err != nil || len(got) != 0 {
+			t.Fatalf("Mappings(nil) = %v, %v; want empty, nil", got, err)
+		}
+	})
+
+	// Chunk and bucket edges: lists of every awkward length find exactly
+	// the ids that exist.
+	t.Run("Chunks", func(t *testing.T) {
+		db := MustOpenDB(t)
+		var ms []sync.Mapping
+		for i := range 1200 {
+			if i%3 != 0 {
+				ms = append(ms, mapping(fmt.Sprintf("u%05d", i), fmt.Sprintf("cus_%d", i), "h"))
+			}
+		}
+		if err := db.PutMappings(ctx, ms); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := db.MappingCount(ctx); err != nil || n != int64(len(ms)) {
+			t.Fatalf("MappingCount() = %d, %v; want %d", n, err, len(ms))
+		}
+		for _, n := range []int{1, 2, 3, 5, 255, 256, 257, 499, 500, 501, 999, 1000, 1001, 1200} {
+			var ids []string
+			want := 0
+			for i := range n {
+				ids = append(ids, fmt.Sprintf("u%05d", i))
+				if i%3 != 0 {
+					want++
+				}
+			}
+			got, err := db.Mappings(ctx, ids)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != want {
+				t.Errorf("len(Mappings(%d ids)) = %d, want %d", n, len(got), want)
+			}
+		}
+	})
+
+	t.Run("Delete", func(t *testing.T) {
+		db := MustOpenDB(t)
+		if err := db.PutMapping(ctx, mapping("u1", "cus_1", "h1")); err != nil {
+			t.Fatal(err)
+		}
+		for range 2 { // deleting twice is fine
+			if err := db.DeleteMapping(ctx, "u1"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, err := db.Mappings(ctx, []string{"u1"})
+		if err != nil || len(got) != 0 {
+			t.Fatalf("Mappings() after delete = %v, %v", got, err)
+		}
+	})
+
+	t.Run("ErrInvalid", func(t *testing.T) {
+		db := MustOpenDB(t)
+		for _, tc := range []struct {
+			m    sync.Mapping
+			want string
+		}{
+			{sync.Mapping{CustomerID: "cus_1"}, "state: put mapping: empty external id"},
+			{sync.Mapping{ExternalID: "u1"}, `state: put mapping: "u1": empty customer id`},
+		} {
+			if err := db.PutMapping(ctx, tc.m); err == nil || err.Error() != tc.want {
+				t.Errorf("PutMapping(%v) = %v, want %q", tc.m, err, tc.want)
+			}
+		}
+	})
+
+	t.Run("AllMappings", func(t *testing.T) {
+		db := MustOpenDB(t)
+		want := []sync.Mapping{mapping("a", "cus_a", "1"), mapping("b", "cus_b", "2"), mapping("c", "cus_c", "3")}
+		if err := db.PutMappings(ctx, []sync.Mapping{want[2], want[0], want[1]}); err != nil {
+			t.Fatal(err)
+		}
+		var got []sync.Mapping
+		for m, err := range db.AllMappings(ctx) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, m)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("AllMappings() = %v, want %v", got, want)
+		}
+		// Stopping early releases the read; a write afterwards works.
+		for range db.AllMappings(ctx) {
+			break
+		}
+		if err := db.DeleteMapping(ctx, "a"); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func TestPutMapping_ClearsPendingWriteAndFailure(t *testing.T) {
+	ctx := context.Background()
+	db := MustOpenDB(t)
+	for _, id := range []string{"u1", "u2"} {
+		if _, err := db.PreparePendingWrite(ctx, sync.PendingWrite{ExternalID: id, Op: sync.OpCreate, Hash: "h", IdempotencyKey: "k_" + id}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.RecordFailure(ctx, sync.Failure{ExternalID: id, Hash: "h", Code: "network_error"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.PutMapping(ctx, mapping("u1", "cus_1", "h")); err != nil {
+		t.Fatal(err)
+	}
+	ids := []string{"u1", "u2"}
+	pw, err := db.PendingWrites(ctx, ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs, err := db.Failures(ctx, ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := pw["u1"]; ok {
+		t.Error("pending write of u1 survived PutMapping")
+	}
+	if _, ok := fs["u1"]; ok {
+		t.Error("failure of u1 survived PutMapping")
+	}
+	if _, ok := pw["u2"]; !ok {
+		t.Error("pending write of u2 was deleted")
+	}
+	if _, ok := fs["u2"]; !ok {
+		t.Error("failure of u2 was deleted")
+	}
+}
+
+func TestPutMapping_Atomic(t *testing.T) {
+	// A canceled context makes the whole transaction fail: neither the
+	// mapping nor the deletes are applied.
+	db := MustOpenDB(t)
+	ctx := context.Background()
+	if _, err := db.PreparePendingWrite(ctx, sync.PendingWrite{ExternalID: "u1", Op: sync.OpCreate, Hash: "h", IdempotencyKey: "k"}); err != nil {
+		t.Fatal(err)
+	}
+	canceled, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := db.PutMapping(canceled, mapping("u1", "cus_1", "h")); !errors.Is(err, context.Canceled) {
+		t.Fatalf("PutMapping(canceled) = %v, want context.Canceled", err)
+	}
+	pw, _ := db.PendingWrites(ctx, []string{"u1"})
+	ms, _ := db.Mappings(ctx, []string{"u1"})
+	if len(pw) != 1 || len(ms) != 0 {
+		t.Fatalf("after failed PutMapping: pending=%v mappings=%v", pw, ms)
+	}
+}
+
+func TestPreparePendingWrite(t *testing.T) {
+	ctx := context.Background()
+	w := func(op, cus, hash, key string) sync.PendingWrite {
+		return sync.PendingWrite{ExternalID: "u1", Op: op, CustomerID: cus, Hash: hash, IdempotencyKey: key}
+	}
+	for _, tc := range []struct {
+		name    string
+		writes  []sync.PendingWrite
+		wantKey []string // key returned by each call
+	}{
+		{"SameHashReusesKey", []sync.PendingWrite{w("create", "", "A", "k1"), w("create", "", "A", "k2")}, []string{"k1", "k1"}},
+		{"HashChangeReplaces", []sync.PendingWrite{w("create", "", "A", "k1"), w("create", "", "B", "k2")}, []string{"k1", "k2"}},
+		{"ABAGetsNewKey", []sync.PendingWrite{w("create", "", "A", "k1"), w("create", "", "B", "k2"), w("create", "", "A", "k3")}, []string{"k1", "k2", "k3"}},
+		{"OpChangeReplaces", []sync.PendingWrite{w("create", "", "A", "k1"), w("update", "cus_1", "A", "k2")}, []string{"k1", "k2"}},
+		{"CustomerChangeReplaces", []sync.PendingWrite{w("update", "cus_1", "A", "k1"), w("update", "cus_2", "A", "k2"), w("update", "cus_2", "A", "k3")}, []string{"k1", "k2", "k2"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db := MustOpenDB(t)
+			for i, in := range tc.writes {
+				got, err := db.PreparePendingWrite(ctx, in)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got.IdempotencyKey != tc.wantKey[i] {
+					t.Errorf("call %d: key = %q, want %q", i, got.IdempotencyKey, tc.wantKey[i])
+				}
+				if !got.CreatedAt.Equal(testNow) {
+					t.Errorf("call %d: CreatedAt = %v, want %v", i, got.CreatedAt, testNow)
+				}
+				stored, err := db.PendingWrites(ctx, []string{"u1"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if stored["u1"] != got {
+					t.Errorf("call %d: stored %v, returned %v", i, stored["u1"], got)
+				}
+			}
+		})
+	}
+
+	t.Run("ErrInvalid", func(t *testing.T) {
+		db := MustOpenDB(t)
+		for _, tc := range []struct {
+			w    sync.PendingWrite
+			want string
+		}{
+			{sync.PendingWrite{Op: "create", IdempotencyKey: "k"}, "state: prepare pending write: empty external id"},
+			{sync.PendingWrite{ExternalID: "u1", Op: "delete", IdempotencyKey: "k"}, `state: prepare pending write: "u1": unknown op "delete"`},
+			{sync.PendingWrite{ExternalID: "u1", Op: "update", IdempotencyKey: "k"}, `state: prepare pending write: "u1": update without a customer id`},
+			{sync.PendingWrite{ExternalID: "u1", Op: "create"}, `state: prepare pending write: "u1": empty idempotency key`},
+		} {
+			if _, err := db.PreparePendingWrite(ctx, tc.w); err == nil || err.Error() != tc.want {
+				t.Errorf("PreparePendingWrite(%v) = %v, want %q", tc.w, err, tc.want)
+			}
+		}
+	})
+}
+
+func TestRecordFailure(t *testing.T) {
+	ctx := context.Background()
+	db := MustOpenDB(t)
+	next := testNow.Add(time.Minute)
+	in := sync.Failure{ExternalID: "u1", Hash: "A", Code: "network_error", Message: "timeout", NextAttempt: next, Attempts: 99}
+	got, err := db.RecordFailure(ctx, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := in
+	want.Attempts, want.UpdatedAt = 1, testNow
+	if got != want {
+		t.Errorf("first RecordFailure() = %+v, want %+v", got, want)
+	}
+
+	in2 := sync.Failure{ExternalID: "u1", Hash: "B", Terminal: true, Code: "validation_error", Message: "bad email", RequestID: "req_1"}
+	got, err = db.RecordFailure(ctx, in2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = in2
+	want.Attempts, want.UpdatedAt = 2, testNow
+	if got != want {
+		t.Errorf("second RecordFailure() = %+v, want %+v", got, want)
+	}
+	fs, err := db.Failures(ctx, []string{"u1", "u2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(fs) != 1 || fs["u1"] != want {
+		t.Errorf("Failures() = %+v, want u1: %+v", fs, want)
+	}
+	if _, err := db.RecordFailure(ctx, sync.Failure{ExternalID: "u2", Code: "internal_error"}); err != nil {
+		t.Fatal(err)
+	}
+	total, terminal, err := db.FailureCount(ctx)
+	if err != nil || total != 2 || terminal != 1 {
+		t.Errorf("FailureCount() = %d, %d, %v; want 2, 1, nil", total, terminal, err)
+	}
+	if _, err := db.RecordFailure(ctx, sync.Failure{}); err == nil {
+		t.Error("RecordFailure with empty id succeeded")
+	}
+}
+
+func TestRuns(t *testing.T) {
+	ctx := context.Background()
+
+	t.Run("StartFinish", func(t *testing.T) {
+		db := MustOpenDB(t)
+		start := testNow.Add(-time.Minute)
+		id, err := db.StartRun(ctx, start)
+		if err != nil {
+			t.Fatal(err)
+		}
+		runs, err := db.RecentRuns(ctx, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := []sync.RunRecord{{ID: id, StartedAt: start}}; !reflect.DeepEqual(runs, want) {
+			t.Errorf("RecentRuns() while running = %+v, want %+v", runs, want)
+		}
+		rec := sync.RunRecord{ID: id, Outcome: sync.OutcomePartial, Error: "2 records rejected",
+			Counts: sync.RunCounts{Read: 10, Created: 3, Updated: 2, Unchanged: 1, Recovered: 1, Rejected: 2, Failed: 1}}
+		if err := db.FinishRun(ctx, rec); err != nil {
+			t.Fatal(err)
+		}
+		rec.StartedAt, rec.FinishedAt = start, testNow
+		runs, err = db.RecentRuns(ctx, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := []sync.RunRecord{rec}; !reflect.DeepEqual(runs, want) {
+			t.Errorf("RecentRuns() = %+v, want %+v", runs, want)
+		}
+		if err := db.FinishRun(ctx, sync.RunRecord{ID: 999}); err == nil || err.Error() != "state: finish run 999: no run with id 999" {
+			t.Errorf("FinishRun(unknown) = %v", err)
+		}
+	})
+
+	t.Run("RecentRunsOrderAndLimit", func(t *testing.T) {
+		db := MustOpenDB(t)
+		var ids []int64
+		for i := range 5 {
+			id, err := db.StartRun(ctx, testNow.Add(time.Duration(i)*time.Minute))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := db.FinishRun(ctx, sync.RunRecord{ID: id, Outcome: sync.OutcomeSuccess}); err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, id)
+		}
+		runs, err := db.RecentRuns(ctx, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []int64
+		for _, r := range runs {
+			got = append(got, r.ID)
+		}
+		if want := []int64{ids[4], ids[3], ids[2]}; !reflect.DeepEqual(got, want) {
+			t.Errorf("RecentRuns(3) ids = %v, want %v", got, want)
+		}
+	})
+
+	t.Run("StaleRunsAborted", func(t *testing.T) {
+		path := t.TempDir() + "/state.db"
+		db := MustOpenDBAt(t, path)
+		dead, err := db.StartRun(ctx, testNow)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// This process's own running run is not stale.
+		if n, err := db.MarkStaleRuns(ctx); err != nil || n != 0 {
+			t.Fatalf("MarkStaleRuns() with own active run = %d, %v; want 0", n, err)
+		}
+		MustCloseDB(t, db) // the process "dies" without FinishRun
+
+		db = MustOpenDBAt(t, path)
+		id, err := db.StartRun(ctx, testNow.Add(time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		runs, err := db.RecentRuns(ctx, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(runs) != 2 || runs[0].ID != id || runs[1].ID != dead {
+			t.Fatalf("RecentRuns() = %+v", runs)
+		}
+		if got := runs[1]; got.Outcome != state.OutcomeAborted || !got.FinishedAt.IsZero() || got.Error == "" {
+			t.Errorf("dead run = %+v, want outcome aborted, no finish time, an error", got)
+		}
+		if got := runs[0]; got.Outcome != "" {
+			t.Errorf("new run outcome = %q, want empty while running", got.Outcome)
+		}
+	})
+}
+
+// TestConcurrentWriters checks that writers in several goroutines queue on
+// the busy timeout (transactions begin IMMEDIATE) instead of failing with
+// "database is locked", while readers run alongside.
+func TestConcurrentWriters(t *testing.T) {
+	ctx := context.Background()
+	db := MustOpenDB(t)
+	const writers, perWriter = 8, 50
+	var wg stdsync.WaitGroup
+	errs := make(chan error, writers*perWriter*3)
+	for g := range writers {
+		wg.Go(func() {
+			for i := range perWriter {
+				id := fmt.Sprintf("g%d-u%d", g, i)
+				if _, err := db.PreparePendingWrite(ctx, sync.PendingWrite{ExternalID: id, Op: sync.OpCreate, Hash: "h", IdempotencyKey: "k"}); err != nil {
+					errs <- err
+				}
+				if _, err := db.RecordFailure(ctx, sync.Failure{ExternalID: id, Code: "network_error"}); err != nil {
+					errs <- err
+				}
+				if err := db.PutMapping(ctx, mapping(id, "cus_"+id, "h")); err != nil {
+					errs <- err
+				}
+				if _, err := db.Mappings(ctx, []string{id}); err != nil {
+					errs <- err
+				}
+			}
+		})
+	}
+	// A second handle on the same file: another process's writer.
+	other := MustOpenDBAt(t, db.Path())
+	wg.Go(func() {
+		for i := range perWriter {
+			if err := other.PutMapping(ctx, mapping(fmt.Sprintf("other-%d", i), "cus_o", "h")); err != nil {
+				errs <- err
+			}
+		}
+	})
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if strings.Contains(err.Error(), "locked") || strings.Contains(err.Error(), "busy") {
+			t.Fatalf("concurrent write: %v", err)
+		}
+		t.Error(err)
+	}
+	if n, err := db.MappingCount(ctx); err != nil || n != writers*perWriter+perWriter {
+		t.Errorf("MappingCount() = %d, %v; want %d", n, err, writers*perWriter+perWriter)
+	}
+	if total, _, _ := db.FailureCount(ctx); total != 0 {
+		t.Errorf("FailureCount() = %d, want 0", total)
+	}
+}

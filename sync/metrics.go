@@ -1,0 +1,78 @@
+package sync
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+// Record actions, the values of the records_total "action" label.
+const (
+	ActionCreated   = "created"
+	ActionUpdated   = "updated"
+	ActionUnchanged = "unchanged"
+	ActionRecovered = "recovered"
+	ActionRejected  = "rejected"
+	ActionFailed    = "failed"
+)
+
+// Metrics are the reconciler's Prometheus metrics. Labels are bounded sets
+// (actions, outcomes); no label carries a user's id, email or name.
+type Metrics struct {
+	runs          *prometheus.CounterVec
+	runDuration   prometheus.Histogram
+	records       map[string]prometheus.Counter
+	lastRun       prometheus.Gauge
+	lastSuccess   prometheus.Gauge
+	inProgress    prometheus.Gauge
+	sourceRead    prometheus.Counter
+	sourceSeconds prometheus.Counter
+}
+
+// NewMetrics registers the reconciler's metrics with reg. A nil reg gives
+// metrics that are counted but exported nowhere.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	f := promauto.With(reg)
+	records := f.NewCounterVec(prometheus.CounterOpts{
+		Name: "plugipay_sync_records_total",
+		Help: "Source records processed, by the action the reconciler took.",
+	}, []string{"action"})
+	m := &Metrics{
+		runs: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "plugipay_sync_runs_total",
+			Help: "Reconcile runs, by outcome (success, partial, failed, canceled).",
+		}, []string{"outcome"}),
+		runDuration: f.NewHistogram(prometheus.HistogramOpts{
+			Name:    "plugipay_sync_run_duration_seconds",
+			Help:    "Wall time of a reconcile run.",
+			Buckets: []float64{0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600},
+		}),
+		records: map[string]prometheus.Counter{},
+		lastRun: f.NewGauge(prometheus.GaugeOpts{
+			Name: "plugipay_sync_last_run_timestamp_seconds",
+			Help: "Unix time the last run finished, whatever its outcome.",
+		}),
+		lastSuccess: f.NewGauge(prometheus.GaugeOpts{
+			Name: "plugipay_sync_last_success_timestamp_seconds",
+			Help: "Unix time the last run finished with every record synced or rejected for its content (outcome success or partial).",
+		}),
+		inProgress: f.NewGauge(prometheus.GaugeOpts{
+			Name: "plugipay_sync_run_in_progress",
+			Help: "1 while a run is going, else 0.",
+		}),
+		sourceRead: f.NewCounter(prometheus.CounterOpts{
+			Name: "plugipay_sync_source_records_read_total",
+			Help: "Records read from the CRM source, good and bad.",
+		}),
+		sourceSeconds: f.NewCounter(prometheus.CounterOpts{
+			Name: "plugipay_sync_source_read_seconds_total",
+			Help: "Time spent waiting on the CRM source.",
+		}),
+	}
+	for _, a := range []string{ActionCreated, ActionUpdated, ActionUnchanged, ActionRecovered, ActionRejected, ActionFailed} {
+		m.records[a] = records.WithLabelValues(a)
+	}
+	for _, o := range []string{OutcomeSuccess, OutcomePartial, OutcomeFailed, OutcomeCanceled} {
+		m.runs.WithLabelValues(o) // export zeroes so rate() works from the start
+	}
+	return m
+}

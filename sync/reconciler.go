@@ -1,0 +1,462 @@
+package sync
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	stdsync "sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Defaults of Options.
+const (
+	DefaultConcurrency   = 8
+	DefaultBatchSize     = 500
+	DefaultWriteTimeout  = 2 * time.Minute
+	DefaultRetryMin      = time.Minute
+	DefaultRetryMax      = 6 * time.Hour
+	DefaultShutdownGrace = 20 * time.Second
+)
+
+// Options tune a Reconciler. The zero value of each field means its default.
+type Options struct {
+	// Concurrency is how many records are written at once.
+	Concurrency int
+	// BatchSize is how many source records are looked up in the store at once.
+	BatchSize int
+	// WriteTimeout bounds the handling of one record (its API calls and
+	// retries). A record in flight when the run is stopped still gets up to
+	// this long to finish, so its outcome is recorded.
+	WriteTimeout time.Duration
+	// ShutdownGrace is how long records in flight may still run once Run's
+	// ctx is cancelled, before their calls are cancelled too. Keep it below
+	// the container's termination grace period.
+	ShutdownGrace time.Duration
+	// RetryMin and RetryMax bound the per-record backoff after a transient
+	// failure: the n-th consecutive failure waits RetryMin*2^(n-1), capped.
+	RetryMin, RetryMax time.Duration
+	// Logger receives run summaries and per-record problems. Never nil
+	// after New.
+	Logger *zap.Logger
+	// Metrics, if nil, are created unregistered.
+	Metrics *Metrics
+	// Now is the clock; tests fix it.
+	Now func() time.Time
+	// NewIdempotencyKey mints the key of a new intended write.
+	NewIdempotencyKey func() string
+}
+
+// Reconciler makes the destination match the source, using the store to
+// skip what has not changed since it was last confirmed.
+type Reconciler struct {
+	src   Source
+	dst   Destination
+	store Store
+	opts  Options
+	log   *zap.Logger
+	m     *Metrics
+}
+
+// New returns a Reconciler of src into dst, caching in store.
+func New(src Source, dst Destination, store Store, opts Options) *Reconciler {
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = DefaultConcurrency
+	}
+	if opts.BatchSize <= 0 {
+		opts.BatchSize = DefaultBatchSize
+	}
+	if opts.WriteTimeout <= 0 {
+		opts.WriteTimeout = DefaultWriteTimeout
+	}
+	if opts.ShutdownGrace <= 0 {
+		opts.ShutdownGrace = DefaultShutdownGrace
+	}
+	if opts.RetryMin <= 0 {
+		opts.RetryMin = DefaultRetryMin
+	}
+	if opts.RetryMax <= 0 {
+		opts.RetryMax = DefaultRetryMax
+	}
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = NewMetrics(nil)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.NewIdempotencyKey == nil {
+		opts.NewIdempotencyKey = NewIdempotencyKey
+	}
+	return &Reconciler{src: src, dst: dst, store: store, opts: opts, log: opts.Logger, m: opts.Metrics}
+}
+
+// NewIdempotencyKey returns a random key "idem_" + 32 hex digits. Keys are
+// random, never derived from content: a value that flips A -> B -> A must
+// not replay the first write.
+func NewIdempotencyKey() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(fmt.Sprintf("crypto/rand: %v", err)) // cannot happen on supported platforms
+	}
+	return "idem_" + hex.EncodeToString(b[:])
+}
+
+// counts is RunCounts updated from several workers.
+type counts struct {
+	read, created, updated, unchanged, recovered, rejected, failed atomic.Int64
+}
+
+func (c *counts) snapshot() RunCounts {
+	return RunCounts{
+		Read: c.read.Load(), Created: c.created.Load(), Updated: c.updated.Load(),
+		Unchanged: c.unchanged.Load(), Recovered: c.recovered.Load(),
+		Rejected: c.rejected.Load(), Failed: c.failed.Load(),
+	}
+}
+
+// run is the state of one Run.
+type run struct {
+	*Reconciler
+	id     int64
+	counts counts
+	// abort stops the run on a fatal destination error (auth, scope).
+	abort    context.CancelCauseFunc
+	fatalErr atomic.Pointer[error]
+}
+
+// job is one record that needs API calls.
+type job struct {
+	rec     Record
+	hash    string
+	mapping *Mapping
+	// failures is how many times in a row this record failed before.
+	failures int
+}
+
+// Run performs one reconcile pass over the whole source and records it in
+// the store. It returns the run's record and, when the run could not finish
+// (source unreadable, authentication refused, store failing, ctx
+// cancelled), an error saying why. When ctx is cancelled, Run stops reading
+// the source and lets the records in flight finish (bounded by
+// WriteTimeout), so every confirmed write is recorded.
+func (r *Reconciler) Run(ctx context.Context) (RunRecord, error) {
+	start := r.opts.Now()
+	r.m.inProgress.Set(1)
+	defer r.m.inProgress.Set(0)
+
+	id, err := r.store.StartRun(ctx, start)
+	if err != nil {
+		return RunRecord{}, fmt.Errorf("start run: %w", err)
+	}
+	ru := &run{Reconciler: r, id: id}
+	runErr := ru.execute(ctx)
+
+	rec := RunRecord{ID: id, StartedAt: start, FinishedAt: r.opts.Now(), Counts: ru.counts.snapshot()}
+	switch {
+	case runErr != nil && ctx.Err() != nil && errors.Is(runErr, context.Cause(ctx)):
+		rec.Outcome = OutcomeCanceled
+	case runErr != nil:
+		rec.Outcome = OutcomeFailed
+	case rec.Counts.Rejected > 0 || rec.Counts.Failed > 0:
+		rec.Outcome = OutcomePartial
+	default:
+		rec.Outcome = OutcomeSuccess
+	}
+	if runErr != nil {
+		rec.Error = runErr.Error()
+	}
+	// Record the run even when ctx is cancelled: that is the point of a
+	// graceful shutdown.
+	if err := r.store.FinishRun(context.WithoutCancel(ctx), rec); err != nil {
+		runErr = errors.Join(runErr, fmt.Errorf("finish run: %w", err))
+	}
+	r.observe(rec)
+	return rec, runErr
+}
+
+func (r *Reconciler) observe(rec RunRecord) {
+	c := rec.Counts
+	for action, n := range map[string]int64{
+		ActionCreated: c.Created, ActionUpdated: c.Updated, ActionUnchanged: c.Unchanged,
+		ActionRecovered: c.Recovered, ActionRejected: c.Rejected, ActionFailed: c.Failed,
+	} {
+		r.m.records[action].Add(float64(n))
+	}
+	r.m.runs.WithLabelValues(rec.Outcome).Inc()
+	r.m.runDuration.Observe(rec.FinishedAt.Sub(rec.StartedAt).Seconds())
+	r.m.lastRun.Set(float64(rec.FinishedAt.Unix()))
+	if rec.Outcome == OutcomeSuccess || rec.Outcome == OutcomePartial {
+		r.m.lastSuccess.Set(float64(rec.FinishedAt.Unix()))
+	}
+	r.log.Info("run finished",
+		zap.Int64("run_id", rec.ID),
+		zap.String("outcome", rec.Outcome),
+		zap.Duration("duration", rec.FinishedAt.Sub(rec.StartedAt)),
+		zap.Int64("read", c.Read),
+		zap.Int64("created", c.Created),
+		zap.Int64("updated", c.Updated),
+		zap.Int64("unchanged", c.Unchanged),
+		zap.Int64("recovered", c.Recovered),
+		zap.Int64("rejected", c.Rejected),
+		zap.Int64("failed", c.Failed),
+		zap.String("error", rec.Error),
+	)
+}
+
+// execute streams the source in batches and feeds the records that need
+// writes to a pool of workers.
+func (ru *run) execute(parent context.Context) error {
+	// ctx stops reading and dispatching; workers write under a context
+	// that outlives a shutdown signal but not a fatal error.
+	ctx, abort := context.WithCancelCause(parent)
+	defer abort(nil)
+	workCtx, workAbort := context.WithCancelCause(context.WithoutCancel(parent))
+	defer workAbort(nil)
+	// A shutdown lets the records in flight finish, within a grace period.
+	stopGrace := context.AfterFunc(parent, func() {
+		t := time.NewTimer(ru.opts.ShutdownGrace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			workAbort(fmt.Errorf("shutdown grace period of %s ran out", ru.opts.ShutdownGrace))
+		case <-workCtx.Done():
+		}
+	})
+	defer stopGrace()
+	ru.abort = func(err error) { abort(err); workAbort(err) }
+
+	jobs := make(chan job, ru.opts.Concurrency)
+	var wg stdsync.WaitGroup
+	for range ru.opts.Concurrency {
+		wg.Go(func() {
+			for j := range jobs {
+				ru.handle(workCtx, j)
+			}
+		})
+	}
+
+	err := ru.dispatch(ctx, jobs)
+	close(jobs)
+	wg.Wait()
+	if fe := ru.fatalErr.Load(); fe != nil {
+		return *fe
+	}
+	if err != nil {
+		return err
+	}
+	return context.Cause(ctx)
+}
+
+// dispatch reads the source and sends each record that needs a write to
+// jobs. It returns a fatal source or store error, or nil at the end of the
+// source; a cancelled ctx ends it early with ctx's cause.
+func (ru *run) dispatch(ctx context.Context, jobs chan<- job) error {
+	batch := make([]Record, 0, ru.opts.BatchSize)
+	readStart := time.Now()
+	for rec, err := range ru.src.Records(ctx) {
+		ru.m.sourceSeconds.Add(time.Since(readStart).Seconds())
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
+		ru.counts.read.Add(1)
+		ru.m.sourceRead.Inc()
+		if err != nil {
+			var re *RecordError
+			if !errors.As(err, &re) {
+				return fmt.Errorf("read source: %w", err)
+			}
+			ru.reject(re)
+			readStart = time.Now()
+			continue
+		}
+		batch = append(batch, rec)
+		if len(batch) == cap(batch) {
+			if err := ru.classify(ctx, batch, jobs); err != nil {
+				return err
+			}
+			batch = batch[:0]
+		}
+		readStart = time.Now()
+	}
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	if len(batch) > 0 {
+		return ru.classify(ctx, batch, jobs)
+	}
+	return nil
+}
+
+// reject counts and logs a bad source record.
+func (ru *run) reject(re *RecordError) {
+	ru.counts.rejected.Add(1)
+	ru.log.Warn("record rejected",
+		zap.Int64("run_id", ru.id),
+		zap.String("ref", re.Ref),
+		zap.String("external_id", re.ExternalID),
+		zap.String("reason", re.Reason))
+}
+
+// classify looks a batch up in the store and sends the records whose
+// content differs from what was last confirmed to jobs. Unchanged records
+// cost no API call.
+func (ru *run) classify(ctx context.Context, batch []Record, jobs chan<- job) error {
+	ids := make([]string, len(batch))
+	seen := make(map[string]int, len(batch))
+	dup := make(map[string]bool)
+	for i, rec := range batch {
+		ids[i] = rec.ExternalID
+		if j, ok := seen[rec.ExternalID]; ok {
+			dup[rec.ExternalID] = true
+			ru.reject(&RecordError{Ref: rec.Ref, ExternalID: rec.ExternalID,
+				Reason: fmt.Sprintf("duplicate externalId (also at %s); neither is synced until the source is fixed", batch[j].Ref)})
+			continue
+		}
+		seen[rec.ExternalID] = i
+	}
+	mappings, err := ru.store.Mappings(ctx, ids)
+	if err != nil {
+		return fmt.Errorf("look up mappings: %w", err)
+	}
+	failures, err := ru.store.Failures(ctx, ids)
+	if err != nil {
+		return fmt.Errorf("look up failures: %w", err)
+	}
+	now := ru.opts.Now()
+	for i, rec := range batch {
+		if seen[rec.ExternalID] != i {
+			continue // a later duplicate, rejected above
+		}
+		if dup[rec.ExternalID] {
+			ru.reject(&RecordError{Ref: rec.Ref, ExternalID: rec.ExternalID,
+				Reason: "duplicate externalId in the source; neither row is synced until it is fixed"})
+			continue
+		}
+		h := ContentHash(rec)
+		m, known := mappings[rec.ExternalID]
+		if known && m.Hash == h {
+			ru.counts.unchanged.Add(1)
+			continue
+		}
+		f, failedBefore := failures[rec.ExternalID]
+		if failedBefore && f.Hash == h {
+			if f.Terminal {
+				// Rejected before with this very content: sending it again
+				// cannot succeed. It is retried once the CRM changes it.
+				ru.counts.rejected.Add(1)
+				continue
+			}
+			if now.Before(f.NextAttempt) {
+				ru.counts.failed.Add(1)
+				continue
+			}
+		}
+		j := job{rec: rec, hash: h}
+		if failedBefore {
+			j.failures = f.Attempts
+		}
+		if known {
+			j.mapping = &m
+		}
+		select {
+		case jobs <- j:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
+	return nil
+}
+
+// handle runs one job with panic recovery and a timeout, and records its
+// outcome.
+func (ru *run) handle(ctx context.Context, j job) {
+	ctx, cancel := context.WithTimeoutCause(ctx, ru.opts.WriteTimeout,
+		fmt.Errorf("record took longer than %s", ru.opts.WriteTimeout))
+	defer cancel()
+	action, err := ru.safeReconcile(ctx, j)
+	if err == nil {
+		switch action {
+		case ActionCreated:
+			ru.counts.created.Add(1)
+		case ActionUpdated:
+			ru.counts.updated.Add(1)
+		case ActionRecovered:
+			ru.counts.recovered.Add(1)
+		case ActionUnchanged:
+			ru.counts.unchanged.Add(1)
+		}
+		ru.log.Debug("record synced", zap.Int64("run_id", ru.id),
+			zap.String("external_id", j.rec.ExternalID), zap.String("action", action))
+		return
+	}
+	if errors.Is(err, ErrFatal) {
+		ru.counts.failed.Add(1)
+		if ru.fatalErr.CompareAndSwap(nil, &err) {
+			ru.log.Error("destination refused the run; stopping", zap.Int64("run_id", ru.id), zap.Error(err))
+			ru.abort(err)
+		}
+		return
+	}
+	ru.fail(ctx, j, err)
+}
+
+// safeReconcile turns a panic in one record's handling into an error, so
+// one bad record cannot take the daemon down.
+func (ru *run) safeReconcile(ctx context.Context, j job) (action string, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("panic while syncing: %v\n%s", p, debug.Stack())
+		}
+	}()
+	return ru.reconcile(ctx, j)
+}
+
+// fail records a record's failure: terminal when the destination refused
+// the content, otherwise with a growing backoff.
+func (ru *run) fail(ctx context.Context, j job, err error) {
+	f := Failure{ExternalID: j.rec.ExternalID, Hash: j.hash, Code: "error", Message: err.Error(), UpdatedAt: ru.opts.Now()}
+	var ae *APIError
+	if errors.As(err, &ae) {
+		f.Code, f.Message, f.RequestID = ae.Code, ae.Message, ae.RequestID
+	}
+	f.Terminal = errors.Is(err, ErrInvalid)
+	if !f.Terminal {
+		f.NextAttempt = f.UpdatedAt.Add(ru.backoff(j.failures + 1))
+	}
+	stored, serr := ru.store.RecordFailure(context.WithoutCancel(ctx), f)
+	fields := []zap.Field{
+		zap.Int64("run_id", ru.id),
+		zap.String("external_id", j.rec.ExternalID),
+		zap.String("ref", j.rec.Ref),
+		zap.String("code", f.Code),
+		zap.String("request_id", f.RequestID),
+		zap.Error(err),
+	}
+	if serr != nil {
+		fields = append(fields, zap.NamedError("store_error", serr))
+	}
+	if f.Terminal {
+		ru.counts.rejected.Add(1)
+		ru.log.Warn("record rejected by destination", fields...)
+		return
+	}
+	ru.counts.failed.Add(1)
+	ru.log.Warn("record failed; retried on a later run", append(fields, zap.Int("attempts", stored.Attempts), zap.Time("next_attempt", stored.NextAttempt))...)
+}
+
+// backoff is the wait before retrying a record after its n-th failure.
+func (r *Reconciler) backoff(n int) time.Duration {
+	d := r.opts.RetryMin
+	for i := 1; i < n && d < r.opts.RetryMax; i++ {
+		d *= 2
+	}
+	return min(d, r.opts.RetryMax)
+}
