@@ -1,0 +1,334 @@
+// Command plugipay-demo shows plugipay-sync working end to end with no
+// credentials and no network: it starts the Plugipay emulator on a free
+// local port and runs `plugipay-sync --once` against the sample CRM export
+// four times — a first backfill, an unchanged second pass, a pass with the
+// state DB deleted, and a pass with one user renamed — checking after each
+// what the emulator saw. `make demo` builds the binaries and runs it.
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/plugipay-sync/plugipay-sync/plugipay"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintf(os.Stderr, "plugipay-demo: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+type demo struct {
+	syncBin, config, csv, dir string
+	out                       io.Writer
+	shownWarnings             map[string]bool
+	baseURL, keyID, secret    string
+	client                    *plugipay.Client
+	failed                    bool
+}
+
+func run(args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("plugipay-demo", flag.ContinueOnError)
+	d := &demo{out: out, keyID: "key_demo", shownWarnings: map[string]bool{}}
+	mockBin := fs.String("mock", "bin/plugipay-mock", "path of the plugipay-mock binary")
+	fs.StringVar(&d.syncBin, "sync", "bin/plugipay-sync", "path of the plugipay-sync binary")
+	fs.StringVar(&d.config, "config", "config.example.yaml", "config file for plugipay-sync")
+	fs.StringVar(&d.csv, "csv", "crm/testdata/sample_users.csv", "sample CRM export")
+	fs.StringVar(&d.dir, "dir", ".demo", "scratch directory (emptied first)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(d.dir); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(d.dir, 0o700); err != nil {
+		return err
+	}
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	d.secret = "sk_demo_" + hex.EncodeToString(b[:]) // fresh per demo, never printed
+
+	stop, err := d.startMock(*mockBin)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	if d.client, err = plugipay.New(plugipay.Options{BaseURL: d.baseURL, KeyID: d.keyID, Secret: d.secret}); err != nil {
+		return err
+	}
+	d.say("Plugipay emulator listening on %s (rate limits off for the demo;\n", d.baseURL)
+	d.say("the real API allows 20 writes/s, and plugipay-sync keeps under that by default)\n")
+
+	state := filepath.Join(d.dir, "state.db")
+	passes := []struct {
+		title   string
+		prepare func() (csv string, err error)
+		check   func(before, after writes, customers int)
+	}{
+		{"Pass 1: first sync into an empty Plugipay", func() (string, error) { return d.csv, nil },
+			func(before, after writes, n int) {
+				d.expect(after.post-before.post == int64(n), "one create per customer (%d creates, %d customers)", after.post-before.post, n)
+			}},
+		{"Pass 2: nothing changed in the CRM", func() (string, error) { return d.csv, nil },
+			func(before, after writes, _ int) {
+				d.expect(after == before, "zero writes (%d creates, %d updates)", after.post-before.post, after.patch-before.patch)
+			}},
+		{"Pass 3: state DB deleted (lost volume): every create answers 409 and is recovered", func() (string, error) {
+			for _, suffix := range []string{"", "-wal", "-shm"} {
+				if err := os.Remove(state + suffix); err != nil && !errors.Is(err, os.ErrNotExist) {
+					return "", err
+				}
+			}
+			return d.csv, nil
+		}, func(before, after writes, _ int) {
+			d.expect(after.patch == before.patch, "no updates needed (%d)", after.patch-before.patch)
+		}},
+		{"Pass 4: one user renamed in the CRM", func() (string, error) { return d.renameOne() },
+			func(before, after writes, _ int) {
+				d.expect(after.patch-before.patch == 1 && after.post == before.post,
+					"exactly one PATCH (%d updates, %d creates)", after.patch-before.patch, after.post-before.post)
+			}},
+	}
+	var first int
+	for i, p := range passes {
+		csv, err := p.prepare()
+		if err != nil {
+			return err
+		}
+		before, err := d.writes()
+		if err != nil {
+			return err
+		}
+		d.say("\n== %s\n", p.title)
+		if err := d.syncOnce(state, csv); err != nil {
+			return err
+		}
+		after, err := d.writes()
+		if err != nil {
+			return err
+		}
+		n, dups, err := d.customers()
+		if err != nil {
+			return err
+		}
+		d.say("emulator: %d customers; this pass sent %d creates (POST) and %d updates (PATCH)\n",
+			n, after.post-before.post, after.patch-before.patch)
+		if i == 0 {
+			first = n
+		}
+		d.expect(dups == 0, "no duplicate externalId in Plugipay (%d)", dups)
+		d.expect(n == first, "customer count stays %d (%d)", first, n)
+		p.check(before, after, n)
+	}
+	if d.failed {
+		return errors.New("the demo's checks failed (see ✗ above)")
+	}
+	d.say("\nAll checks passed.\n")
+	return nil
+}
+
+func (d *demo) say(format string, args ...any) { fmt.Fprintf(d.out, format, args...) }
+
+func (d *demo) expect(ok bool, format string, args ...any) {
+	mark := "✓"
+	if !ok {
+		mark, d.failed = "✗", true
+	}
+	d.say("  %s %s\n", mark, fmt.Sprintf(format, args...))
+}
+
+// startMock starts the emulator on a free port and waits for its address.
+func (d *demo) startMock(bin string) (stop func(), err error) {
+	addrFile := filepath.Join(d.dir, "mock.addr")
+	// Rate limits off on both sides, so the demo takes seconds; the real
+	// API's 20 writes/s would make each write pass last about a minute.
+	cmd := exec.Command(bin, "--addr", "127.0.0.1:0", "--addr-file", addrFile, "--key-id", d.keyID,
+		"--read-rate", "0", "--write-rate", "0")
+	cmd.Env = append(os.Environ(), "PLUGIPAY_SECRET="+d.secret)
+	logf, err := os.Create(filepath.Join(d.dir, "mock.log"))
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("start emulator %s: %w (run `make build` first)", bin, err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	stop = func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		logf.Close()
+	}
+	deadline := time.After(15 * time.Second)
+	for {
+		if b, err := os.ReadFile(addrFile); err == nil && len(bytes.TrimSpace(b)) > 0 {
+			d.baseURL = strings.TrimSpace(string(b))
+			return stop, nil
+		}
+		select {
+		case err := <-exited:
+			logf.Close()
+			return nil, fmt.Errorf("emulator exited before listening: %v (see %s)", err, logf.Name())
+		case <-deadline:
+			stop()
+			return nil, errors.New("emulator did not start listening within 15s")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// syncOnce runs plugipay-sync --once and shows its summary and warnings.
+func (d *demo) syncOnce(state, csv string) error {
+	cmd := exec.Command(d.syncBin, "--once", "--config", d.config, "--log-format", "console", "--log-level", "warn")
+	cmd.Env = append(os.Environ(),
+		"PLUGIPAY_BASE_URL="+d.baseURL,
+		"PLUGIPAY_KEY_ID="+d.keyID,
+		"PLUGIPAY_SECRET="+d.secret,
+		"PLUGIPAY_SYNC_STATE="+state,
+		"PLUGIPAY_SYNC_CSV="+csv,
+		"PLUGIPAY_READS_PER_SECOND=0",
+		"PLUGIPAY_WRITES_PER_SECOND=0",
+	)
+	var stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = d.out, &stderr
+	err := cmd.Run()
+	repeated := 0
+	for _, line := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
+		if line == "" {
+			continue
+		}
+		// Show each distinct warning once; later passes repeat the same rows.
+		key := line
+		if _, msg, ok := strings.Cut(line, "\t"); ok {
+			key = strings.NewReplacer(`"run_id": `, "").Replace(msg)
+			if i := strings.Index(key, "{"); i >= 0 {
+				if j := strings.Index(key[i:], ","); j >= 0 {
+					key = key[:i] + key[i+j:]
+				}
+			}
+		}
+		if d.shownWarnings[key] {
+			repeated++
+			continue
+		}
+		d.shownWarnings[key] = true
+		d.say("  | %s\n", line)
+	}
+	if repeated > 0 {
+		d.say("  | (%d log lines as in an earlier pass)\n", repeated)
+	}
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		d.say("exit code 0: every record synced\n")
+	case errors.As(err, &ee) && ee.ExitCode() == 2:
+		d.say("exit code 2: the run finished; the rejected records above need fixing in the CRM\n")
+	default:
+		return fmt.Errorf("plugipay-sync --once: %w", err)
+	}
+	return nil
+}
+
+// renameOne copies the sample CSV with the first user's name changed.
+func (d *demo) renameOne() (string, error) {
+	b, err := os.ReadFile(d.csv)
+	if err != nil {
+		return "", err
+	}
+	lines := strings.SplitN(string(b), "\n", 3)
+	if len(lines) < 3 {
+		return "", fmt.Errorf("%s has no data rows", d.csv)
+	}
+	header := strings.Split(strings.TrimSpace(strings.TrimPrefix(lines[0], "\uFEFF")), ",")
+	col := -1
+	for i, h := range header {
+		if h == "full_name" {
+			col = i
+		}
+	}
+	fields := strings.Split(lines[1], ",")
+	if col < 0 || col >= len(fields) || strings.Contains(lines[1], `"`) {
+		return "", fmt.Errorf("%s: cannot find a simple first row with a full_name column", d.csv)
+	}
+	d.say("renaming %s: %q -> %q\n", fields[0], fields[col], fields[col]+" Renamed")
+	fields[col] += " Renamed"
+	lines[1] = strings.Join(fields, ",")
+	p := filepath.Join(d.dir, "users-renamed.csv")
+	return p, os.WriteFile(p, []byte(strings.Join(lines, "\n")), 0o600)
+}
+
+// writes is how many creates and updates the emulator has answered.
+type writes struct{ post, patch int64 }
+
+func (d *demo) writes() (writes, error) {
+	resp, err := http.Get(d.baseURL + "/metrics")
+	if err != nil {
+		return writes{}, fmt.Errorf("read emulator metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return writes{}, fmt.Errorf("parse emulator metrics: %w", err)
+	}
+	var w writes
+	if f, ok := families["plugipay_mock_requests_total"]; ok {
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			n := int64(m.GetCounter().GetValue())
+			switch labels["method"] {
+			case http.MethodPost:
+				w.post += n
+			case http.MethodPatch:
+				w.patch += n
+			}
+		}
+	}
+	return w, nil
+}
+
+// customers walks the emulator's customer list and counts duplicates.
+func (d *demo) customers() (n, dups int, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	seen := map[string]bool{}
+	for c, err := range d.client.Customers.ListAll(ctx, plugipay.ListParams{Limit: 100}) {
+		if err != nil {
+			return 0, 0, fmt.Errorf("list customers: %w", err)
+		}
+		n++
+		if seen[c.ExternalID] {
+			dups++
+		}
+		seen[c.ExternalID] = true
+	}
+	return n, dups, nil
+}

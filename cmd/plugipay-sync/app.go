@@ -1,0 +1,247 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.uber.org/zap"
+
+	"github.com/plugipay-sync/plugipay-sync/crm"
+	"github.com/plugipay-sync/plugipay-sync/plugipay"
+	"github.com/plugipay-sync/plugipay-sync/plugipay/destination"
+	"github.com/plugipay-sync/plugipay-sync/state"
+	"github.com/plugipay-sync/plugipay-sync/sync"
+)
+
+var errHelp = errors.New("help requested")
+
+// Main is the program: ParseFlags, then Run, then Close. Tests drive it
+// in-process the same way main does.
+type Main struct {
+	ConfigPath  string
+	Once        bool
+	ShowVersion bool
+	NoExpandEnv bool
+	LogLevel    string
+	LogFormat   string
+	HealthCheck string
+
+	// LookupEnv resolves ${VAR} references; os.LookupEnv by default.
+	LookupEnv func(string) (string, bool)
+	// Ready, if set, is called with the metrics listener's address once
+	// the daemon is serving (tests use it with listen ":0").
+	Ready func(addr string)
+
+	stdout, stderr io.Writer
+
+	cfg   Config
+	log   *zap.Logger
+	reg   *prometheus.Registry
+	store *state.DB
+	rec   *sync.Reconciler
+}
+
+// NewMain returns a Main writing its summary to stdout and logs to stderr.
+func NewMain(stdout, stderr io.Writer) *Main {
+	return &Main{LookupEnv: os.LookupEnv, stdout: stdout, stderr: stderr}
+}
+
+// ParseFlags reads the command line.
+func (m *Main) ParseFlags(args []string) error {
+	fs := flag.NewFlagSet("plugipay-sync", flag.ContinueOnError)
+	fs.SetOutput(m.stderr)
+	fs.StringVar(&m.ConfigPath, "config", "plugipay-sync.yaml", "path of the YAML config file")
+	fs.BoolVar(&m.Once, "once", false, "run one sync and exit (exit 0 all synced, 2 some records rejected or failed, 1 could not run)")
+	fs.BoolVar(&m.ShowVersion, "version", false, "print the version and exit")
+	fs.BoolVar(&m.NoExpandEnv, "no-expand-env", false, "do not expand ${VAR} references in the config file")
+	fs.StringVar(&m.LogLevel, "log-level", "", "override log.level (debug, info, warn, error)")
+	fs.StringVar(&m.LogFormat, "log-format", "", "override log.format (json, console)")
+	fs.StringVar(&m.HealthCheck, "healthcheck", "", "GET this URL and exit 0 if it answers 200, else 1 (the image's HEALTHCHECK; needs no curl)")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: plugipay-sync [--config FILE] [--once] [flags]\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return errHelp
+		}
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q; see --help", fs.Arg(0))
+	}
+	return nil
+}
+
+// Run runs the program and returns its exit code. Errors that stop it are
+// returned too, for the caller to print.
+func (m *Main) Run(ctx context.Context) (int, error) {
+	if m.ShowVersion {
+		fmt.Fprintf(m.stdout, "plugipay-sync %s (commit %s)\n", Version, Commit)
+		return ExitOK, nil
+	}
+	if m.HealthCheck != "" {
+		return healthCheck(ctx, m.HealthCheck)
+	}
+	if err := m.open(ctx); err != nil {
+		m.Close()
+		return ExitFailed, err
+	}
+	defer m.Close()
+	if m.Once {
+		return m.runOnce(ctx)
+	}
+	if err := m.serve(ctx); err != nil {
+		return ExitFailed, err
+	}
+	return ExitOK, nil
+}
+
+// open loads the config and builds every component, injecting them by hand.
+func (m *Main) open(ctx context.Context) error {
+	lookup := m.LookupEnv
+	if m.NoExpandEnv {
+		lookup = nil
+	}
+	cfg, err := ReadConfigFile(m.ConfigPath, lookup)
+	if err != nil {
+		return err
+	}
+	if m.LogLevel != "" {
+		cfg.Log.Level = m.LogLevel
+	}
+	if m.LogFormat != "" {
+		cfg.Log.Format = m.LogFormat
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	m.cfg = cfg
+	if m.log, err = newLogger(cfg.Log, m.stderr); err != nil {
+		return err
+	}
+
+	m.reg = prometheus.NewRegistry()
+	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "plugipay_sync_build_info",
+		Help: "Always 1; the labels say which build is running.",
+	}, []string{"version", "commit", "goversion"})
+	m.reg.MustRegister(buildInfo)
+	buildInfo.WithLabelValues(Version, Commit, goVersion()).Set(1)
+
+	if m.store, err = state.Open(ctx, cfg.State.Path); err != nil {
+		return fmt.Errorf("state.path: %w", err)
+	}
+	src, err := newSource(cfg.CRM)
+	if err != nil {
+		return err
+	}
+	client, err := plugipay.New(plugipay.Options{
+		BaseURL:     cfg.Plugipay.BaseURL,
+		KeyID:       cfg.Plugipay.KeyID,
+		Secret:      cfg.Plugipay.Secret,
+		OnBehalfOf:  cfg.Plugipay.OnBehalfOf,
+		Timeout:     cfg.Plugipay.Timeout,
+		MaxAttempts: cfg.Plugipay.MaxAttempts,
+		ReadRate:    rateOption(cfg.Plugipay.ReadsPerSecond),
+		WriteRate:   rateOption(cfg.Plugipay.WritesPerSecond),
+		Logger:      m.log.Named("plugipay"),
+		Registerer:  m.reg,
+	})
+	if err != nil {
+		return fmt.Errorf("plugipay: %w", err)
+	}
+	m.rec = sync.New(src, destination.New(client), m.store, sync.Options{
+		Concurrency:  cfg.Sync.Concurrency,
+		BatchSize:    cfg.Sync.BatchSize,
+		WriteTimeout: cfg.Sync.RecordTimeout,
+		RetryMin:     cfg.Sync.RetryMin,
+		RetryMax:     cfg.Sync.RetryMax,
+		Logger:       m.log.Named("sync"),
+		Metrics:      sync.NewMetrics(m.reg),
+	})
+	return nil
+}
+
+// rateOption maps the config's "0 means no cap" to the client's "negative
+// means no cap".
+func rateOption(perSecond float64) float64 {
+	if perSecond == 0 {
+		return -1
+	}
+	return perSecond
+}
+
+// newSource builds the configured CRM source.
+func newSource(c CRMConfig) (sync.Source, error) {
+	switch c.Type {
+	case "csv":
+		var delim rune
+		for _, r := range c.CSV.Delimiter {
+			delim = r
+		}
+		src, err := crm.NewCSV(crm.CSVOptions{
+			Path:      c.CSV.Path,
+			Delimiter: delim,
+			Columns: crm.ColumnMap{
+				ExternalID: c.CSV.Columns.ExternalID,
+				Email:      c.CSV.Columns.Email,
+				Name:       c.CSV.Columns.Name,
+				Phone:      c.CSV.Columns.Phone,
+				TaxID:      c.CSV.Columns.TaxID,
+				Metadata:   c.CSV.Columns.Metadata,
+			},
+		})
+		if err != nil {
+			return nil, err
+		}
+		return src, nil
+	}
+	return nil, fmt.Errorf("crm.type: unknown source %q", c.Type)
+}
+
+// runOnce runs one sync, prints its summary and maps the outcome to an
+// exit code.
+func (m *Main) runOnce(ctx context.Context) (int, error) {
+	rec, err := m.rec.Run(ctx)
+	printSummary(m.stdout, rec)
+	switch {
+	case err != nil:
+		return ExitFailed, err
+	case rec.Outcome == sync.OutcomePartial:
+		return ExitPartial, nil
+	}
+	return ExitOK, nil
+}
+
+// printSummary writes a run's counts for a person to read.
+func printSummary(w io.Writer, r sync.RunRecord) {
+	c := r.Counts
+	fmt.Fprintf(w, "run %d: %s in %s\n", r.ID, r.Outcome, r.FinishedAt.Sub(r.StartedAt).Round(time.Millisecond))
+	fmt.Fprintf(w, "  read %d  created %d  updated %d  unchanged %d  recovered %d  rejected %d  failed %d\n",
+		c.Read, c.Created, c.Updated, c.Unchanged, c.Recovered, c.Rejected, c.Failed)
+	if r.Error != "" {
+		fmt.Fprintf(w, "  error: %s\n", r.Error)
+	}
+}
+
+// Close releases what open built. It is safe to call more than once.
+func (m *Main) Close() {
+	if m.store != nil {
+		if err := m.store.Close(); err != nil && m.log != nil {
+			m.log.Error("close state DB", zap.Error(err))
+		}
+		m.store = nil
+	}
+	if m.log != nil {
+		_ = m.log.Sync()
+	}
+}

@@ -1,0 +1,164 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(vars map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) {
+		v, ok := vars[k]
+		return v, ok
+	}
+}
+
+// validBase is the smallest valid config; cases append or replace keys.
+const validBase = `
+plugipay:
+  key_id: key_1
+  secret: ${SECRET}
+crm:
+  type: csv
+  csv:
+    path: users.csv
+    columns:
+      external_id: id
+`
+
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestReadConfigFile_Valid(t *testing.T) {
+	p := writeConfig(t, validBase+"schedule: \"*/10 * * * *\"\nsync:\n  concurrency: 4\n")
+	cfg, err := ReadConfigFile(p, env(map[string]string{"SECRET": "sk_live_x"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Plugipay.Secret != "sk_live_x" {
+		t.Errorf("secret not expanded: %q", cfg.Plugipay.Secret)
+	}
+	if cfg.Plugipay.BaseURL != DefaultBaseURL {
+		t.Errorf("base_url = %q, want default %q", cfg.Plugipay.BaseURL, DefaultBaseURL)
+	}
+	if cfg.Sync.Concurrency != 4 || cfg.Sync.BatchSize != 500 {
+		t.Errorf("sync = %+v; want concurrency 4 and default batch 500", cfg.Sync)
+	}
+	if cfg.Plugipay.Timeout != 30*time.Second {
+		t.Errorf("timeout = %s", cfg.Plugipay.Timeout)
+	}
+}
+
+func TestReadConfigFile_EnvFallback(t *testing.T) {
+	p := writeConfig(t, `
+crm:
+  csv:
+    path: u.csv
+    columns: {external_id: id}
+`)
+	cfg, err := ReadConfigFile(p, env(map[string]string{
+		"PLUGIPAY_KEY_ID": "key_env", "PLUGIPAY_SECRET": "sk_env", "PLUGIPAY_BASE_URL": "http://127.0.0.1:9999",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Plugipay.KeyID != "key_env" || cfg.Plugipay.Secret != "sk_env" || cfg.Plugipay.BaseURL != "http://127.0.0.1:9999" {
+		t.Errorf("fallbacks not applied: %+v", cfg.Plugipay)
+	}
+}
+
+func TestReadConfigFile_Invalid(t *testing.T) {
+	tests := []struct {
+		name, yaml, want string
+	}{
+		{"unknown key", validBase + "shedule: \"@hourly\"\n", "field shedule not found in type main.Config"},
+		{"misspelt nested key", validBase + "state:\n  pth: x.db\n", "field pth not found in type main.StateConfig"},
+		{"bad cron", validBase + "schedule: \"every five minutes\"\n", `schedule: not a cron expression`},
+		{"bad listen", validBase + "listen: \"9464\"\n", `listen: must be host:port or :port, e.g. ":9464"; empty disables the metrics listener (got "9464")`},
+		{"base url not a url", strings.Replace(validBase, "plugipay:", "plugipay:\n  base_url: plugipay.com", 1), `plugipay.base_url: must be an http(s) URL with a host, e.g. https://plugipay.com (got "plugipay.com")`},
+		{"plain http remote", strings.Replace(validBase, "plugipay:", "plugipay:\n  base_url: http://api.example.com", 1), `plugipay.base_url: plain http is allowed only for loopback addresses; use https, or set plugipay.insecure_http: true (got "http://api.example.com")`},
+		{"missing secret", strings.Replace(validBase, "${SECRET}", `""`, 1), "plugipay.secret: required; set PLUGIPAY_SECRET, or reference a variable as secret: ${PLUGIPAY_SECRET}"},
+		{"unset env var", strings.Replace(validBase, "${SECRET}", "${NOPE}", 1), "environment variable NOPE is not set (referenced as ${NOPE}); export it or give a default as ${NOPE:-value}"},
+		{"no csv path", "plugipay: {key_id: k, secret: s}\ncrm:\n  type: csv\n", "crm.csv.path: required with crm.type csv: the CSV export to read"},
+		{"unknown crm", strings.Replace(validBase, "type: csv", "type: salesforce", 1), `crm.type: unknown source; supported: csv (got "salesforce")`},
+		{"no external id column", "plugipay: {key_id: k, secret: s}\ncrm:\n  csv:\n    path: u.csv\n", "crm.csv.columns.external_id: required: the column holding the CRM's user id"},
+		{"concurrency", validBase + "sync:\n  concurrency: 0\n", `sync.concurrency: must be between 1 and 64 (got "0")`},
+		{"retry max below min", validBase + "sync:\n  retry_min: 1h\n  retry_max: 1m\n", `sync.retry_max: must be at least sync.retry_min (1h0m0s) (got "1m0s")`},
+		{"bad duration", validBase + "sync:\n  retry_min: soon\n", "cannot unmarshal !!str `soon` into time.Duration"},
+		{"log format", validBase + "log:\n  format: xml\n", `log.format: must be json or console (got "xml")`},
+		{"empty state path", validBase + "state:\n  path: \"\"\n", "state.path: required"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ReadConfigFile(writeConfig(t, tt.yaml), env(map[string]string{"SECRET": "sk"}))
+			if err == nil {
+				t.Fatalf("no error; want %q", tt.want)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error = %q\nwant it to contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestReadConfigFile_SecretNeverInErrors(t *testing.T) {
+	const secret = "sk_live_TOPSECRET"
+	p := writeConfig(t, strings.Replace(validBase, "${SECRET}", secret, 1)+"listen: bad\n")
+	_, err := ReadConfigFile(p, env(nil))
+	if err == nil || strings.Contains(err.Error(), secret) {
+		t.Fatalf("err = %v; want an error without the secret", err)
+	}
+}
+
+func TestExpandEnv(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"a: ${X}", "a: x-value"},
+		{"a: ${UNSET:-fallback}", "a: fallback"},
+		{"a: ${X:-fallback}", "a: x-value"},
+		{"a: ${EMPTY:-d}", "a: d"},
+		{"a: $${X}", "a: ${X}"},
+		{"a: $X", "a: $X"},
+		{"# see ${UNSET}\na: ${X}", "# see ${UNSET}\na: x-value"},
+	}
+	for _, tt := range tests {
+		got, err := ExpandEnv([]byte(tt.in), env(map[string]string{"X": "x-value", "EMPTY": ""}))
+		if err != nil {
+			t.Errorf("ExpandEnv(%q): %v", tt.in, err)
+			continue
+		}
+		if string(got) != tt.want {
+			t.Errorf("ExpandEnv(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+// TestConfigExample keeps config.example.yaml valid and complete: it must
+// parse strictly, validate, and mention every key the decoder knows.
+func TestConfigExample(t *testing.T) {
+	cfg, err := ReadConfigFile("../../config.example.yaml", env(map[string]string{
+		"PLUGIPAY_KEY_ID": "key_demo", "PLUGIPAY_SECRET": "sk_demo",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.CRM.CSV == nil || cfg.CRM.CSV.Columns.ExternalID != "id" {
+		t.Fatalf("example crm.csv = %+v", cfg.CRM.CSV)
+	}
+	b, err := os.ReadFile("../../config.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range yamlKeys(Config{}) {
+		if !strings.Contains(string(b), key+":") {
+			t.Errorf("config.example.yaml does not document key %q", key)
+		}
+	}
+}

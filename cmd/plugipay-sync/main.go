@@ -1,0 +1,82 @@
+// Command plugipay-sync keeps Plugipay's customers in step with a CRM: on a
+// cron schedule (or once, with --once) it streams the CRM's users, compares
+// them with a local SQLite cache of what was last synced, and creates or
+// updates customers through Plugipay's API.
+//
+// Exit codes of a --once run: 0 every record synced; 2 the run finished but
+// some records were rejected or failed (they are kept and retried); 1 the
+// run could not run (bad config, auth refused, API unreachable, state DB
+// unusable) or was interrupted.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// Build information, set with -ldflags "-X main.Version=... -X main.Commit=...".
+var (
+	Version = "dev"
+	Commit  = "unknown"
+)
+
+// Exit codes.
+const (
+	ExitOK      = 0
+	ExitFailed  = 1
+	ExitPartial = 2
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run is main without the process: it parses args, runs, and maps the
+// outcome to an exit code. A first SIGINT/SIGTERM stops gracefully; a
+// second one exits at once.
+func run(args []string, stdout, stderr io.Writer) int {
+	ctx, stop := signalContext()
+	defer stop()
+
+	m := NewMain(stdout, stderr)
+	if err := m.ParseFlags(args); err != nil {
+		if errors.Is(err, errHelp) {
+			return ExitOK
+		}
+		fmt.Fprintf(stderr, "plugipay-sync: %v\n", err)
+		return ExitFailed
+	}
+	code, err := m.Run(ctx)
+	if err != nil {
+		fmt.Fprintf(stderr, "plugipay-sync: %v\n", err)
+	}
+	return code
+}
+
+// signalContext is cancelled by the first SIGINT or SIGTERM; a second
+// signal ends the process at once.
+func signalContext() (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	ch := make(chan os.Signal, 2)
+	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		sig, ok := <-ch
+		if !ok {
+			return
+		}
+		cancel(fmt.Errorf("received %s", sig))
+		if _, ok := <-ch; ok {
+			os.Exit(ExitFailed)
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(ch)
+		close(ch)
+		cancel(nil)
+	}
+}

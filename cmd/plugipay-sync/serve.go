@@ -1,0 +1,155 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	stdsync "sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/robfig/cron/v3"
+	"go.uber.org/zap"
+
+	"github.com/plugipay-sync/plugipay-sync/sync"
+)
+
+// ShutdownTimeout bounds how long the daemon waits for a run in progress
+// after a stop signal; it stays under Kubernetes' default 30 s grace.
+const ShutdownTimeout = 25 * time.Second
+
+// serve runs the daemon until ctx is cancelled: the metrics and health
+// listener, and the cron schedule with one run right at start.
+func (m *Main) serve(ctx context.Context) error {
+	var (
+		wg       stdsync.WaitGroup
+		runs     stdsync.WaitGroup
+		notReady atomic.Pointer[string]
+	)
+	var srv *http.Server
+	if m.cfg.Listen != "" {
+		// Bind before serving, so a busy port fails the start.
+		ln, err := net.Listen("tcp", m.cfg.Listen)
+		if err != nil {
+			return fmt.Errorf("listen: %w", err)
+		}
+		srv = &http.Server{Handler: m.handler(&notReady), ReadHeaderTimeout: 10 * time.Second}
+		wg.Go(func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				m.log.Error("metrics listener stopped", zap.Error(err))
+			}
+		})
+		m.log.Info("serving metrics and health", zap.String("addr", ln.Addr().String()))
+		if m.Ready != nil {
+			m.Ready(ln.Addr().String())
+		}
+	}
+
+	cl := cronLogger{m.log.Named("cron").Sugar()}
+	c := cron.New(cron.WithParser(CronParser), cron.WithLogger(cl),
+		cron.WithChain(cron.Recover(cl), cron.SkipIfStillRunning(cl)))
+	id, err := c.AddFunc(m.cfg.Schedule, func() {
+		runs.Add(1)
+		defer runs.Done()
+		if ctx.Err() != nil {
+			return
+		}
+		rec, err := m.rec.Run(ctx)
+		switch {
+		case errors.Is(err, sync.ErrFatal):
+			msg := err.Error()
+			notReady.Store(&msg)
+		case err == nil:
+			notReady.Store(nil)
+		}
+		if err != nil && rec.Outcome != sync.OutcomeCanceled {
+			m.log.Error("run failed", zap.Int64("run_id", rec.ID), zap.Error(err))
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("schedule: %w", err)
+	}
+	c.Start()
+	m.log.Info("daemon started", zap.String("schedule", m.cfg.Schedule), zap.String("version", Version))
+	wg.Go(c.Entry(id).WrappedJob.Run) // the first run does not wait for the first tick
+
+	<-ctx.Done()
+	m.log.Info("stopping", zap.String("cause", context.Cause(ctx).Error()))
+	stopped := c.Stop()
+	done := make(chan struct{})
+	go func() {
+		<-stopped.Done()
+		runs.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(ShutdownTimeout):
+		m.log.Error("a run did not stop in time; exiting anyway", zap.Duration("timeout", ShutdownTimeout))
+	}
+	if srv != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			m.log.Warn("metrics listener shutdown", zap.Error(err))
+		}
+	}
+	wg.Wait()
+	m.log.Info("stopped")
+	return nil
+}
+
+// handler serves /metrics, /healthz (the process is alive) and /readyz
+// (the last run was not refused by the API).
+func (m *Main) handler(notReady *atomic.Pointer[string]) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if msg := notReady.Load(); msg != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": *msg})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// cronLogger adapts zap to cron.Logger.
+type cronLogger struct{ s *zap.SugaredLogger }
+
+func (l cronLogger) Info(msg string, kv ...any) { l.s.Debugw(msg, kv...) }
+func (l cronLogger) Error(err error, msg string, kv ...any) {
+	l.s.Errorw(msg, append(kv, "error", err)...)
+}
+
+// healthCheck probes url for the container's HEALTHCHECK.
+func healthCheck(ctx context.Context, url string) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return ExitFailed, fmt.Errorf("healthcheck: %w", err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return ExitFailed, fmt.Errorf("healthcheck: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return ExitFailed, fmt.Errorf("healthcheck: %s answered %s", url, resp.Status)
+	}
+	return ExitOK, nil
+}
