@@ -56,16 +56,13 @@ func NewMain(stdout, stderr io.Writer) *Main {
 // ParseFlags reads the command line.
 func (m *Main) ParseFlags(args []string) error {
 	fs := flag.NewFlagSet("plugipay-sync", flag.ContinueOnError)
-	fs.SetOutput(m.stderr)
-	fs.StringVar(&m.ConfigPath, "config", "plugipay-sync.yaml", "path of the YAML config file")
+	m.commonFlags(fs)
 	fs.BoolVar(&m.Once, "once", false, "run one sync and exit (exit 0 all synced, 2 some records rejected or failed, 1 could not run)")
 	fs.BoolVar(&m.ShowVersion, "version", false, "print the version and exit")
-	fs.BoolVar(&m.NoExpandEnv, "no-expand-env", false, "do not expand ${VAR} references in the config file")
-	fs.StringVar(&m.LogLevel, "log-level", "", "override log.level (debug, info, warn, error)")
-	fs.StringVar(&m.LogFormat, "log-format", "", "override log.format (json, console)")
 	fs.StringVar(&m.HealthCheck, "healthcheck", "", "GET this URL and exit 0 if it answers 200, else 1 (the image's HEALTHCHECK; needs no curl)")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: plugipay-sync [--config FILE] [--once] [flags]\n\nFlags:\n")
+		printCommands(fs.Output())
+		fmt.Fprintf(fs.Output(), "\nFlags of the daemon and --once:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -75,7 +72,7 @@ func (m *Main) ParseFlags(args []string) error {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q; see --help", fs.Arg(0))
+		return fmt.Errorf("unknown command or argument %q; see --help", fs.Arg(0))
 	}
 	return nil
 }
@@ -106,6 +103,17 @@ func (m *Main) Run(ctx context.Context) (int, error) {
 
 // open loads the config and builds every component, injecting them by hand.
 func (m *Main) open(ctx context.Context) error {
+	if err := m.loadConfig(); err != nil {
+		return err
+	}
+	if err := m.openStore(ctx); err != nil {
+		return err
+	}
+	return m.openReconciler()
+}
+
+// loadConfig reads and validates the config and builds the logger.
+func (m *Main) loadConfig() error {
 	lookup := m.LookupEnv
 	if m.NoExpandEnv {
 		lookup = nil
@@ -127,7 +135,22 @@ func (m *Main) open(ctx context.Context) error {
 	if m.log, err = newLogger(cfg.Log, m.stderr); err != nil {
 		return err
 	}
+	return nil
+}
 
+// openStore opens the state DB named by the config.
+func (m *Main) openStore(ctx context.Context) error {
+	var err error
+	if m.store, err = state.Open(ctx, m.cfg.State.Path); err != nil {
+		return fmt.Errorf("state.path: %w", err)
+	}
+	return nil
+}
+
+// openReconciler builds the metrics registry, the source, the Plugipay
+// client and the reconciler.
+func (m *Main) openReconciler() error {
+	cfg := m.cfg
 	m.reg = prometheus.NewRegistry()
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -137,9 +160,6 @@ func (m *Main) open(ctx context.Context) error {
 	m.reg.MustRegister(buildInfo)
 	buildInfo.WithLabelValues(Version, Commit, goVersion()).Set(1)
 
-	if m.store, err = state.Open(ctx, cfg.State.Path); err != nil {
-		return fmt.Errorf("state.path: %w", err)
-	}
 	src, err := newSource(cfg.CRM)
 	if err != nil {
 		return err

@@ -12,6 +12,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -44,6 +45,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 
 	m := NewMain(stdout, stderr)
+	if len(args) > 0 {
+		if c, ok := commandTable()[args[0]]; ok {
+			defer m.Close()
+			code, err := c.Run(ctx, m, args[1:])
+			if errors.Is(err, flag.ErrHelp) || errors.Is(err, errHelp) {
+				return ExitOK
+			}
+			if err != nil {
+				fmt.Fprintf(stderr, "plugipay-sync %s: %v\n", args[0], err)
+			}
+			return code
+		}
+	}
 	if err := m.ParseFlags(args); err != nil {
 		if errors.Is(err, errHelp) {
 			return ExitOK

@@ -1,0 +1,61 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+)
+
+// command is a subcommand, run as `plugipay-sync NAME [flags]`. Without a
+// command the program is the daemon (or one run with --once).
+type command struct {
+	// Summary is the one line shown by `plugipay-sync help`.
+	Summary string
+	// Run parses its own flags (see Main.commonFlags) and runs, returning
+	// the exit code.
+	Run func(ctx context.Context, m *Main, args []string) (int, error)
+}
+
+// commandTable lists the subcommands. It is a function, not a package
+// variable, so commands may refer to the table (help does).
+func commandTable() map[string]command {
+	return map[string]command{
+		"help": {Summary: "list the commands", Run: runHelp},
+	}
+}
+
+// commonFlags registers the flags every command shares on fs.
+func (m *Main) commonFlags(fs *flag.FlagSet) {
+	fs.SetOutput(m.stderr)
+	fs.StringVar(&m.ConfigPath, "config", "plugipay-sync.yaml", "path of the YAML config file")
+	fs.BoolVar(&m.NoExpandEnv, "no-expand-env", false, "do not expand ${VAR} references in the config file")
+	fs.StringVar(&m.LogLevel, "log-level", "", "override log.level (debug, info, warn, error)")
+	fs.StringVar(&m.LogFormat, "log-format", "", "override log.format (json, console)")
+}
+
+// parseCommandFlags parses a command's flags, refusing stray arguments.
+func parseCommandFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q; see %s --help", fs.Arg(0), fs.Name())
+	}
+	return nil
+}
+
+func runHelp(_ context.Context, m *Main, _ []string) (int, error) {
+	printCommands(m.stdout)
+	return ExitOK, nil
+}
+
+func printCommands(w io.Writer) {
+	fmt.Fprintf(w, "Usage:\n  plugipay-sync [--config FILE] [--once]   run the daemon, or one sync\n  plugipay-sync COMMAND [flags]            see COMMAND --help\n\nCommands:\n")
+	table := commandTable()
+	for _, name := range slices.Sorted(maps.Keys(table)) {
+		fmt.Fprintf(w, "  %-14s %s\n", name, table[name].Summary)
+	}
+}
