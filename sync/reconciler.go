@@ -61,6 +61,18 @@ type Reconciler struct {
 	opts  Options
 	log   *zap.Logger
 	m     *Metrics
+	// current is the run in progress, for Progress.
+	current atomic.Pointer[run]
+}
+
+// Progress returns the counts of the run in progress so far; ok is false
+// when no run is going. Safe to call from any goroutine.
+func (r *Reconciler) Progress() (c RunCounts, ok bool) {
+	ru := r.current.Load()
+	if ru == nil {
+		return RunCounts{}, false
+	}
+	return ru.counts.snapshot(), true
 }
 
 // New returns a Reconciler of src into dst, caching in store.
@@ -157,7 +169,9 @@ func (r *Reconciler) Run(ctx context.Context) (RunRecord, error) {
 		return RunRecord{}, fmt.Errorf("start run: %w", err)
 	}
 	ru := &run{Reconciler: r, id: id}
+	r.current.Store(ru)
 	runErr := ru.execute(ctx)
+	r.current.Store(nil)
 
 	rec := RunRecord{ID: id, StartedAt: start, FinishedAt: r.opts.Now(), Counts: ru.counts.snapshot()}
 	switch {
