@@ -9,7 +9,7 @@ LDFLAGS := -s -w -X main.Version=$(VERSION) -X main.Commit=$(COMMIT)
 STATIC_TAGS := osusergo,netgo,sqlite_omit_load_extension
 STATIC_OUT  ?= bin/static/plugipay-sync
 
-.PHONY: all build static demo test vet fmt bench clean
+.PHONY: all build static demo test test-long vet fmt bench clean
 
 all: build
 
@@ -30,6 +30,10 @@ demo: build
 ## test: vet, then every test with the race detector
 test: vet
 	$(GO) test -race -count=1 ./...
+
+## test-long: the tests that run minutes at Plugipay's real rate limits (SDK throughput, adaptation)
+test-long:
+	PLUGIPAY_LONG_TESTS=1 $(GO) test -count=1 -v -run 'TestLong' -timeout 20m ./...
 
 vet:
 	$(GO) vet ./...

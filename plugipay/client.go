@@ -40,7 +40,7 @@ const (
 	// DefaultReadBurst and DefaultWriteBurst are kept small so that a burst
 	// of queued requests does not trip the server's one-second window.
 	DefaultReadBurst  = 10
-	DefaultWriteBurst = 2
+	DefaultWriteBurst = 1
 )
 
 // Environment variables read by OptionsFromEnv.
@@ -242,6 +242,7 @@ type response struct {
 	env        *Envelope
 	retryAfter time.Duration // from Retry-After, 0 if absent
 	remaining  int           // X-RateLimit-Remaining, -1 if absent
+	reset      time.Time     // X-RateLimit-Reset, zero if absent
 }
 
 // do runs r with retries and returns the decoded envelope of the first
@@ -321,6 +322,11 @@ func (c *Client) attempt(ctx context.Context, r *request) (*response, *Error) {
 	if v := resp.Header.Get("X-RateLimit-Remaining"); v != "" {
 		if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil {
 			out.remaining = n
+		}
+	}
+	if v := resp.Header.Get("X-RateLimit-Reset"); v != "" {
+		if n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil && n > 0 {
+			out.reset = time.Unix(n, 0)
 		}
 	}
 	env, apiErr := decodeEnvelope(resp.StatusCode, data)

@@ -26,8 +26,9 @@ const recoverySteps = 32
 const decreaseCooldown = time.Second
 
 // adaptiveLimiter is a token bucket shared by every goroutine of a Client.
-// It starts at the configured rate; a 429, or a response saying
-// X-RateLimit-Remaining: 0, halves it (floor 1/s), and each success raises
+// It starts at the configured rate; a 429 halves it (floor 1/s), a
+// response saying X-RateLimit-Remaining: 0 holds further requests until
+// the window's X-RateLimit-Reset, and each success raises
 // it again by a fraction of the configured rate (additive increase,
 // multiplicative decrease), so a sync that shares a workspace with other
 // clients settles just under the server's window instead of hammering it.
@@ -39,7 +40,14 @@ type adaptiveLimiter struct {
 
 	mu           sync.Mutex // serialises read-modify-write of the limit
 	lastDecrease time.Time
+	// pauseUntil is the server's window reset after it said the window is
+	// used up (X-RateLimit-Remaining: 0): no request leaves before it.
+	pauseUntil time.Time
 }
+
+// maxPause bounds a pause taken from X-RateLimit-Reset, so a skewed or
+// bogus reset time cannot stall the client.
+const maxPause = 5 * time.Second
 
 // newAdaptiveLimiter returns a limiter for perSecond requests per second
 // with the given burst; a negative or infinite rate disables limiting.
@@ -63,6 +71,18 @@ func (a *adaptiveLimiter) wait(ctx context.Context) (time.Duration, error) {
 		return 0, ctx.Err()
 	}
 	start := time.Now()
+	a.mu.Lock()
+	pause := a.pauseUntil.Sub(a.now())
+	a.mu.Unlock()
+	if pause > 0 {
+		t := time.NewTimer(min(pause, maxPause))
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return time.Since(start), ctx.Err()
+		}
+	}
 	err := a.lim.Wait(ctx)
 	return time.Since(start), err
 }
@@ -81,10 +101,34 @@ func (a *adaptiveLimiter) observe(resp *response, err *Error) {
 		return // no response: says nothing about the server's window
 	}
 	switch {
-	case resp.status == 429 || resp.remaining == 0:
+	case resp.status == 429:
 		a.throttle()
-	case err == nil:
+	case resp.remaining == 0:
+		// The window is used up but we were not refused: we are at the
+		// ceiling, not above it. Hold the next request until the window
+		// resets instead of cutting the rate, so a backfill keeps the
+		// full 20 writes/s without ever seeing a 429.
+		a.pauseUntilReset(resp.reset)
+	}
+	if err == nil && resp.status != 429 {
 		a.recover()
+	}
+}
+
+// pauseUntilReset holds requests until reset (the server's
+// X-RateLimit-Reset); without a reset it waits one second, the window.
+func (a *adaptiveLimiter) pauseUntilReset(reset time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	now := a.now()
+	if reset.IsZero() || !reset.After(now) {
+		reset = now.Add(time.Second)
+	}
+	if reset.Sub(now) > maxPause {
+		reset = now.Add(maxPause)
+	}
+	if reset.After(a.pauseUntil) {
+		a.pauseUntil = reset
 	}
 }
 

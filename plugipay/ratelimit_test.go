@@ -40,10 +40,20 @@ func TestAdaptiveLimiter(t *testing.T) {
 		t.Errorf("limit rose above the configured rate: %v", got)
 	}
 	clock = clock.Add(decreaseCooldown)
-	a.observe(&response{status: 200, remaining: 0}, nil)
-	if got := a.limit(); got != 10 {
-		t.Errorf("after Remaining: 0: limit = %v, want 10", got)
+	// Remaining: 0 is the ceiling, not above it: the rate stays, and the
+	// next request waits for the window's reset.
+	a.observe(&response{status: 200, remaining: 0, reset: clock.Add(700 * time.Millisecond)}, nil)
+	if got := a.limit(); got != 20 {
+		t.Errorf("after Remaining: 0: limit = %v, want 20", got)
 	}
+	if got := a.pauseUntil.Sub(clock); got != 700*time.Millisecond {
+		t.Errorf("after Remaining: 0: pause %v, want until the reset (700ms)", got)
+	}
+	a.observe(&response{status: 200, remaining: 0, reset: clock.Add(time.Hour)}, nil)
+	if got := a.pauseUntil.Sub(clock); got != maxPause {
+		t.Errorf("a far reset pauses %v, want the cap %v", got, maxPause)
+	}
+	a.throttle()
 	a.observe(nil, &Error{Code: CodeNetwork}) // no response: no change
 	if got := a.limit(); got != 10 {
 		t.Errorf("after a network error: limit = %v, want 10", got)
@@ -82,8 +92,16 @@ func TestRateLimit_AdaptsThroughTransport(t *testing.T) {
 	if _, err := c.Customers.Get(ctx, "cus_1"); err != nil {
 		t.Fatal(err)
 	}
-	if r := c.readLimiter.limit(); r != 50 {
-		t.Errorf("after X-RateLimit-Remaining: 0: read = %v, want 50", r)
+	if r := c.readLimiter.limit(); r != 100 {
+		t.Errorf("after X-RateLimit-Remaining: 0: read = %v, want 100 (paused, not cut)", r)
+	}
+	// The next read waits for the window to reset (no Reset header: 1 s).
+	start := time.Now()
+	if _, err := c.Customers.Get(ctx, "cus_1"); err != nil {
+		t.Fatal(err)
+	}
+	if waited := time.Since(start); waited < 900*time.Millisecond {
+		t.Errorf("read after Remaining: 0 left after %v; want it held until the reset", waited)
 	}
 }
 
