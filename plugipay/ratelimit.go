@@ -71,20 +71,34 @@ func (a *adaptiveLimiter) wait(ctx context.Context) (time.Duration, error) {
 		return 0, ctx.Err()
 	}
 	start := time.Now()
+	if err := a.waitPause(ctx); err != nil {
+		return time.Since(start), err
+	}
+	if err := a.lim.Wait(ctx); err != nil {
+		return time.Since(start), err
+	}
+	// A token reserved before the server said the window was used up must
+	// not go out inside that window: honour a pause set while we waited.
+	err := a.waitPause(ctx)
+	return time.Since(start), err
+}
+
+// waitPause blocks until pauseUntil has passed (at most maxPause) or ctx ends.
+func (a *adaptiveLimiter) waitPause(ctx context.Context) error {
 	a.mu.Lock()
 	pause := a.pauseUntil.Sub(a.now())
 	a.mu.Unlock()
-	if pause > 0 {
-		t := time.NewTimer(min(pause, maxPause))
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return time.Since(start), ctx.Err()
-		}
+	if pause <= 0 {
+		return ctx.Err()
 	}
-	err := a.lim.Wait(ctx)
-	return time.Since(start), err
+	t := time.NewTimer(min(pause, maxPause))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // limit returns the current rate (for tests and debugging).
