@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/plugipay-sync/plugipay-sync/sync"
 )
@@ -74,4 +75,106 @@ func (db *DB) FailureCount(ctx context.Context) (total, terminal int64, err erro
 		return 0, 0, fmt.Errorf("state: count failures: %w", err)
 	}
 	return total, terminal, nil
+}
+
+// FailureFilter selects failures for ListFailures and ResetFailures. Its
+// conditions combine with AND; the zero value selects every failure.
+type FailureFilter struct {
+	// ExternalIDs, when not empty, selects those users only.
+	ExternalIDs []string
+	// Code, when set, selects failures whose last error code is Code.
+	Code string
+	// TerminalOnly selects failures rejected as invalid only.
+	TerminalOnly bool
+}
+
+// where renders f as a SQL condition and its arguments.
+func (f FailureFilter) where() (string, []any) {
+	conds := []string{"1 = 1"}
+	var args []any
+	if len(f.ExternalIDs) > 0 {
+		conds = append(conds, `external_id IN (`+strings.TrimSuffix(strings.Repeat("?,", len(f.ExternalIDs)), ",")+`)`)
+		for _, id := range f.ExternalIDs {
+			args = append(args, id)
+		}
+	}
+	if f.Code != "" {
+		conds = append(conds, `code = ?`)
+		args = append(args, f.Code)
+	}
+	if f.TerminalOnly {
+		conds = append(conds, `terminal = 1`)
+	}
+	return strings.Join(conds, " AND "), args
+}
+
+// maxFilterIDs bounds FailureFilter.ExternalIDs, under SQLite's limit of
+// 32,766 parameters per statement.
+const maxFilterIDs = 10000
+
+// ListFailures returns the failures f selects, in external id order, for
+// the `failures` and `retry --dry-run` commands.
+func (db *DB) ListFailures(ctx context.Context, f FailureFilter) ([]sync.Failure, error) {
+	if len(f.ExternalIDs) > maxFilterIDs {
+		return nil, fmt.Errorf("state: list failures: at most %d external ids at once (got %d)", maxFilterIDs, len(f.ExternalIDs))
+	}
+	where, args := f.where()
+	rows, err := db.db.QueryContext(ctx, `SELECT `+failureCols+` FROM failures WHERE `+where+` ORDER BY external_id`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("state: list failures: %w", err)
+	}
+	defer rows.Close()
+	var out []sync.Failure
+	for rows.Next() {
+		fl, err := scanFailure(rows)
+		if err != nil {
+			return nil, fmt.Errorf("state: list failures: %w", err)
+		}
+		out = append(out, fl)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("state: list failures: %w", err)
+	}
+	return out, nil
+}
+
+// ResetFailures makes the failures f selects eligible again at once: it
+// clears their terminal flag and their next attempt time, so the next run
+// sends them again instead of waiting out their backoff (or, for terminal
+// ones, a change of content). Attempts and the last error are kept for the
+// record until the user syncs. It returns the failures as they were before
+// the reset, in external id order.
+func (db *DB) ResetFailures(ctx context.Context, f FailureFilter) ([]sync.Failure, error) {
+	if len(f.ExternalIDs) > maxFilterIDs {
+		return nil, fmt.Errorf("state: reset failures: at most %d external ids at once (got %d)", maxFilterIDs, len(f.ExternalIDs))
+	}
+	where, args := f.where()
+	var out []sync.Failure
+	err := db.update(ctx, func(tx *Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT `+failureCols+` FROM failures WHERE `+where+` ORDER BY external_id`, args...)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			fl, err := scanFailure(rows)
+			if err != nil {
+				rows.Close()
+				return err
+			}
+			out = append(out, fl)
+		}
+		if err := rows.Close(); err != nil {
+			return err
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE failures SET terminal = 0, next_attempt_at = 0, updated_at = ? WHERE `+where,
+			append([]any{encodeTime(tx.now)}, args...)...)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("state: reset failures: %w", err)
+	}
+	return out, nil
 }

@@ -43,28 +43,9 @@ func writeField(h hash.Hash, s string) {
 	h.Write([]byte(s))
 }
 
-// sameContent reports whether the destination's customer already holds the
-// record's values for every synced field.
-func sameContent(c Customer, r Record) bool {
-	return c.ExternalID == r.ExternalID && c.Email == r.Email && c.Name == r.Name &&
-		c.Phone == r.Phone && c.TaxID == r.TaxID && maps.Equal(nonNil(c.Metadata), nonNil(r.Metadata))
-}
-
 func nonNil(m map[string]string) map[string]string {
 	if m == nil {
 		return map[string]string{}
 	}
 	return m
-}
-
-// toCustomer is the customer a record should become.
-func toCustomer(r Record) Customer {
-	return Customer{
-		ExternalID: r.ExternalID,
-		Email:      r.Email,
-		Name:       r.Name,
-		Phone:      r.Phone,
-		TaxID:      r.TaxID,
-		Metadata:   r.Metadata,
-	}
 }

@@ -13,6 +13,7 @@ const (
 	ActionRecovered = "recovered"
 	ActionRejected  = "rejected"
 	ActionFailed    = "failed"
+	ActionArchived  = "archived"
 )
 
 // Metrics are the reconciler's Prometheus metrics. Labels are bounded sets
@@ -68,7 +69,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Time spent waiting on the CRM source.",
 		}),
 	}
-	for _, a := range []string{ActionCreated, ActionUpdated, ActionUnchanged, ActionRecovered, ActionRejected, ActionFailed} {
+	for _, a := range []string{ActionCreated, ActionUpdated, ActionUnchanged, ActionRecovered, ActionRejected, ActionFailed, ActionArchived} {
 		m.records[a] = records.WithLabelValues(a)
 	}
 	for _, o := range []string{OutcomeSuccess, OutcomePartial, OutcomeFailed, OutcomeCanceled} {

@@ -50,17 +50,29 @@ type Options struct {
 	Now func() time.Time
 	// NewIdempotencyKey mints the key of a new intended write.
 	NewIdempotencyKey func() string
+	// Managed is the set of fields the sync owns; nil owns every field and
+	// every metadata key.
+	Managed *Managed
+	// Deletion is the policy for users gone from the source:
+	// DeletionIgnore (the default) or DeletionArchive.
+	Deletion string
+	// MaxArchiveRatio is the largest share of known customers one run may
+	// archive; 0 means DefaultMaxArchiveRatio.
+	MaxArchiveRatio float64
+	// AllowMassArchive lifts MaxArchiveRatio.
+	AllowMassArchive bool
 }
 
 // Reconciler makes the destination match the source, using the store to
 // skip what has not changed since it was last confirmed.
 type Reconciler struct {
-	src   Source
-	dst   Destination
-	store Store
-	opts  Options
-	log   *zap.Logger
-	m     *Metrics
+	src    Source
+	dst    Destination
+	store  Store
+	opts   Options
+	fields fields
+	log    *zap.Logger
+	m      *Metrics
 	// current is the run in progress, for Progress.
 	current atomic.Pointer[run]
 }
@@ -107,7 +119,18 @@ func New(src Source, dst Destination, store Store, opts Options) *Reconciler {
 	if opts.NewIdempotencyKey == nil {
 		opts.NewIdempotencyKey = NewIdempotencyKey
 	}
-	return &Reconciler{src: src, dst: dst, store: store, opts: opts, log: opts.Logger, m: opts.Metrics}
+	if opts.Deletion == "" {
+		opts.Deletion = DeletionIgnore
+	}
+	if opts.MaxArchiveRatio <= 0 {
+		opts.MaxArchiveRatio = DefaultMaxArchiveRatio
+	}
+	f := newFields(opts.Managed)
+	if opts.Deletion == DeletionArchive {
+		f = f.withKey(ArchivedKey) // archived is the sync's key: removed when a user returns
+	}
+	return &Reconciler{src: src, dst: dst, store: store, opts: opts, fields: f,
+		log: opts.Logger, m: opts.Metrics}
 }
 
 // NewIdempotencyKey returns a random key "idem_" + 32 hex digits. Keys are
@@ -123,14 +146,14 @@ func NewIdempotencyKey() string {
 
 // counts is RunCounts updated from several workers.
 type counts struct {
-	read, created, updated, unchanged, recovered, rejected, failed atomic.Int64
+	read, created, updated, unchanged, recovered, rejected, failed, archived atomic.Int64
 }
 
 func (c *counts) snapshot() RunCounts {
 	return RunCounts{
 		Read: c.read.Load(), Created: c.created.Load(), Updated: c.updated.Load(),
 		Unchanged: c.unchanged.Load(), Recovered: c.recovered.Load(),
-		Rejected: c.rejected.Load(), Failed: c.failed.Load(),
+		Rejected: c.rejected.Load(), Failed: c.failed.Load(), Archived: c.archived.Load(),
 	}
 }
 
@@ -142,6 +165,8 @@ type run struct {
 	// abort stops the run on a fatal destination error (auth, scope).
 	abort    context.CancelCauseFunc
 	fatalErr atomic.Pointer[error]
+	// seen are external ids read since the last flushSeen (archive policy).
+	seen []string
 }
 
 // job is one record that needs API calls.
@@ -152,6 +177,9 @@ type job struct {
 	// failures is how many times in a row this record failed before.
 	failures int
 }
+
+// want is the record the destination should hold.
+func (j job) want() Record { return j.rec }
 
 // Run performs one reconcile pass over the whole source and records it in
 // the store. It returns the run's record and, when the run could not finish
@@ -171,6 +199,15 @@ func (r *Reconciler) Run(ctx context.Context) (RunRecord, error) {
 	ru := &run{Reconciler: r, id: id}
 	r.current.Store(ru)
 	runErr := ru.execute(ctx)
+	if runErr == nil && r.archiving() {
+		// Only a complete run has seen every user.
+		runErr = ru.archiveGone(ctx)
+	}
+	if r.archiving() {
+		if err := r.store.ForgetSeen(context.WithoutCancel(ctx), id); err != nil {
+			r.log.Warn("forget seen users", zap.Int64("run_id", id), zap.Error(err))
+		}
+	}
 	r.current.Store(nil)
 
 	rec := RunRecord{ID: id, StartedAt: start, FinishedAt: r.opts.Now(), Counts: ru.counts.snapshot()}
@@ -201,6 +238,7 @@ func (r *Reconciler) observe(rec RunRecord) {
 	for action, n := range map[string]int64{
 		ActionCreated: c.Created, ActionUpdated: c.Updated, ActionUnchanged: c.Unchanged,
 		ActionRecovered: c.Recovered, ActionRejected: c.Rejected, ActionFailed: c.Failed,
+		ActionArchived: c.Archived,
 	} {
 		r.m.records[action].Add(float64(n))
 	}
@@ -221,6 +259,7 @@ func (r *Reconciler) observe(rec RunRecord) {
 		zap.Int64("recovered", c.Recovered),
 		zap.Int64("rejected", c.Rejected),
 		zap.Int64("failed", c.Failed),
+		zap.Int64("archived", c.Archived),
 		zap.String("error", rec.Error),
 	)
 }
@@ -246,6 +285,9 @@ func (ru *run) execute(parent context.Context) error {
 	})
 	defer stopGrace()
 	ru.abort = func(err error) { abort(err); workAbort(err) }
+	if err := ru.prepare(ctx); err != nil {
+		return err
+	}
 
 	jobs := make(chan job, ru.opts.Concurrency)
 	var wg stdsync.WaitGroup
@@ -288,6 +330,9 @@ func (ru *run) dispatch(ctx context.Context, jobs chan<- job) error {
 				return fmt.Errorf("read source: %w", err)
 			}
 			ru.reject(re)
+			if re.ExternalID != "" {
+				ru.noteSeen(re.ExternalID) // a bad row is not a deleted user
+			}
 			readStart = time.Now()
 			continue
 		}
@@ -304,9 +349,11 @@ func (ru *run) dispatch(ctx context.Context, jobs chan<- job) error {
 		return context.Cause(ctx)
 	}
 	if len(batch) > 0 {
-		return ru.classify(ctx, batch, jobs)
+		if err := ru.classify(ctx, batch, jobs); err != nil {
+			return err
+		}
 	}
-	return nil
+	return ru.flushSeen(ctx)
 }
 
 // reject counts and logs a bad source record.
@@ -336,6 +383,10 @@ func (ru *run) classify(ctx context.Context, batch []Record, jobs chan<- job) er
 		}
 		seen[rec.ExternalID] = i
 	}
+	ru.noteSeen(ids...)
+	if err := ru.flushSeen(ctx); err != nil {
+		return err
+	}
 	mappings, err := ru.store.Mappings(ctx, ids)
 	if err != nil {
 		return fmt.Errorf("look up mappings: %w", err)
@@ -354,7 +405,7 @@ func (ru *run) classify(ctx context.Context, batch []Record, jobs chan<- job) er
 				Reason: "duplicate externalId in the source; neither row is synced until it is fixed"})
 			continue
 		}
-		h := ContentHash(rec)
+		h := ru.fields.hash(rec)
 		m, known := mappings[rec.ExternalID]
 		if known && m.Hash == h {
 			ru.counts.unchanged.Add(1)

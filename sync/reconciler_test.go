@@ -7,6 +7,7 @@ import (
 	"iter"
 	"maps"
 	"path/filepath"
+	"slices"
 	stdsync "sync"
 	"testing"
 	"time"
@@ -55,15 +56,20 @@ func users(n int) *sliceSource {
 // the reconciler: unique external ids, idempotent replays by key, 404 for
 // unknown ids. Hooks inject failures per call.
 type fakeDest struct {
-	mu        stdsync.Mutex
-	byID      map[string]sync.Customer
-	replays   map[string]sync.Customer
-	next      int
-	creates   int
-	updates   int
-	finds     int
-	beforeOp  func(op, externalID string) error // before executing
-	afterExec func(op, externalID string) error // after executing: the response is lost
+	mu      stdsync.Mutex
+	byID    map[string]sync.Customer
+	replays map[string]sync.Customer
+	next    int
+	creates int
+	updates int
+	finds   int
+	gets    int
+	lists   int
+	// ignoreExternalIDFilter makes FindByExternalID find nothing, like an
+	// older API.
+	ignoreExternalIDFilter bool
+	beforeOp               func(op, externalID string) error // before executing
+	afterExec              func(op, externalID string) error // after executing: the response is lost
 }
 
 func newFakeDest() *fakeDest {
@@ -103,24 +109,46 @@ func (d *fakeDest) CreateCustomer(_ context.Context, c sync.Customer, key string
 	return c, nil
 }
 
-func (d *fakeDest) UpdateCustomer(_ context.Context, id string, c sync.Customer, key string) (sync.Customer, error) {
+func (d *fakeDest) UpdateCustomer(_ context.Context, id string, p sync.Patch, key string) (sync.Customer, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.updates++
 	if r, ok := d.replays[key]; ok {
 		return r, nil
 	}
-	if err := d.hook(d.beforeOp, "update", c.ExternalID); err != nil {
+	old, ok := d.byID[id]
+	if err := d.hook(d.beforeOp, "update", old.ExternalID); err != nil {
 		return sync.Customer{}, err
 	}
-	old, ok := d.byID[id]
 	if !ok {
 		return sync.Customer{}, &sync.APIError{Kind: sync.ErrNotFound, Status: 404, Code: "not_found"}
 	}
-	c.ID, c.ExternalID = id, old.ExternalID
-	c.Metadata = maps.Clone(c.Metadata)
+	c := old
+	for _, f := range []struct {
+		v   *string
+		dst *string
+	}{{p.Email, &c.Email}, {p.Name, &c.Name}, {p.Phone, &c.Phone}, {p.TaxID, &c.TaxID}} {
+		if f.v != nil {
+			*f.dst = *f.v
+		}
+	}
+	if p.SetMetadata {
+		c.Metadata = maps.Clone(p.Metadata)
+	}
 	d.byID[id] = c
 	d.replays[key] = c
+	return c, nil
+}
+
+func (d *fakeDest) GetCustomer(_ context.Context, id string) (sync.Customer, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.gets++
+	c, ok := d.byID[id]
+	if !ok {
+		return sync.Customer{}, &sync.APIError{Kind: sync.ErrNotFound, Status: 404, Code: "not_found"}
+	}
+	c.Metadata = maps.Clone(c.Metadata)
 	return c, nil
 }
 
@@ -128,12 +156,43 @@ func (d *fakeDest) FindByExternalID(_ context.Context, externalID string) (sync.
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.finds++
-	for _, c := range d.byID {
-		if c.ExternalID == externalID {
-			return c, nil
+	if !d.ignoreExternalIDFilter {
+		for _, c := range d.byID {
+			if c.ExternalID == externalID {
+				return c, nil
+			}
 		}
 	}
 	return sync.Customer{}, &sync.APIError{Kind: sync.ErrNotFound, Code: "not_found"}
+}
+
+func (d *fakeDest) FindByEmail(_ context.Context, email string) iter.Seq2[sync.Customer, error] {
+	return d.snapshot(func(c sync.Customer) bool { return c.Email == email })
+}
+
+func (d *fakeDest) ListCustomers(context.Context) iter.Seq2[sync.Customer, error] {
+	d.mu.Lock()
+	d.lists++
+	d.mu.Unlock()
+	return d.snapshot(func(sync.Customer) bool { return true })
+}
+
+func (d *fakeDest) snapshot(keep func(sync.Customer) bool) iter.Seq2[sync.Customer, error] {
+	d.mu.Lock()
+	var cs []sync.Customer
+	for _, id := range slices.Sorted(maps.Keys(d.byID)) {
+		if c := d.byID[id]; keep(c) {
+			cs = append(cs, c)
+		}
+	}
+	d.mu.Unlock()
+	return func(yield func(sync.Customer, error) bool) {
+		for _, c := range cs {
+			if !yield(c, nil) {
+				return
+			}
+		}
+	}
 }
 
 func (d *fakeDest) calls() (creates, updates, finds int) {
@@ -145,7 +204,7 @@ func (d *fakeDest) calls() (creates, updates, finds int) {
 func (d *fakeDest) resetCalls() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.creates, d.updates, d.finds = 0, 0, 0
+	d.creates, d.updates, d.finds, d.gets, d.lists = 0, 0, 0, 0, 0
 }
 
 func (d *fakeDest) count(externalID string) int {
@@ -250,12 +309,13 @@ func TestRun_ChangedRecordIsOnePatch(t *testing.T) {
 	}
 }
 
-func TestRun_LostStateRecoversWithoutDuplicates(t *testing.T) {
+// A fresh state DB is rebuilt from the customer list before anything is
+// written: unchanged users cost nothing, a changed one one update.
+func TestRun_LostStateRebuildsFromList(t *testing.T) {
 	h := newHarness(t)
 	src := users(15)
 	h.mustRun(src, sync.RunCounts{Read: 15, Created: 15})
 
-	// A fresh state DB: every create conflicts and is recovered.
 	h.store.Close()
 	h.path = filepath.Join(t.TempDir(), "fresh.db")
 	h.open()
@@ -263,9 +323,9 @@ func TestRun_LostStateRecoversWithoutDuplicates(t *testing.T) {
 	r.Phone = "+6281234567890" // one also changed meanwhile
 	src.items[0] = r
 	h.dst.resetCalls()
-	h.mustRun(src, sync.RunCounts{Read: 15, Recovered: 15})
-	if _, u, f := h.dst.calls(); u != 1 || f != 15 {
-		t.Errorf("calls: %d updates, %d finds; want 1 update (the changed one), 15 finds", u, f)
+	h.mustRun(src, sync.RunCounts{Read: 15, Updated: 1, Unchanged: 14})
+	if c, u, f := h.dst.calls(); c != 0 || u != 1 || f != 0 || h.dst.lists != 1 {
+		t.Errorf("calls: %d creates, %d updates, %d finds, %d list walks; want 0, 1, 0, 1", c, u, f, h.dst.lists)
 	}
 	for i := range 15 {
 		if n := h.dst.count(fmt.Sprintf("usr_%04d", i)); n != 1 {
@@ -274,6 +334,71 @@ func TestRun_LostStateRecoversWithoutDuplicates(t *testing.T) {
 	}
 	h.dst.resetCalls()
 	h.mustRun(src, sync.RunCounts{Read: 15, Unchanged: 15})
+	if h.dst.lists != 0 {
+		t.Errorf("a warm run walked the list")
+	}
+}
+
+// addForeign creates a customer behind the sync's back, as another tool would.
+func (d *fakeDest) addForeign(c sync.Customer) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.next++
+	c.ID = fmt.Sprintf("cus_%06d", d.next)
+	d.byID[c.ID] = c
+}
+
+func TestRun_ConflictRecoveryChain(t *testing.T) {
+	for _, legacy := range []bool{false, true} {
+		t.Run(fmt.Sprintf("legacy=%t", legacy), func(t *testing.T) {
+			h := newHarness(t)
+			src := users(3)
+			h.mustRun(src, sync.RunCounts{Read: 3, Created: 3})
+			h.dst.ignoreExternalIDFilter = legacy
+			// usr_0100 exists already; a decoy shares the email of usr_0101
+			// but not its external id; usr_0101 exists with an old email.
+			h.dst.addForeign(sync.Customer{ExternalID: "usr_0100", Email: "u100@example.com", Name: "Hundred"})
+			h.dst.addForeign(sync.Customer{ExternalID: "decoy", Email: "u101@example.com"})
+			h.dst.addForeign(sync.Customer{ExternalID: "usr_0101", Email: "old101@example.com", Name: "Hundred One"})
+			src.items = append(src.items,
+				sync.Record{ExternalID: "usr_0100", Email: "u100@example.com", Name: "Hundred"},
+				sync.Record{ExternalID: "usr_0101", Email: "u101@example.com", Name: "Hundred One"})
+			want := sync.RunCounts{Read: 5, Unchanged: 3, Recovered: 2}
+			if legacy {
+				// usr_0101 cannot be found by email (it changed): never
+				// adopted by the decoy's email, left for the list walk.
+				want = sync.RunCounts{Read: 5, Unchanged: 3, Recovered: 1, Failed: 1}
+			}
+			h.mustRun(src, want)
+			if legacy {
+				f, _ := h.store.Failures(context.Background(), []string{"usr_0101"})
+				if f["usr_0101"].Code != sync.CodeConflictUnresolved {
+					t.Fatalf("failure = %+v, want %s", f["usr_0101"], sync.CodeConflictUnresolved)
+				}
+				// The next run walks the list, finds it and updates its email.
+				h.dst.resetCalls()
+				h.mustRun(src, sync.RunCounts{Read: 5, Unchanged: 4, Updated: 1})
+				if h.dst.lists != 1 {
+					t.Errorf("%d list walks, want 1", h.dst.lists)
+				}
+				if n, _ := h.store.CountFailuresByCode(context.Background(), sync.CodeConflictUnresolved); n != 0 {
+					t.Errorf("%d unresolved conflicts left", n)
+				}
+			}
+			for _, id := range []string{"usr_0100", "usr_0101", "decoy"} {
+				if n := h.dst.count(id); n != 1 {
+					t.Errorf("%s exists %d times", id, n)
+				}
+			}
+			h.dst.mu.Lock()
+			for _, c := range h.dst.byID {
+				if c.ExternalID == "decoy" && c.Name != "" {
+					t.Errorf("the decoy was adopted: %+v", c)
+				}
+			}
+			h.dst.mu.Unlock()
+		})
+	}
 }
 
 func TestRun_RejectedRecords(t *testing.T) {
@@ -364,12 +489,12 @@ func TestRun_LostResponseReplaysSameKey(t *testing.T) {
 	src := users(4)
 	lose := true
 	h.dst.afterExec = func(op, id string) error {
-		if lose {
+		if lose && id != "usr_0003" { // one confirmed: not a cold start
 			return &sync.APIError{Code: "timeout", Message: "response lost"}
 		}
 		return nil
 	}
-	h.mustRun(src, sync.RunCounts{Read: 4, Failed: 4})
+	h.mustRun(src, sync.RunCounts{Read: 4, Created: 1, Failed: 3})
 	pending, err := h.store.PendingWrites(context.Background(), []string{"usr_0000"})
 	if err != nil || pending["usr_0000"].IdempotencyKey == "" {
 		t.Fatalf("no pending write recorded: %v %+v", err, pending)
@@ -377,7 +502,7 @@ func TestRun_LostResponseReplaysSameKey(t *testing.T) {
 	lose = false
 	h.clk.Add(time.Hour)
 	h.dst.resetCalls()
-	h.mustRun(src, sync.RunCounts{Read: 4, Created: 4})
+	h.mustRun(src, sync.RunCounts{Read: 4, Created: 3, Unchanged: 1})
 	if _, _, f := h.dst.calls(); f != 0 {
 		t.Errorf("replay went through conflict recovery (%d finds)", f)
 	}
@@ -523,5 +648,38 @@ func TestContentHash(t *testing.T) {
 	empty2.Metadata = map[string]string{}
 	if sync.ContentHash(empty) != sync.ContentHash(empty2) {
 		t.Error("nil and empty metadata hash differently")
+	}
+}
+
+// Archiving needs a complete run: a run whose source failed part way has
+// not seen everyone, and archives nothing.
+func TestRun_ArchiveOnlyAfterCompleteRun(t *testing.T) {
+	h := newHarness(t)
+	opts := sync.Options{Concurrency: 2, BatchSize: 7, Now: h.clk.Now, Deletion: sync.DeletionArchive, MaxArchiveRatio: 1}
+	if _, err := sync.New(users(20), h.dst, h.store, opts).Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	broken := users(10)
+	broken.items = append(broken.items, errors.New("export cut short"))
+	rec, err := sync.New(broken, h.dst, h.store, opts).Run(context.Background())
+	if err == nil || rec.Counts.Archived != 0 {
+		t.Fatalf("failed run: err %v, archived %d; want an error and nothing archived", err, rec.Counts.Archived)
+	}
+	h.dst.resetCalls()
+	rec, err = sync.New(users(10), h.dst, h.store, opts).Run(context.Background())
+	if err != nil || rec.Counts.Archived != 10 {
+		t.Fatalf("complete run: err %v, archived %d; want 10", err, rec.Counts.Archived)
+	}
+	if _, u, _ := h.dst.calls(); u != 10 {
+		t.Errorf("%d updates, want 10", u)
+	}
+	h.dst.mu.Lock()
+	defer h.dst.mu.Unlock()
+	for _, c := range h.dst.byID {
+		var n int
+		fmt.Sscanf(c.ExternalID, "usr_%04d", &n)
+		if archived := c.Metadata[sync.ArchivedKey] == "true"; archived != (n >= 10) || c.Metadata["plan"] != "pro" {
+			t.Errorf("%s metadata %v", c.ExternalID, c.Metadata)
+		}
 	}
 }

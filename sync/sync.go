@@ -121,18 +121,45 @@ func (e *APIError) Unwrap() []error {
 	return errs
 }
 
+// Patch is a partial update of a customer: only the fields that are set
+// are sent, so fields the sync does not manage are never touched.
+type Patch struct {
+	Email, Name, Phone, TaxID *string
+	// Metadata, when SetMetadata is true, replaces the customer's whole
+	// metadata map (empty or nil clears it). The reconciler merges the keys
+	// it owns into the customer's current map before sending it.
+	Metadata    map[string]string
+	SetMetadata bool
+}
+
+// Empty reports whether p changes nothing.
+func (p Patch) Empty() bool {
+	return p.Email == nil && p.Name == nil && p.Phone == nil && p.TaxID == nil && !p.SetMetadata
+}
+
 // Destination is the payments API customers are synced into.
 type Destination interface {
 	// CreateCustomer creates c. idempotencyKey is stable for one intended
 	// write, so a repeat after a crash or timeout replays instead of
 	// creating twice.
 	CreateCustomer(ctx context.Context, c Customer, idempotencyKey string) (Customer, error)
-	// UpdateCustomer sets every managed field of customer id to c's
-	// values (empty clears a field, nil Metadata clears metadata).
-	UpdateCustomer(ctx context.Context, id string, c Customer, idempotencyKey string) (Customer, error)
+	// UpdateCustomer applies p to customer id, leaving every field p does
+	// not set alone.
+	UpdateCustomer(ctx context.Context, id string, p Patch, idempotencyKey string) (Customer, error)
+	// GetCustomer returns customer id, or an error wrapping ErrNotFound.
+	GetCustomer(ctx context.Context, id string) (Customer, error)
 	// FindByExternalID returns the customer whose external id is exactly
-	// externalID, or an error wrapping ErrNotFound.
+	// externalID, or an error wrapping ErrNotFound. When the destination
+	// cannot filter by external id cheaply it answers ErrNotFound rather
+	// than walking every customer; the reconciler then tries FindByEmail.
 	FindByExternalID(ctx context.Context, externalID string) (Customer, error)
+	// FindByEmail yields the customers whose email is exactly email. The
+	// reconciler never adopts one on its email alone: it matches the
+	// external id.
+	FindByEmail(ctx context.Context, email string) iter.Seq2[Customer, error]
+	// ListCustomers yields every customer, paging lazily. An error is
+	// yielded once and ends the walk.
+	ListCustomers(ctx context.Context) iter.Seq2[Customer, error]
 }
 
 // Mapping is the cache entry that ties a CRM user to its customer.
@@ -184,6 +211,7 @@ type RunCounts struct {
 	Recovered int64 // creates that hit a conflict and were matched to the existing customer
 	Rejected  int64 // bad source records and records the destination refused as invalid
 	Failed    int64 // transient failures, retried next run
+	Archived  int64 // customers archived because their user left the source
 }
 
 // Run outcomes.
@@ -210,6 +238,14 @@ type RunRecord struct {
 type Store interface {
 	// Mappings returns the mappings of those externalIDs that have one.
 	Mappings(ctx context.Context, externalIDs []string) (map[string]Mapping, error)
+	// MappingCount returns the number of cached mappings; 0 means a cold
+	// start, and the run rebuilds the cache from the destination first.
+	MappingCount(ctx context.Context) (int64, error)
+	// AllMappings streams every mapping (a dry run's archive plan).
+	AllMappings(ctx context.Context) iter.Seq2[Mapping, error]
+	// PutMappings inserts or replaces ms in one transaction, leaving
+	// pending writes and failures alone (the cache rebuild).
+	PutMappings(ctx context.Context, ms []Mapping) error
 	// PutMapping inserts or replaces m and, in the same transaction,
 	// deletes the user's pending write and failure: the write is confirmed.
 	PutMapping(ctx context.Context, m Mapping) error
@@ -231,6 +267,20 @@ type Store interface {
 	RecordFailure(ctx context.Context, f Failure) (Failure, error)
 	// Failures returns the failures of those externalIDs.
 	Failures(ctx context.Context, externalIDs []string) (map[string]Failure, error)
+	// CountFailuresByCode returns how many failures carry code.
+	CountFailuresByCode(ctx context.Context, code string) (int64, error)
+	// DeleteMappedFailures deletes the failures with code whose user has a
+	// mapping now, returning how many.
+	DeleteMappedFailures(ctx context.Context, code string) (int64, error)
+
+	// MarkSeen records that run runID read externalIDs from the source
+	// (only with the archive deletion policy).
+	MarkSeen(ctx context.Context, runID int64, externalIDs []string) error
+	// UnseenMappings returns the mappings run runID did not see, except
+	// those whose hash is exceptHash.
+	UnseenMappings(ctx context.Context, runID int64, exceptHash string) ([]Mapping, error)
+	// ForgetSeen deletes what runs up to runID saw.
+	ForgetSeen(ctx context.Context, runID int64) error
 
 	// StartRun records the start of a run and returns its id.
 	StartRun(ctx context.Context, startedAt time.Time) (int64, error)

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 
 	"github.com/plugipay-sync/plugipay-sync/plugipay"
 	"github.com/plugipay-sync/plugipay-sync/sync"
@@ -44,20 +45,22 @@ func (p *Plugipay) CreateCustomer(ctx context.Context, c sync.Customer, idempote
 	return fromPlugipay(got), nil
 }
 
-// UpdateCustomer sets every managed field of customer id: an empty value
-// clears the field and empty metadata clears the map (the API replaces the
-// whole map, so the complete desired map is always sent).
-func (p *Plugipay) UpdateCustomer(ctx context.Context, id string, c sync.Customer, idempotencyKey string) (sync.Customer, error) {
+// UpdateCustomer sends the fields p sets and nothing else, so fields the
+// sync does not manage keep whatever another tool put there. Metadata, when
+// set, replaces the whole map (the caller merges); an empty map clears it.
+func (p *Plugipay) UpdateCustomer(ctx context.Context, id string, patch sync.Patch, idempotencyKey string) (sync.Customer, error) {
 	params := plugipay.CustomerParams{
-		Email: plugipay.String(c.Email),
-		Name:  plugipay.String(c.Name),
-		Phone: plugipay.String(c.Phone),
-		TaxID: plugipay.String(c.TaxID),
+		Email: patch.Email,
+		Name:  patch.Name,
+		Phone: patch.Phone,
+		TaxID: patch.TaxID,
 	}
-	if len(c.Metadata) > 0 {
-		params.Metadata = c.Metadata
-	} else {
-		params.ClearMetadata = true
+	if patch.SetMetadata {
+		if len(patch.Metadata) > 0 {
+			params.Metadata = patch.Metadata
+		} else {
+			params.ClearMetadata = true
+		}
 	}
 	got, err := p.customers.Update(ctx, id, params, idempotencyKey)
 	if err != nil {
@@ -66,20 +69,62 @@ func (p *Plugipay) UpdateCustomer(ctx context.Context, id string, c sync.Custome
 	return fromPlugipay(got), nil
 }
 
+// GetCustomer fetches customer id.
+func (p *Plugipay) GetCustomer(ctx context.Context, id string) (sync.Customer, error) {
+	got, err := p.customers.Get(ctx, id)
+	if err != nil {
+		return sync.Customer{}, mapError(err)
+	}
+	return fromPlugipay(got), nil
+}
+
 // FindByExternalID looks the customer up with the list endpoint's
-// externalId filter. The SDK drops every returned customer whose
-// externalId differs (older servers ignore the filter), so a match is exact.
+// externalId filter, one page of 100. The SDK drops every returned customer
+// whose externalId differs, so a match is exact. An external id is unique,
+// so a filtered list never has a second page: one that does means the
+// server ignores the filter (an older API). Rather than walk every customer
+// this answers not found, and the reconciler goes on to FindByEmail.
 func (p *Plugipay) FindByExternalID(ctx context.Context, externalID string) (sync.Customer, error) {
-	for c, err := range p.customers.ListAll(ctx, plugipay.ListParams{ExternalID: externalID, Limit: 100}) {
-		if err != nil {
-			return sync.Customer{}, fmt.Errorf("find customer by externalId: %w", mapError(err))
-		}
+	page, err := p.customers.List(ctx, plugipay.ListParams{ExternalID: externalID, Limit: 100})
+	if err != nil {
+		return sync.Customer{}, fmt.Errorf("find customer by externalId: %w", mapError(err))
+	}
+	for _, c := range page.Data {
 		if c.ExternalID == externalID {
-			return fromPlugipay(c), nil
+			return fromPlugipay(&c), nil
 		}
 	}
+	msg := "no customer has this externalId"
+	if page.HasMore {
+		msg = "the server ignores the externalId filter; not found on its first page"
+	}
 	return sync.Customer{}, &sync.APIError{Kind: sync.ErrNotFound, Code: plugipay.CodeNotFound,
-		Message: "no customer has this externalId"}
+		Message: msg, RequestID: page.RequestID}
+}
+
+// FindByEmail yields the customers whose email is exactly email, paging
+// the list endpoint's email filter 100 at a time.
+func (p *Plugipay) FindByEmail(ctx context.Context, email string) iter.Seq2[sync.Customer, error] {
+	return p.list(ctx, plugipay.ListParams{Email: email, Limit: 100})
+}
+
+// ListCustomers yields every customer, 100 per request.
+func (p *Plugipay) ListCustomers(ctx context.Context) iter.Seq2[sync.Customer, error] {
+	return p.list(ctx, plugipay.ListParams{Limit: 100})
+}
+
+func (p *Plugipay) list(ctx context.Context, params plugipay.ListParams) iter.Seq2[sync.Customer, error] {
+	return func(yield func(sync.Customer, error) bool) {
+		for c, err := range p.customers.ListAll(ctx, params) {
+			if err != nil {
+				yield(sync.Customer{}, mapError(err))
+				return
+			}
+			if !yield(fromPlugipay(c), nil) {
+				return
+			}
+		}
+	}
 }
 
 func fromPlugipay(c *plugipay.Customer) sync.Customer {
