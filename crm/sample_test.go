@@ -48,8 +48,8 @@ func TestCSV_Sample(t *testing.T) {
 		t.Errorf("good records = %d, want 1195", good)
 	}
 	want := []string{
-		`line 138 (externalId "usr_000137"): invalid email "budi.santoso.gmail.com": missing '@' or angle-addr`,
-		`line 403 (externalId "usr_000402"): invalid email "dewi lestari@yahoo.co.id": no angle-addr`,
+		`line 138 (externalId "usr_000137"): invalid email: missing '@' or angle-addr`,
+		`line 403 (externalId "usr_000402"): invalid email: no angle-addr`,
 		`line 656: missing externalId (column "id" is empty)`,
 		`line 872: missing externalId (column "id" is empty)`,
 		`line 1099 (externalId "usr_001098"): name (column "full_name") is 300 characters, Plugipay allows at most 255`,

@@ -6,7 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,25 +34,43 @@ type Main struct {
 	LogLevel    string
 	LogFormat   string
 	HealthCheck string
+	// LogPII logs emails and phone numbers unmasked (for debugging).
+	LogPII bool
+	// AllowMassArchive lifts sync.max_archive_ratio for this run.
+	AllowMassArchive bool
+	// DryRun (with Once) prints the plan and writes nothing; Output is its
+	// format, table or json.
+	DryRun bool
+	Output string
+	// planDir holds the throwaway state DB of a dry run without one.
+	planDir string
 
 	// LookupEnv resolves ${VAR} references; os.LookupEnv by default.
 	LookupEnv func(string) (string, bool)
 	// Ready, if set, is called with the metrics listener's address once
 	// the daemon is serving (tests use it with listen ":0").
 	Ready func(addr string)
+	// ProgressInterval is how often a --once run off a terminal logs its
+	// progress; 0 means DefaultProgressInterval.
+	ProgressInterval time.Duration
 
 	stdout, stderr io.Writer
+	// term is the progress line when stdout is a terminal, else nil.
+	term *termLine
 
 	cfg   Config
 	log   *zap.Logger
 	reg   *prometheus.Registry
 	store *state.DB
 	rec   *sync.Reconciler
+	gauge *storeGauges
 }
 
 // NewMain returns a Main writing its summary to stdout and logs to stderr.
 func NewMain(stdout, stderr io.Writer) *Main {
-	return &Main{LookupEnv: os.LookupEnv, stdout: stdout, stderr: stderr}
+	m := &Main{LookupEnv: os.LookupEnv, stdout: stdout, stderr: stderr}
+	m.attachTerminal()
+	return m
 }
 
 // ParseFlags reads the command line.
@@ -59,6 +79,9 @@ func (m *Main) ParseFlags(args []string) error {
 	m.commonFlags(fs)
 	fs.BoolVar(&m.Once, "once", false, "run one sync and exit (exit 0 all synced, 2 some records rejected or failed, 1 could not run)")
 	fs.BoolVar(&m.ShowVersion, "version", false, "print the version and exit")
+	fs.BoolVar(&m.AllowMassArchive, "allow-mass-archive", false, "with sync.deletion: archive, archive even more than sync.max_archive_ratio of the known customers in this run")
+	fs.BoolVar(&m.DryRun, "dry-run", false, "with --once: print what the run would do (per action counts, field-level diffs) and write nothing to Plugipay or the state DB")
+	fs.StringVar(&m.Output, "output", planOutputTable, "format of --dry-run: table or json (JSON lines)")
 	fs.StringVar(&m.HealthCheck, "healthcheck", "", "GET this URL and exit 0 if it answers 200, else 1 (the image's HEALTHCHECK; needs no curl)")
 	fs.Usage = func() {
 		printCommands(fs.Output())
@@ -74,7 +97,14 @@ func (m *Main) ParseFlags(args []string) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unknown command or argument %q; see --help", fs.Arg(0))
 	}
-	return nil
+	if m.DryRun && !m.Once {
+		return errors.New("--dry-run needs --once")
+	}
+	if m.AllowMassArchive && !m.Once {
+		// A daemon would lift the safety valve for every scheduled run.
+		return errors.New("--allow-mass-archive needs --once: it lifts the safety valve for one run")
+	}
+	return validOutput(m.Output)
 }
 
 // Run runs the program and returns its exit code. Errors that stop it are
@@ -92,6 +122,9 @@ func (m *Main) Run(ctx context.Context) (int, error) {
 		return ExitFailed, err
 	}
 	defer m.Close()
+	if m.Once && m.DryRun {
+		return m.runPlan(ctx)
+	}
 	if m.Once {
 		return m.runOnce(ctx)
 	}
@@ -106,7 +139,11 @@ func (m *Main) open(ctx context.Context) error {
 	if err := m.loadConfig(); err != nil {
 		return err
 	}
-	if err := m.openStore(ctx); err != nil {
+	if m.DryRun && m.Once {
+		if err := m.openPlanStore(ctx); err != nil {
+			return err
+		}
+	} else if err := m.openStore(ctx); err != nil {
 		return err
 	}
 	return m.openReconciler()
@@ -132,7 +169,7 @@ func (m *Main) loadConfig() error {
 		return err
 	}
 	m.cfg = cfg
-	if m.log, err = newLogger(cfg.Log, m.stderr); err != nil {
+	if m.log, err = newLogger(cfg.Log, m.stderr, m.LogPII); err != nil {
 		return err
 	}
 	return nil
@@ -179,6 +216,7 @@ func (m *Main) openReconciler() error {
 	if err != nil {
 		return fmt.Errorf("plugipay: %w", err)
 	}
+	m.gauge = newStoreGauges(m.reg)
 	m.rec = sync.New(src, destination.New(client), m.store, sync.Options{
 		Concurrency:  cfg.Sync.Concurrency,
 		BatchSize:    cfg.Sync.BatchSize,
@@ -187,8 +225,29 @@ func (m *Main) openReconciler() error {
 		RetryMax:     cfg.Sync.RetryMax,
 		Logger:       m.log.Named("sync"),
 		Metrics:      sync.NewMetrics(m.reg),
+		Managed:      managedFields(cfg),
+
+		Deletion:         cfg.Sync.Deletion,
+		MaxArchiveRatio:  cfg.Sync.MaxArchiveRatio,
+		AllowMassArchive: m.AllowMassArchive,
 	})
 	return nil
+}
+
+// managedFields is the set of fields the config maps: the sync owns those
+// and no others (issue 4, field ownership).
+func managedFields(cfg Config) *sync.Managed {
+	if cfg.CRM.CSV == nil {
+		return nil
+	}
+	cols := cfg.CRM.CSV.Columns
+	return &sync.Managed{
+		Email:        cols.Email != "",
+		Name:         cols.Name != "",
+		Phone:        cols.Phone != "",
+		TaxID:        cols.TaxID != "",
+		MetadataKeys: slices.Sorted(maps.Keys(cols.Metadata)),
+	}
 }
 
 // rateOption maps the config's "0 means no cap" to the client's "negative
@@ -231,9 +290,18 @@ func newSource(c CRMConfig) (sync.Source, error) {
 // runOnce runs one sync, prints its summary and maps the outcome to an
 // exit code.
 func (m *Main) runOnce(ctx context.Context) (int, error) {
+	stopProgress := m.startProgress(ctx)
 	rec, err := m.rec.Run(ctx)
+	stopProgress()
+	m.gauge.refresh(context.WithoutCancel(ctx), m.store, m.log)
 	printSummary(m.stdout, rec)
+	if m.cfg.Sync.Deletion == sync.DeletionArchive {
+		fmt.Fprintf(m.stdout, "  archived %d\n", rec.Counts.Archived)
+	}
 	switch {
+	case errors.Is(err, sync.ErrMassArchive):
+		// The sync itself finished; the refusal needs a person to look.
+		return ExitPartial, err
 	case err != nil:
 		return ExitFailed, err
 	case rec.Outcome == sync.OutcomePartial:
@@ -260,6 +328,10 @@ func (m *Main) Close() {
 			m.log.Error("close state DB", zap.Error(err))
 		}
 		m.store = nil
+	}
+	if m.planDir != "" {
+		os.RemoveAll(m.planDir)
+		m.planDir = ""
 	}
 	if m.log != nil {
 		_ = m.log.Sync()

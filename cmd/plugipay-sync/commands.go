@@ -23,7 +23,13 @@ type command struct {
 // variable, so commands may refer to the table (help does).
 func commandTable() map[string]command {
 	return map[string]command{
-		"help": {Summary: "list the commands", Run: runHelp},
+		"help":          {Summary: "list the commands", Run: runHelp},
+		"check-config":  {Summary: "validate a config file and exit (0 valid, 1 not)", Run: runCheckConfig},
+		"status":        {Summary: "show the last runs, the failure queue and the cache size (state DB only)", Run: runStatus},
+		"failures":      {Summary: "list the records kept as failed", Run: runFailures},
+		"retry":         {Summary: "make failed records eligible again now (--external-id, --code, --all)", Run: runRetry},
+		"sync":          {Summary: "sync --external-id ID: reconcile one user now and print what was done", Run: runSyncOne},
+		"rebuild-cache": {Summary: "rebuild the state DB's mappings from Plugipay's customer list", Run: runRebuildCache},
 	}
 }
 
@@ -34,6 +40,7 @@ func (m *Main) commonFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&m.NoExpandEnv, "no-expand-env", false, "do not expand ${VAR} references in the config file")
 	fs.StringVar(&m.LogLevel, "log-level", "", "override log.level (debug, info, warn, error)")
 	fs.StringVar(&m.LogFormat, "log-format", "", "override log.format (json, console)")
+	fs.BoolVar(&m.LogPII, "log-pii", false, "log emails and phone numbers unmasked (debugging only; they are masked by default)")
 }
 
 // parseCommandFlags parses a command's flags, refusing stray arguments.

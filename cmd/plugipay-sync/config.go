@@ -79,6 +79,12 @@ type SyncConfig struct {
 	RecordTimeout time.Duration `yaml:"record_timeout"`
 	RetryMin      time.Duration `yaml:"retry_min"`
 	RetryMax      time.Duration `yaml:"retry_max"`
+	// Deletion is what happens to the customer of a user gone from the
+	// CRM: ignore, or archive (metadata.archived = "true").
+	Deletion string `yaml:"deletion"`
+	// MaxArchiveRatio is the largest share of known customers one run may
+	// archive; more is refused unless --allow-mass-archive is given.
+	MaxArchiveRatio float64 `yaml:"max_archive_ratio"`
 }
 
 // LogConfig configures logging.
@@ -105,11 +111,13 @@ func DefaultConfig() Config {
 		Plugipay: PlugipayConfig{Timeout: DefaultTimeout, MaxAttempts: 4, ReadsPerSecond: 100, WritesPerSecond: 20},
 		CRM:      CRMConfig{Type: "csv"},
 		Sync: SyncConfig{
-			Concurrency:   8,
-			BatchSize:     500,
-			RecordTimeout: 2 * time.Minute,
-			RetryMin:      time.Minute,
-			RetryMax:      6 * time.Hour,
+			Concurrency:     8,
+			BatchSize:       500,
+			RecordTimeout:   2 * time.Minute,
+			RetryMin:        time.Minute,
+			RetryMax:        6 * time.Hour,
+			Deletion:        "ignore",
+			MaxArchiveRatio: 0.05,
 		},
 		Log: LogConfig{Format: "json", Level: "info"},
 	}
@@ -268,6 +276,10 @@ func (c *Config) Validate() error {
 		return invalid("sync.retry_min", s.RetryMin.String(), "must be a positive duration, e.g. 1m")
 	case s.RetryMax < s.RetryMin:
 		return invalid("sync.retry_max", s.RetryMax.String(), "must be at least sync.retry_min (%s)", s.RetryMin)
+	case s.Deletion != "ignore" && s.Deletion != "archive":
+		return invalid("sync.deletion", s.Deletion, "must be ignore or archive")
+	case s.MaxArchiveRatio <= 0 || s.MaxArchiveRatio > 1:
+		return invalid("sync.max_archive_ratio", fmt.Sprint(s.MaxArchiveRatio), "must be greater than 0 and at most 1, e.g. 0.05 for 5%%")
 	}
 	switch c.Log.Format {
 	case "json", "console":

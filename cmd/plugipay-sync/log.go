@@ -10,8 +10,9 @@ import (
 )
 
 // newLogger builds the zap logger: JSON (stable keys, for log pipelines)
-// or console (for people), at the configured level, writing to w.
-func newLogger(c LogConfig, w io.Writer) (*zap.Logger, error) {
+// or console (for people), at the configured level, writing to w. Unless
+// pii is set, emails and phone numbers are masked (see redactCore).
+func newLogger(c LogConfig, w io.Writer, pii bool) (*zap.Logger, error) {
 	level, err := zapcore.ParseLevel(c.Level)
 	if err != nil {
 		return nil, fmt.Errorf("log.level: %w", err)
@@ -28,7 +29,10 @@ func newLogger(c LogConfig, w io.Writer) (*zap.Logger, error) {
 		ec.EncodeTime = zapcore.ISO8601TimeEncoder
 		enc = zapcore.NewJSONEncoder(ec)
 	}
-	core := zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), level)
+	var core zapcore.Core = zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), level)
+	if !pii {
+		core = redactCore{core}
+	}
 	return zap.New(core, zap.ErrorOutput(zapcore.Lock(zapcore.AddSync(w)))), nil
 }
 

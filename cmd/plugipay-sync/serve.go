@@ -59,6 +59,7 @@ func (m *Main) serve(ctx context.Context) error {
 			return
 		}
 		rec, err := m.rec.Run(ctx)
+		m.gauge.refresh(context.WithoutCancel(ctx), m.store, m.log)
 		switch {
 		case errors.Is(err, sync.ErrFatal):
 			msg := err.Error()
@@ -73,6 +74,7 @@ func (m *Main) serve(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("schedule: %w", err)
 	}
+	m.gauge.refresh(ctx, m.store, m.log)
 	c.Start()
 	m.log.Info("daemon started", zap.String("schedule", m.cfg.Schedule), zap.String("version", Version))
 	wg.Go(c.Entry(id).WrappedJob.Run) // the first run does not wait for the first tick

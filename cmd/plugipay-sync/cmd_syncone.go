@@ -1,0 +1,43 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+
+	"github.com/plugipay-sync/plugipay-sync/sync"
+)
+
+// runSyncOne is `plugipay-sync sync --external-id ID`: it reconciles one
+// user now, reading the CRM source until it finds the id, and prints what
+// it did. Exit 0 when the user is in sync, 2 when Plugipay or the source
+// rejected the record or the write failed (the failure is stored as a run
+// would store it), 1 when it could not run or the id is not in the source.
+func runSyncOne(ctx context.Context, m *Main, args []string) (int, error) {
+	fs := flag.NewFlagSet("sync", flag.ContinueOnError)
+	m.commonFlags(fs)
+	var id string
+	fs.StringVar(&id, "external-id", "", "the CRM user id to reconcile now (required)")
+	if err := parseCommandFlags(fs, args); err != nil {
+		return ExitFailed, err
+	}
+	if id == "" {
+		return ExitFailed, errors.New("--external-id is required")
+	}
+	if err := m.open(ctx); err != nil {
+		return ExitFailed, err
+	}
+	res, err := m.rec.SyncOne(ctx, id)
+	switch {
+	case errors.Is(err, sync.ErrNotInSource):
+		return ExitFailed, err
+	case err != nil && res.Action == "":
+		return ExitFailed, err
+	case err != nil:
+		fmt.Fprintf(m.stdout, "%s: %s\n", id, res.Action)
+		return ExitPartial, err
+	}
+	fmt.Fprintf(m.stdout, "%s: %s (customer %s)\n", id, res.Action, res.CustomerID)
+	return ExitOK, nil
+}
