@@ -9,7 +9,7 @@ LDFLAGS := -s -w -X main.Version=$(VERSION) -X main.Commit=$(COMMIT)
 STATIC_TAGS := osusergo,netgo,sqlite_omit_load_extension
 STATIC_OUT  ?= bin/static/plugipay-sync
 
-.PHONY: all build static demo test test-long vet fmt bench clean
+.PHONY: all build static demo test test-long tools vet fmt bench clean
 
 all: build
 
@@ -27,8 +27,16 @@ static:
 demo: build
 	./bin/plugipay-demo --mock bin/plugipay-mock --sync bin/plugipay-sync
 
+## tools: promtool and prometheus for the alert-rule and real-Prometheus tests (Debian's
+## prometheus package; needs root). Without them those tests skip, except under CI=true.
+tools:
+	@if command -v promtool >/dev/null && command -v prometheus >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	else echo "make tools: install Debian's prometheus package (promtool, prometheus) to run the monitoring tests"; fi
+
 ## test: vet, then every test with the race detector
-test: vet
+test: tools vet
 	$(GO) test -race -count=1 ./...
 
 ## test-long: the tests that run minutes at Plugipay's real rate limits (SDK throughput, adaptation)

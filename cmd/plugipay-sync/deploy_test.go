@@ -1,0 +1,494 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"gopkg.in/yaml.v3"
+
+	"github.com/plugipay-sync/plugipay-sync/plugipay/emulator"
+)
+
+// The operational files shipped in the repository.
+const (
+	alertsFile    = "../../deploy/prometheus/alerts.yaml"
+	alertTests    = "../../deploy/prometheus/alerts_test.yaml"
+	dashboardFile = "../../deploy/grafana/plugipay-sync.json"
+	k8sDir        = "../../deploy/kubernetes"
+)
+
+// needTool finds a tool that `make tools` installs; CI must have it.
+func needTool(t *testing.T, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err == nil {
+		return p
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("%s is not installed; .ci/run installs it with `make tools`", name)
+	}
+	t.Skipf("%s is not installed; run `make tools` (Debian's prometheus package) to run this test", name)
+	return ""
+}
+
+// startDaemon runs the daemon in-process against e and returns its
+// metrics base URL; the daemon stops when the test ends.
+func startDaemon(t *testing.T, e *e2e) string {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	m := NewMain(&out, &errOut)
+	m.LookupEnv = env(map[string]string{"TEST_SECRET": testSecret})
+	addr := make(chan string, 1)
+	m.Ready = func(a string) { addr <- a }
+	if err := m.ParseFlags([]string{"--config", e.config}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	go func() {
+		code, _ := m.Run(ctx)
+		done <- code
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Error("daemon did not stop")
+		}
+	})
+	select {
+	case a := <-addr:
+		return "http://" + a
+	case code := <-done:
+		t.Fatalf("daemon exited %d:\n%s", code, errOut.String())
+	}
+	return ""
+}
+
+// scrapedNames waits for a finished run and returns the metric family
+// names the daemon exports.
+func scrapedNames(t *testing.T, base string) map[string]bool {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		body := get(t, base+"/metrics")
+		if strings.Contains(body, "plugipay_sync_last_run_timestamp_seconds ") &&
+			!strings.Contains(body, "plugipay_sync_last_run_timestamp_seconds 0\n") {
+			names := map[string]bool{}
+			for _, line := range strings.Split(body, "\n") {
+				if name, ok := strings.CutPrefix(line, "# TYPE "); ok {
+					names[strings.Fields(name)[0]] = true
+				}
+			}
+			return names
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no run finished:\n%s", body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+var metricName = regexp.MustCompile(`\b(plugipay_sync_[a-z0-9_]+)`)
+
+// baseName strips the series suffixes of histograms.
+func baseName(n string, known map[string]bool) string {
+	for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+		if b, ok := strings.CutSuffix(n, suffix); ok && known[b] {
+			return b
+		}
+	}
+	return n
+}
+
+// alertExprs returns alert name -> expression of the rules file.
+func alertExprs(t *testing.T) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile(alertsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f struct {
+		Groups []struct {
+			Rules []struct {
+				Alert string `yaml:"alert"`
+				Expr  string `yaml:"expr"`
+			} `yaml:"rules"`
+		} `yaml:"groups"`
+	}
+	if err := yaml.Unmarshal(b, &f); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, g := range f.Groups {
+		for _, r := range g.Rules {
+			out[r.Alert] = r.Expr
+		}
+	}
+	return out
+}
+
+// dashboardExprs returns panel title -> its queries.
+func dashboardExprs(t *testing.T) map[string][]string {
+	t.Helper()
+	b, err := os.ReadFile(dashboardFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(b, &d); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]string{}
+	for _, p := range d.Panels {
+		for _, tg := range p.Targets {
+			out[p.Title] = append(out[p.Title], tg.Expr)
+		}
+	}
+	return out
+}
+
+// readmeMetrics returns the metric names of the README's metrics table.
+func readmeMetrics(t *testing.T) []string {
+	t.Helper()
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "| `plugipay_sync_"); ok {
+			names = append(names, "plugipay_sync_"+rest[:strings.Index(rest, "`")])
+		}
+	}
+	return names
+}
+
+// TestMetricCatalogue checks, against a running daemon, that the README's
+// metrics table is exactly what /metrics exports, and that the dashboard and
+// the alert rules use only metrics that exist.
+func TestMetricCatalogue(t *testing.T) {
+	dir := t.TempDir()
+	e := newE2E(t, writeUsers(t, filepath.Join(dir, "u.csv"), 20), emulator.Options{})
+	names := scrapedNames(t, startDaemon(t, e))
+
+	documented := readmeMetrics(t)
+	if len(documented) < 10 {
+		t.Fatalf("found only %d metrics in the README table", len(documented))
+	}
+	for _, n := range documented {
+		if !names[n] {
+			t.Errorf("README documents %s, but /metrics does not export it", n)
+		}
+	}
+	for n := range names {
+		if strings.HasPrefix(n, "plugipay_sync_") && !slices.Contains(documented, n) {
+			t.Errorf("/metrics exports %s, but the README's table does not document it", n)
+		}
+	}
+
+	var used []string
+	for _, expr := range alertExprs(t) {
+		used = append(used, metricName.FindAllString(expr, -1)...)
+	}
+	for _, exprs := range dashboardExprs(t) {
+		for _, expr := range exprs {
+			used = append(used, metricName.FindAllString(expr, -1)...)
+		}
+	}
+	for _, n := range used {
+		if !names[baseName(n, names)] {
+			t.Errorf("dashboard or alert rules query %s, which the binary does not export", n)
+		}
+	}
+}
+
+// TestAlertRules validates and unit-tests the alert rules with promtool.
+func TestAlertRules(t *testing.T) {
+	promtool := needTool(t, "promtool")
+	for _, args := range [][]string{
+		{"check", "rules", alertsFile},
+		{"test", "rules", alertTests},
+	} {
+		out, err := exec.Command(promtool, args...).CombinedOutput()
+		if err != nil {
+			t.Errorf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+}
+
+// TestRealPrometheus starts a real Prometheus scraping a running daemon
+// during syncs (with API faults, so error series exist), then runs every
+// dashboard query and every alert expression through its HTTP API: each
+// must parse, and each dashboard query and each metric an alert reads
+// must return series.
+func TestRealPrometheus(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Prometheus; skipped with -short")
+	}
+	prom := needTool(t, "prometheus")
+	dir := t.TempDir()
+	e := newE2E(t, writeUsers(t, filepath.Join(dir, "u.csv"), 60),
+		emulator.Options{Faults: emulator.Faults{ErrorRate: 0.3}, Seed: 6})
+	e.writeConfig(filepath.Join(dir, "u.csv"), "@every 1s")
+	target := strings.TrimPrefix(startDaemon(t, e), "http://")
+
+	port := freePort(t)
+	cfg := fmt.Sprintf("global: {scrape_interval: 1s, evaluation_interval: 1s}\nscrape_configs:\n  - job_name: plugipay-sync\n    static_configs: [{targets: [%q]}]\n", target)
+	cfgPath := filepath.Join(dir, "prometheus.yml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	cmd := exec.Command(prom, "--config.file="+cfgPath, "--storage.tsdb.path="+filepath.Join(dir, "tsdb"),
+		"--web.listen-address=127.0.0.1:"+port)
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	api := "http://127.0.0.1:" + port
+
+	// Wait until Prometheus has several scrapes of a daemon that has run.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		res, err := promQuery(api, `count_over_time(plugipay_sync_runs_total{outcome="partial"}[1m]) >= 5`)
+		if err == nil && len(res) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Prometheus did not collect 5 scrapes (last error %v):\n%s", err, logs.String())
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+
+	for title, exprs := range dashboardExprs(t) {
+		for _, expr := range exprs {
+			res, err := promQuery(api, expr)
+			if err != nil {
+				t.Errorf("dashboard panel %q: %v", title, err)
+			} else if len(res) == 0 {
+				t.Errorf("dashboard panel %q: %s returned no series", title, expr)
+			}
+		}
+	}
+	for alert, expr := range alertExprs(t) {
+		if _, err := promQuery(api, expr); err != nil {
+			t.Errorf("alert %s: %v", alert, err)
+		}
+		selectors := metricName.FindAllString(expr, -1)
+		if strings.Contains(expr, "up{") {
+			selectors = append(selectors, `up{job="plugipay-sync"}`)
+		}
+		for _, sel := range selectors {
+			if res, err := promQuery(api, sel); err != nil || len(res) == 0 {
+				t.Errorf("alert %s reads %s, which has no series (%v)", alert, sel, err)
+			}
+		}
+	}
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	return port
+}
+
+// promQuery runs an instant query and returns its result vector.
+func promQuery(api, expr string) ([]json.RawMessage, error) {
+	resp, err := http.Get(api + "/api/v1/query?query=" + url.QueryEscape(expr))
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var r struct {
+		Status string `json:"status"`
+		Error  string `json:"error"`
+		Data   struct {
+			Result json.RawMessage `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("query %s: %s", expr, b)
+	}
+	if r.Status != "success" {
+		return nil, fmt.Errorf("query %s: %s", expr, r.Error)
+	}
+	var vec []json.RawMessage
+	if err := json.Unmarshal(r.Data.Result, &vec); err != nil {
+		// A scalar result is a single value, which counts as a series.
+		return []json.RawMessage{r.Data.Result}, nil
+	}
+	return vec, nil
+}
+
+// k8sDocs parses every manifest in deploy/kubernetes.
+func k8sDocs(t *testing.T) []map[string]any {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(k8sDir, "*.yaml"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no manifests in %s: %v", k8sDir, err)
+	}
+	sort.Strings(files)
+	var docs []map[string]any
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(b))
+		for {
+			var doc map[string]any
+			err := dec.Decode(&doc)
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				t.Fatalf("%s: %v", f, err)
+			}
+			if doc != nil {
+				docs = append(docs, doc)
+			}
+		}
+	}
+	return docs
+}
+
+// dig walks nested maps and lists: keys are map keys or list indexes.
+func dig(v any, path ...any) any {
+	for _, p := range path {
+		switch k := p.(type) {
+		case string:
+			m, ok := v.(map[string]any)
+			if !ok {
+				return nil
+			}
+			v = m[k]
+		case int:
+			l, ok := v.([]any)
+			if !ok || k >= len(l) {
+				return nil
+			}
+			v = l[k]
+		}
+	}
+	return v
+}
+
+// TestKubernetesManifests checks the examples against the real program:
+// the kinds are there, probes hit the real health paths on the port the
+// config listens on, the embedded config is valid, and pods run as the
+// image's non-root user.
+func TestKubernetesManifests(t *testing.T) {
+	docs := k8sDocs(t)
+	kinds := map[string]map[string]any{}
+	for _, d := range docs {
+		kinds[fmt.Sprint(d["kind"])] = d
+	}
+	for _, k := range []string{"Deployment", "Job", "Service", "ServiceMonitor", "PersistentVolumeClaim", "Secret", "ConfigMap"} {
+		if kinds[k] == nil {
+			t.Errorf("no %s among the manifests", k)
+		}
+	}
+	// The config in the ConfigMap is valid and says which port to probe.
+	cfgText, _ := dig(kinds["ConfigMap"], "data", "config.yaml").(string)
+	cfg, err := ParseConfig(strings.NewReader(cfgText))
+	if err != nil {
+		t.Fatalf("ConfigMap config: %v", err)
+	}
+	cfg.applyEnvFallbacks(env(map[string]string{"PLUGIPAY_KEY_ID": "k", "PLUGIPAY_SECRET": "s"}))
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("ConfigMap config: %v", err)
+	}
+	_, listenPort, _ := net.SplitHostPort(cfg.Listen)
+
+	// The health paths the probes use are served by the real handler.
+	m := NewMain(io.Discard, io.Discard)
+	m.reg = prometheus.NewRegistry()
+	h := m.handler(new(atomic.Pointer[string]))
+	dockerfile, err := os.ReadFile("../../Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(dockerfile), "EXPOSE "+listenPort) {
+		t.Errorf("Dockerfile does not EXPOSE the config's port %s", listenPort)
+	}
+	user := regexp.MustCompile(`(?m)^USER (\d+)`).FindStringSubmatch(string(dockerfile))
+	if user == nil || user[1] == "0" {
+		t.Fatalf("Dockerfile USER = %v, want a non-root uid", user)
+	}
+
+	for _, kind := range []string{"Deployment", "Job"} {
+		spec := dig(kinds[kind], "spec", "template", "spec")
+		if dig(spec, "securityContext", "runAsNonRoot") != true || fmt.Sprint(dig(spec, "securityContext", "runAsUser")) != user[1] {
+			t.Errorf("%s: pods must run as non-root uid %s, as the image does", kind, user[1])
+		}
+		c := dig(spec, "containers", 0)
+		if mounts := fmt.Sprint(dig(c, "volumeMounts")); !strings.Contains(mounts, "/data") {
+			t.Errorf("%s: the state volume is not mounted at /data", kind)
+		}
+		if env := fmt.Sprint(dig(c, "envFrom")); !strings.Contains(env, "plugipay-sync-credentials") {
+			t.Errorf("%s: credentials do not come from the Secret", kind)
+		}
+	}
+	dep := dig(kinds["Deployment"], "spec", "template", "spec", "containers", 0)
+	ports := map[string]string{}
+	for i := 0; dig(dep, "ports", i) != nil; i++ {
+		ports[fmt.Sprint(dig(dep, "ports", i, "name"))] = fmt.Sprint(dig(dep, "ports", i, "containerPort"))
+	}
+	for _, probe := range []string{"livenessProbe", "readinessProbe"} {
+		path := fmt.Sprint(dig(dep, probe, "httpGet", "path"))
+		port := fmt.Sprint(dig(dep, probe, "httpGet", "port"))
+		if p, ok := ports[port]; ok {
+			port = p
+		}
+		if port != listenPort {
+			t.Errorf("%s probes port %s; the config listens on %s", probe, port, listenPort)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		if rec.Code != http.StatusOK {
+			t.Errorf("%s path %s answers %d from the daemon's handler", probe, path, rec.Code)
+		}
+	}
+	svcPort := fmt.Sprint(dig(kinds["Service"], "spec", "ports", 0, "port"))
+	if svcPort != listenPort {
+		t.Errorf("Service port %s; the config listens on %s", svcPort, listenPort)
+	}
+	if p := fmt.Sprint(dig(kinds["ServiceMonitor"], "spec", "endpoints", 0, "path")); p != "/metrics" {
+		t.Errorf("ServiceMonitor scrapes %s", p)
+	}
+}
