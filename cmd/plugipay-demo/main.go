@@ -1,8 +1,9 @@
 // Command plugipay-demo shows plugipay-sync working end to end with no
 // credentials and no network: it starts the Plugipay emulator on a free
 // local port and runs `plugipay-sync --once` against the sample CRM export
-// four times — a first backfill, an unchanged second pass, a pass with the
-// state DB deleted, and a pass with one user renamed — checking after each
+// five times — a first backfill, an unchanged second pass, a pass with the
+// state DB deleted, a pass with one user renamed, and a pass with new users
+// that another tool already created (409 recovery) — checking after each
 // what the emulator saw. `make demo` builds the binaries and runs it.
 package main
 
@@ -91,7 +92,7 @@ func run(args []string, out io.Writer) error {
 			func(before, after writes, _ int) {
 				d.expect(after == before, "zero writes (%d creates, %d updates)", after.post-before.post, after.patch-before.patch)
 			}},
-		{"Pass 3: state DB deleted (lost volume): every create answers 409 and is recovered", func() (string, error) {
+		{"Pass 3: state DB deleted (lost volume): the cache is rebuilt from the customer list", func() (string, error) {
 			for _, suffix := range []string{"", "-wal", "-shm"} {
 				if err := os.Remove(state + suffix); err != nil && !errors.Is(err, os.ErrNotExist) {
 					return "", err
@@ -99,12 +100,17 @@ func run(args []string, out io.Writer) error {
 			}
 			return d.csv, nil
 		}, func(before, after writes, _ int) {
-			d.expect(after.patch == before.patch, "no updates needed (%d)", after.patch-before.patch)
+			d.expect(after == before, "zero writes (%d creates, %d updates)", after.post-before.post, after.patch-before.patch)
 		}},
 		{"Pass 4: one user renamed in the CRM", func() (string, error) { return d.renameOne() },
 			func(before, after writes, _ int) {
 				d.expect(after.patch-before.patch == 1 && after.post == before.post,
 					"exactly one PATCH (%d updates, %d creates)", after.patch-before.patch, after.post-before.post)
+			}},
+		{"Pass 5: three new CRM users, two of them already created in Plugipay by another tool", func() (string, error) { return d.addUsersMadeElsewhere() },
+			func(before, after writes, _ int) {
+				d.expect(after.post-before.post == 3, "three creates sent (%d): two answer 409 conflict and are recovered", after.post-before.post)
+				d.expect(after.patch-before.patch == 1, "one PATCH (%d), for the recovered customer whose name differs", after.patch-before.patch)
 			}},
 	}
 	var first int
@@ -133,6 +139,9 @@ func run(args []string, out io.Writer) error {
 			n, after.post-before.post, after.patch-before.patch)
 		if i == 0 {
 			first = n
+		}
+		if i == len(passes)-1 {
+			first += 3 // the last pass adds three users
 		}
 		d.expect(dups == 0, "no duplicate externalId in Plugipay (%d)", dups)
 		d.expect(n == first, "customer count stays %d (%d)", first, n)
@@ -252,6 +261,40 @@ func (d *demo) syncOnce(state, csv string) error {
 		return fmt.Errorf("plugipay-sync --once: %w", err)
 	}
 	return nil
+}
+
+// addUsersMadeElsewhere appends three users to the renamed CSV and creates
+// two of them in Plugipay directly, as another tool would: one exactly as
+// the CRM has it, one with another name. The sync's creates for them answer
+// 409 conflict and are recovered; only the differing one is updated.
+func (d *demo) addUsersMadeElsewhere() (string, error) {
+	p := filepath.Join(d.dir, "users-renamed.csv")
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return "", err
+	}
+	rows := []string{
+		"usr_900001,putu.ayu@example.co.id,Putu Ayu Wulandari,,,pro,Denpasar,partner",
+		"usr_900002,hendra.wijaya@example.co.id,Hendra Wijaya,,,free,Medan,partner",
+		"usr_900003,sri.rahayu@example.co.id,Sri Rahayu,,,business,Surabaya,partner",
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for i, name := range []string{"Putu Ayu Wulandari", "H. Wijaya"} {
+		f := strings.Split(rows[i], ",")
+		_, err := d.client.Customers.Create(ctx, plugipay.CustomerParams{
+			ExternalID: plugipay.String(f[0]),
+			Email:      plugipay.String(f[1]),
+			Name:       plugipay.String(name),
+			Metadata:   map[string]string{"plan": f[5], "city": f[6], "signup_source": f[7]},
+		}, fmt.Sprintf("idem_demo_other_tool_%d", i))
+		if err != nil {
+			return "", fmt.Errorf("create a customer as another tool: %w", err)
+		}
+	}
+	d.say("another tool created usr_900001 (as in the CRM) and usr_900002 (named \"H. Wijaya\")\n")
+	out := filepath.Join(d.dir, "users-more.csv")
+	return out, os.WriteFile(out, []byte(strings.TrimRight(string(b), "\n")+"\n"+strings.Join(rows, "\n")+"\n"), 0o600)
 }
 
 // renameOne copies the sample CSV with the first user's name changed.
