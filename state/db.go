@@ -227,3 +227,12 @@ func decodeTime(n int64) time.Time {
 	}
 	return time.Unix(0, n).UTC()
 }
+
+// Ping checks that the database file is still reachable, for readiness
+// probes.
+func (db *DB) Ping(ctx context.Context) error {
+	if err := db.db.PingContext(ctx); err != nil {
+		return fmt.Errorf("state: ping %s: %w", db.path, err)
+	}
+	return nil
+}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
 // Defaults of Options.
@@ -72,7 +73,10 @@ type Reconciler struct {
 	opts   Options
 	fields fields
 	log    *zap.Logger
-	m      *Metrics
+	// recordLog logs one line per synced record: sampled at info (the
+	// first 10 a second, then every 100th), all of them at debug.
+	recordLog *zap.Logger
+	m         *Metrics
 	// current is the run in progress, for Progress.
 	current atomic.Pointer[run]
 }
@@ -129,8 +133,14 @@ func New(src Source, dst Destination, store Store, opts Options) *Reconciler {
 	if opts.Deletion == DeletionArchive {
 		f = f.withKey(ArchivedKey) // archived is the sync's key: removed when a user returns
 	}
+	recordLog := opts.Logger
+	if !opts.Logger.Core().Enabled(zapcore.DebugLevel) {
+		recordLog = opts.Logger.WithOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core {
+			return zapcore.NewSamplerWithOptions(c, time.Second, 10, 100)
+		}))
+	}
 	return &Reconciler{src: src, dst: dst, store: store, opts: opts, fields: f,
-		log: opts.Logger, m: opts.Metrics}
+		log: opts.Logger, recordLog: recordLog, m: opts.Metrics}
 }
 
 // NewIdempotencyKey returns a random key "idem_" + 32 hex digits. Keys are
@@ -458,7 +468,7 @@ func (ru *run) handle(ctx context.Context, j job) {
 		case ActionUnchanged:
 			ru.counts.unchanged.Add(1)
 		}
-		ru.log.Debug("record synced", zap.Int64("run_id", ru.id),
+		ru.recordLog.Info("record synced", zap.Int64("run_id", ru.id),
 			zap.String("external_id", j.rec.ExternalID), zap.String("action", action))
 		return
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	"go.uber.org/zap"
 
 	"github.com/plugipay-sync/plugipay-sync/crm"
@@ -64,6 +65,10 @@ type Main struct {
 	store *state.DB
 	rec   *sync.Reconciler
 	gauge *storeGauges
+	// syncMetrics are shared by every reconciler built (see reload).
+	syncMetrics *sync.Metrics
+	reloadOK    prometheus.Gauge
+	reloadTime  prometheus.Gauge
 }
 
 // NewMain returns a Main writing its summary to stdout and logs to stderr.
@@ -151,13 +156,27 @@ func (m *Main) open(ctx context.Context) error {
 
 // loadConfig reads and validates the config and builds the logger.
 func (m *Main) loadConfig() error {
+	cfg, err := m.readConfig()
+	if err != nil {
+		return err
+	}
+	m.cfg = cfg
+	if m.log, err = newLogger(cfg.Log, m.stderr, m.LogPII); err != nil {
+		return err
+	}
+	return nil
+}
+
+// readConfig reads and validates the config file with the command line's
+// overrides applied. The daemon calls it again on SIGHUP.
+func (m *Main) readConfig() (Config, error) {
 	lookup := m.LookupEnv
 	if m.NoExpandEnv {
 		lookup = nil
 	}
 	cfg, err := ReadConfigFile(m.ConfigPath, lookup)
 	if err != nil {
-		return err
+		return Config{}, err
 	}
 	if m.LogLevel != "" {
 		cfg.Log.Level = m.LogLevel
@@ -166,13 +185,9 @@ func (m *Main) loadConfig() error {
 		cfg.Log.Format = m.LogFormat
 	}
 	if err := cfg.Validate(); err != nil {
-		return err
+		return Config{}, err
 	}
-	m.cfg = cfg
-	if m.log, err = newLogger(cfg.Log, m.stderr, m.LogPII); err != nil {
-		return err
-	}
-	return nil
+	return cfg, nil
 }
 
 // openStore opens the state DB named by the config.
@@ -187,7 +202,6 @@ func (m *Main) openStore(ctx context.Context) error {
 // openReconciler builds the metrics registry, the source, the Plugipay
 // client and the reconciler.
 func (m *Main) openReconciler() error {
-	cfg := m.cfg
 	m.reg = prometheus.NewRegistry()
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -196,10 +210,34 @@ func (m *Main) openReconciler() error {
 	}, []string{"version", "commit", "goversion"})
 	m.reg.MustRegister(buildInfo)
 	buildInfo.WithLabelValues(Version, Commit, goVersion()).Set(1)
+	m.gauge = newStoreGauges(m.reg)
+	m.syncMetrics = sync.NewMetrics(m.reg)
+	m.reloadOK = promauto.With(m.reg).NewGauge(prometheus.GaugeOpts{
+		Name: "plugipay_sync_config_last_reload_successful",
+		Help: "1 if the last config reload (SIGHUP) succeeded or none was tried, 0 if the new config was rejected and the old one kept.",
+	})
+	m.reloadOK.Set(1)
+	m.reloadTime = promauto.With(m.reg).NewGauge(prometheus.GaugeOpts{
+		Name: "plugipay_sync_config_last_reload_success_timestamp_seconds",
+		Help: "Unix time the config was last loaded successfully (start or SIGHUP).",
+	})
+	m.reloadTime.SetToCurrentTime()
 
-	src, err := newSource(cfg.CRM)
+	rec, err := m.buildReconciler(m.cfg)
 	if err != nil {
 		return err
+	}
+	m.rec = rec
+	return nil
+}
+
+// buildReconciler builds the source, the Plugipay client and a reconciler
+// for cfg, reusing the metrics registered by openReconciler, so a config
+// reload can build a new one beside the running one.
+func (m *Main) buildReconciler(cfg Config) (*sync.Reconciler, error) {
+	src, err := newSource(cfg.CRM)
+	if err != nil {
+		return nil, err
 	}
 	client, err := plugipay.New(plugipay.Options{
 		BaseURL:     cfg.Plugipay.BaseURL,
@@ -214,24 +252,22 @@ func (m *Main) openReconciler() error {
 		Registerer:  m.reg,
 	})
 	if err != nil {
-		return fmt.Errorf("plugipay: %w", err)
+		return nil, fmt.Errorf("plugipay: %w", err)
 	}
-	m.gauge = newStoreGauges(m.reg)
-	m.rec = sync.New(src, destination.New(client), m.store, sync.Options{
+	return sync.New(src, destination.New(client), m.store, sync.Options{
 		Concurrency:  cfg.Sync.Concurrency,
 		BatchSize:    cfg.Sync.BatchSize,
 		WriteTimeout: cfg.Sync.RecordTimeout,
 		RetryMin:     cfg.Sync.RetryMin,
 		RetryMax:     cfg.Sync.RetryMax,
 		Logger:       m.log.Named("sync"),
-		Metrics:      sync.NewMetrics(m.reg),
+		Metrics:      m.syncMetrics,
 		Managed:      managedFields(cfg),
 
 		Deletion:         cfg.Sync.Deletion,
 		MaxArchiveRatio:  cfg.Sync.MaxArchiveRatio,
 		AllowMassArchive: m.AllowMassArchive,
-	})
-	return nil
+	}), nil
 }
 
 // managedFields is the set of fields the config maps: the sync owns those

@@ -26,6 +26,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/plugipay-sync/plugipay-sync/plugipay/emulator"
+	"github.com/plugipay-sync/plugipay-sync/state"
 )
 
 // The operational files shipped in the repository.
@@ -438,6 +439,10 @@ func TestKubernetesManifests(t *testing.T) {
 	// The health paths the probes use are served by the real handler.
 	m := NewMain(io.Discard, io.Discard)
 	m.reg = prometheus.NewRegistry()
+	if m.store, err = state.Open(context.Background(), filepath.Join(t.TempDir(), "state.db")); err != nil {
+		t.Fatal(err)
+	}
+	defer m.store.Close()
 	h := m.handler(new(atomic.Pointer[string]))
 	dockerfile, err := os.ReadFile("../../Dockerfile")
 	if err != nil {

@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
 	stdsync "sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -49,16 +52,23 @@ func (m *Main) serve(ctx context.Context) error {
 		}
 	}
 
-	cl := cronLogger{m.log.Named("cron").Sugar()}
-	c := cron.New(cron.WithParser(CronParser), cron.WithLogger(cl),
-		cron.WithChain(cron.Recover(cl), cron.SkipIfStillRunning(cl)))
-	id, err := c.AddFunc(m.cfg.Schedule, func() {
+	var (
+		recPtr atomic.Pointer[sync.Reconciler]
+		runMu  stdsync.Mutex // one run at a time, across schedule changes too
+	)
+	recPtr.Store(m.rec)
+	job := func() {
 		runs.Add(1)
 		defer runs.Done()
 		if ctx.Err() != nil {
 			return
 		}
-		rec, err := m.rec.Run(ctx)
+		if !runMu.TryLock() {
+			m.log.Info("skipping a tick: the previous run is still going")
+			return
+		}
+		defer runMu.Unlock()
+		rec, err := recPtr.Load().Run(ctx)
 		m.gauge.refresh(context.WithoutCancel(ctx), m.store, m.log)
 		switch {
 		case errors.Is(err, sync.ErrFatal):
@@ -70,7 +80,12 @@ func (m *Main) serve(ctx context.Context) error {
 		if err != nil && rec.Outcome != sync.OutcomeCanceled {
 			m.log.Error("run failed", zap.Int64("run_id", rec.ID), zap.Error(err))
 		}
-	})
+	}
+
+	cl := cronLogger{m.log.Named("cron").Sugar()}
+	c := cron.New(cron.WithParser(CronParser), cron.WithLogger(cl),
+		cron.WithChain(cron.Recover(cl), cron.SkipIfStillRunning(cl)))
+	id, err := c.AddFunc(m.cfg.Schedule, job)
 	if err != nil {
 		return fmt.Errorf("schedule: %w", err)
 	}
@@ -79,7 +94,16 @@ func (m *Main) serve(ctx context.Context) error {
 	m.log.Info("daemon started", zap.String("schedule", m.cfg.Schedule), zap.String("version", Version))
 	wg.Go(c.Entry(id).WrappedJob.Run) // the first run does not wait for the first tick
 
-	<-ctx.Done()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-hup:
+			m.reload(c, &id, job, &recPtr)
+		}
+	}
 	m.log.Info("stopping", zap.String("cause", context.Cause(ctx).Error()))
 	stopped := c.Stop()
 	done := make(chan struct{})
@@ -105,8 +129,48 @@ func (m *Main) serve(ctx context.Context) error {
 	return nil
 }
 
+// reload re-reads the config on SIGHUP. A bad config is logged and
+// counted and the running one kept; a good one takes effect from the next
+// run (the run in progress finishes with the old one). state.path and
+// listen need a restart.
+func (m *Main) reload(c *cron.Cron, id *cron.EntryID, job func(), rec *atomic.Pointer[sync.Reconciler]) {
+	fail := func(err error) {
+		m.reloadOK.Set(0)
+		m.log.Error("config reload failed; keeping the running config", zap.String("config", m.ConfigPath), zap.Error(err))
+	}
+	cfg, err := m.readConfig()
+	if err != nil {
+		fail(err)
+		return
+	}
+	if cfg.State.Path != m.cfg.State.Path || cfg.Listen != m.cfg.Listen {
+		m.log.Warn("state.path and listen change only with a restart; keeping the running values",
+			zap.String("state.path", m.cfg.State.Path), zap.String("listen", m.cfg.Listen))
+		cfg.State.Path, cfg.Listen = m.cfg.State.Path, m.cfg.Listen
+	}
+	r, err := m.buildReconciler(cfg)
+	if err != nil {
+		fail(err)
+		return
+	}
+	if cfg.Schedule != m.cfg.Schedule {
+		newID, err := c.AddFunc(cfg.Schedule, job)
+		if err != nil {
+			fail(fmt.Errorf("schedule: %w", err))
+			return
+		}
+		c.Remove(*id)
+		*id = newID
+	}
+	rec.Store(r)
+	m.cfg = cfg
+	m.reloadOK.Set(1)
+	m.reloadTime.SetToCurrentTime()
+	m.log.Info("config reloaded", zap.String("config", m.ConfigPath), zap.String("schedule", cfg.Schedule))
+}
+
 // handler serves /metrics, /healthz (the process is alive) and /readyz
-// (the last run was not refused by the API).
+// (config loaded, state DB reachable, the last run not refused by the API).
 func (m *Main) handler(notReady *atomic.Pointer[string]) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg}))
@@ -114,6 +178,14 @@ func (m *Main) handler(notReady *atomic.Pointer[string]) http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if m.store == nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": "state DB not open"})
+			return
+		}
+		if err := m.store.Ping(r.Context()); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": err.Error()})
+			return
+		}
 		if msg := notReady.Load(); msg != nil {
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": *msg})
 			return
