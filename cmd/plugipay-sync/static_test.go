@@ -18,7 +18,8 @@ import (
 // TestStaticBinary builds the daemon exactly as the Dockerfile does
 // (`make static`, the one place the flags live), proves it is fully static,
 // and runs --version and a --once sync inside an empty root holding only
-// the binary, its config and the CSV: what the distroless image gives it.
+// the binary, the CA bundle, its config and the CSV: what the distroless
+// image gives it.
 func TestStaticBinary(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds a static binary; skipped with -short")
@@ -62,6 +63,18 @@ func TestStaticBinary(t *testing.T) {
 	srv := httptest.NewServer(emu)
 	defer srv.Close()
 	writeUsers(t, filepath.Join(root, "users.csv"), 40)
+	// The image's CA bundle, as distroless ships it.
+	const caFile = "/etc/ssl/certs/ca-certificates.crt"
+	ca, err := os.ReadFile(caFile)
+	if err != nil {
+		t.Fatalf("CA bundle: %v (install ca-certificates)", err)
+	}
+	if err := os.MkdirAll(filepath.Join(root, filepath.Dir(caFile)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, caFile), ca, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	cfg := fmt.Sprintf(`state: {path: /data/state.db}
 plugipay: {base_url: %s, key_id: %s, secret: "${TEST_SECRET}"}
 crm:
