@@ -51,41 +51,6 @@ func needTool(t *testing.T, name string) string {
 	return ""
 }
 
-// startDaemon runs the daemon in-process against e and returns its
-// metrics base URL; the daemon stops when the test ends.
-func startDaemon(t *testing.T, e *e2e) string {
-	t.Helper()
-	var out, errOut bytes.Buffer
-	m := NewMain(&out, &errOut)
-	m.LookupEnv = env(map[string]string{"TEST_SECRET": testSecret})
-	addr := make(chan string, 1)
-	m.Ready = func(a string) { addr <- a }
-	if err := m.ParseFlags([]string{"--config", e.config}); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan int, 1)
-	go func() {
-		code, _ := m.Run(ctx)
-		done <- code
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			t.Error("daemon did not stop")
-		}
-	})
-	select {
-	case a := <-addr:
-		return "http://" + a
-	case code := <-done:
-		t.Fatalf("daemon exited %d:\n%s", code, errOut.String())
-	}
-	return ""
-}
-
 // scrapedNames waits for a finished run and returns the metric family
 // names the daemon exports.
 func scrapedNames(t *testing.T, base string) map[string]bool {
@@ -198,7 +163,8 @@ func readmeMetrics(t *testing.T) []string {
 func TestMetricCatalogue(t *testing.T) {
 	dir := t.TempDir()
 	e := newE2E(t, writeUsers(t, filepath.Join(dir, "u.csv"), 20), emulator.Options{})
-	names := scrapedNames(t, startDaemon(t, e))
+	base, _ := startDaemon(t, e)
+	names := scrapedNames(t, base)
 
 	documented := readmeMetrics(t)
 	if len(documented) < 10 {
@@ -259,7 +225,8 @@ func TestRealPrometheus(t *testing.T) {
 	e := newE2E(t, writeUsers(t, filepath.Join(dir, "u.csv"), 60),
 		emulator.Options{Faults: emulator.Faults{ErrorRate: 0.3}, Seed: 6})
 	e.writeConfig(filepath.Join(dir, "u.csv"), "@every 1s")
-	target := strings.TrimPrefix(startDaemon(t, e), "http://")
+	base, _ := startDaemon(t, e)
+	target := strings.TrimPrefix(base, "http://")
 
 	port := freePort(t)
 	cfg := fmt.Sprintf("global: {scrape_interval: 1s, evaluation_interval: 1s}\nscrape_configs:\n  - job_name: plugipay-sync\n    static_configs: [{targets: [%q]}]\n", target)

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	stdsync "sync"
 	"syscall"
 	"testing"
 	"time"
@@ -359,27 +360,7 @@ func TestDaemon_SIGTERM(t *testing.T) {
 func TestDaemon_MetricsAndHealth(t *testing.T) {
 	dir := t.TempDir()
 	e := newE2E(t, writeUsers(t, filepath.Join(dir, "u.csv"), 25), emulator.Options{})
-	var out, errOut bytes.Buffer
-	m := NewMain(&out, &errOut)
-	m.LookupEnv = env(map[string]string{"TEST_SECRET": testSecret})
-	addr := make(chan string, 1)
-	m.Ready = func(a string) { addr <- a }
-	if err := m.ParseFlags([]string{"--config", e.config}); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	result := make(chan int, 1)
-	go func() {
-		code, _ := m.Run(ctx)
-		result <- code
-	}()
-	var base string
-	select {
-	case a := <-addr:
-		base = "http://" + a
-	case code := <-result:
-		t.Fatalf("daemon exited %d:\n%s", code, errOut.String())
-	}
+	base, stop := startDaemon(t, e)
 	deadline := time.Now().Add(20 * time.Second)
 	var body string
 	for {
@@ -410,15 +391,52 @@ func TestDaemon_MetricsAndHealth(t *testing.T) {
 			t.Errorf("%s = %q", path, b)
 		}
 	}
-	cancel()
-	select {
-	case code := <-result:
-		if code != ExitOK {
-			t.Fatalf("exit %d after shutdown", code)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("daemon did not stop")
+	if code := stop(); code != ExitOK {
+		t.Fatalf("exit %d after shutdown", code)
 	}
+}
+
+// startDaemon runs the daemon in-process against e and returns its
+// metrics base URL and a stop function that shuts it down and returns the
+// exit code; it is also stopped when the test ends.
+func startDaemon(t *testing.T, e *e2e) (base string, stop func() int) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	m := NewMain(&out, &errOut)
+	m.LookupEnv = env(map[string]string{"TEST_SECRET": testSecret})
+	addr := make(chan string, 1)
+	m.Ready = func(a string) { addr <- a }
+	if err := m.ParseFlags([]string{"--config", e.config}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	go func() {
+		code, _ := m.Run(ctx)
+		done <- code
+	}()
+	var once stdsync.Once
+	code := -1
+	stop = func() int {
+		once.Do(func() {
+			cancel()
+			select {
+			case code = <-done:
+			case <-time.After(30 * time.Second):
+				t.Error("daemon did not stop within 30 s")
+			}
+		})
+		return code
+	}
+	t.Cleanup(func() { stop() })
+	select {
+	case a := <-addr:
+		return "http://" + a, stop
+	case c := <-done:
+		done <- c // for stop
+		t.Fatalf("daemon exited %d:\n%s", c, errOut.String())
+	}
+	return "", stop
 }
 
 func get(t *testing.T, url string) string {
