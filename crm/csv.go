@@ -32,8 +32,11 @@ type ColumnMap struct {
 	ExternalID string
 	Email      string
 	Name       string
-	Phone      string
-	TaxID      string
+	// NameTemplate builds the name from several fields instead, e.g.
+	// "{first_name} {last_name}" (not for CSV). Set Name or NameTemplate.
+	NameTemplate string
+	Phone        string
+	TaxID        string
 	// Metadata maps a Plugipay metadata key to the column holding its
 	// value. Empty values are left out of the record's metadata.
 	Metadata map[string]string
@@ -48,6 +51,10 @@ type CSVOptions struct {
 	Columns ColumnMap
 	// Delimiter separates fields; zero means DefaultDelimiter.
 	Delimiter rune
+	// Normalize is applied to each record after the columns are read
+	// (values are always trimmed and empty metadata always dropped); the
+	// zero value changes nothing.
+	Normalize Normalize
 }
 
 // CSV streams users from a CSV file, one record per row. It reads the file
@@ -72,6 +79,12 @@ func NewCSV(opts CSVOptions) (*CSV, error) {
 	}
 	if strings.TrimSpace(opts.Columns.ExternalID) == "" {
 		return nil, errors.New("crm.csv.columns.external_id: required")
+	}
+	if opts.Columns.NameTemplate != "" {
+		return nil, errors.New("crm.csv.columns.name_template: not supported by the CSV source; map name to one column")
+	}
+	if err := opts.Normalize.Validate(); err != nil {
+		return nil, fmt.Errorf("crm.normalize: %w", err)
 	}
 	for key, col := range opts.Columns.Metadata {
 		if key == "" {
@@ -163,6 +176,11 @@ func (c *CSV) stream(ctx context.Context, f io.Reader, yield func(sync.Record, e
 		lastSyntax = nil
 		line, _ := r.FieldPos(0)
 		rec, rerr := cols.record(row, len(header), line)
+		if rerr == nil {
+			if p := c.opts.Normalize.Apply(&rec, c.opts.Columns.Phone); p != "" {
+				rerr = &sync.RecordError{Ref: rec.Ref, ExternalID: rec.ExternalID, Reason: p}
+			}
+		}
 		var ok bool
 		if rerr != nil {
 			ok = yield(sync.Record{}, rerr)

@@ -26,6 +26,12 @@ type Record struct {
 	// Ref says where the record came from (for example "line 42"), for
 	// messages that point the operator at the source row.
 	Ref string
+	// Deleted marks a user the source reports as deleted (a soft-delete
+	// column, an archived CRM contact). The reconciler treats it as a user
+	// gone from the source: it is not synced, and with the archive
+	// deletion policy its customer is archived after the next complete
+	// read.
+	Deleted bool
 }
 
 // RecordError is a source record that cannot be synced. Sources yield it
@@ -54,6 +60,26 @@ func (e *RecordError) Error() string {
 // whole source into memory.
 type Source interface {
 	Records(ctx context.Context) iter.Seq2[Record, error]
+}
+
+// PartialSource is a Source that may read only part of the source on a
+// run (an incremental read of what changed). Users missing from such a
+// read are not gone, so the reconciler archives users gone from the
+// source only after a read for which LastReadComplete reports true.
+type PartialSource interface {
+	Source
+	// LastReadComplete reports whether the last finished Records stream
+	// read the whole source.
+	LastReadComplete() bool
+}
+
+// Committer is a Source that keeps a cursor (an incremental source's
+// watermark). Records only prepares the new cursor; the reconciler calls
+// Commit after a run that finished with no transient failure, so the
+// cursor never moves past records whose writes did not happen (a fatal
+// error, a crash, a failure to retry). A failing Commit fails the run.
+type Committer interface {
+	Commit(ctx context.Context) error
 }
 
 // Customer is a customer as the destination holds it.

@@ -17,6 +17,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/plugipay-sync/plugipay-sync/crm"
+	"github.com/plugipay-sync/plugipay-sync/crm/hubspot"
+	"github.com/plugipay-sync/plugipay-sync/crm/sqlsrc"
 	"github.com/plugipay-sync/plugipay-sync/plugipay"
 	"github.com/plugipay-sync/plugipay-sync/plugipay/destination"
 	"github.com/plugipay-sync/plugipay-sync/state"
@@ -235,7 +237,7 @@ func (m *Main) openReconciler() error {
 // for cfg, reusing the metrics registered by openReconciler, so a config
 // reload can build a new one beside the running one.
 func (m *Main) buildReconciler(cfg Config) (*sync.Reconciler, error) {
-	src, err := newSource(cfg.CRM)
+	src, err := newSourceWith(cfg.CRM, watermarks{db: m.store, dryRun: m.DryRun})
 	if err != nil {
 		return nil, err
 	}
@@ -273,17 +275,32 @@ func (m *Main) buildReconciler(cfg Config) (*sync.Reconciler, error) {
 // managedFields is the set of fields the config maps: the sync owns those
 // and no others (issue 4, field ownership).
 func managedFields(cfg Config) *sync.Managed {
-	if cfg.CRM.CSV == nil {
+	cols, ok := cfg.CRM.mapping()
+	if !ok {
 		return nil
 	}
-	cols := cfg.CRM.CSV.Columns
 	return &sync.Managed{
 		Email:        cols.Email != "",
-		Name:         cols.Name != "",
+		Name:         cols.Name != "" || cols.NameTemplate != "",
 		Phone:        cols.Phone != "",
 		TaxID:        cols.TaxID != "",
 		MetadataKeys: slices.Sorted(maps.Keys(cols.Metadata)),
 	}
+}
+
+// mapping returns the field mapping of the configured source.
+func (c CRMConfig) mapping() (ColumnMap, bool) {
+	switch {
+	case c.Type == "csv" && c.CSV != nil:
+		return c.CSV.Columns, true
+	case c.Type == "jsonl" && c.JSONL != nil:
+		return c.JSONL.Fields, true
+	case c.Type == "sql" && c.SQL != nil:
+		return c.SQL.Columns, true
+	case c.Type == "hubspot" && c.HubSpot != nil:
+		return c.HubSpot.Fields, true
+	}
+	return ColumnMap{}, false
 }
 
 // rateOption maps the config's "0 means no cap" to the client's "negative
@@ -295,8 +312,14 @@ func rateOption(perSecond float64) float64 {
 	return perSecond
 }
 
-// newSource builds the configured CRM source.
-func newSource(c CRMConfig) (sync.Source, error) {
+// newSource builds the configured CRM source without a watermark store
+// (enough for counting; an incremental SQL source needs newSourceWith).
+func newSource(c CRMConfig) (sync.Source, error) { return newSourceWith(c, nil) }
+
+// newSourceWith builds the configured CRM source; wm keeps the watermarks
+// of incremental sources.
+func newSourceWith(c CRMConfig, wm crm.WatermarkStore) (sync.Source, error) {
+	norm := c.Normalize.options()
 	switch c.Type {
 	case "csv":
 		var delim rune
@@ -306,14 +329,46 @@ func newSource(c CRMConfig) (sync.Source, error) {
 		src, err := crm.NewCSV(crm.CSVOptions{
 			Path:      c.CSV.Path,
 			Delimiter: delim,
-			Columns: crm.ColumnMap{
-				ExternalID: c.CSV.Columns.ExternalID,
-				Email:      c.CSV.Columns.Email,
-				Name:       c.CSV.Columns.Name,
-				Phone:      c.CSV.Columns.Phone,
-				TaxID:      c.CSV.Columns.TaxID,
-				Metadata:   c.CSV.Columns.Metadata,
-			},
+			Columns:   c.CSV.Columns.crm(),
+			Normalize: norm,
+		})
+		if err != nil {
+			return nil, err
+		}
+		return src, nil
+	case "jsonl":
+		src, err := crm.NewJSONL(crm.JSONLOptions{
+			Path:         c.JSONL.Path,
+			Fields:       c.JSONL.Fields.crm(),
+			Normalize:    norm,
+			MaxLineBytes: c.JSONL.MaxLineBytes,
+		})
+		if err != nil {
+			return nil, err
+		}
+		return src, nil
+	case "sql":
+		s := c.SQL
+		src, err := sqlsrc.New(sqlsrc.Options{
+			Driver: s.Driver, DSN: s.DSN, Table: s.Table, Query: s.Query,
+			IDColumn: s.IDColumn, UpdatedAtColumn: s.UpdatedAtColumn, DeletedColumn: s.DeletedColumn,
+			Columns: s.Columns.crm(), Normalize: norm, PageSize: s.PageSize,
+			Incremental: s.Incremental, Overlap: s.Overlap,
+			FullScanEvery: s.FullScanEvery, FullScanInterval: s.FullScanInterval,
+			Watermarks: wm,
+		})
+		if err != nil {
+			return nil, err
+		}
+		return src, nil
+	case "hubspot":
+		h := c.HubSpot
+		src, err := hubspot.New(hubspot.Options{
+			BaseURL: h.BaseURL, PathPrefix: h.PathPrefix, Token: h.Token,
+			Fields: h.Fields.crm(), Normalize: norm,
+			Incremental: h.Incremental, Lookback: h.Lookback,
+			FullScanEvery: h.FullScanEvery, FullScanInterval: h.FullScanInterval,
+			Watermarks: wm,
 		})
 		if err != nil {
 			return nil, err
@@ -321,6 +376,31 @@ func newSource(c CRMConfig) (sync.Source, error) {
 		return src, nil
 	}
 	return nil, fmt.Errorf("crm.type: unknown source %q", c.Type)
+}
+
+// watermarks adapts the state DB to crm.WatermarkStore. A dry run reads
+// the watermark but never moves it.
+type watermarks struct {
+	db     *state.DB
+	dryRun bool
+}
+
+func (w watermarks) Watermark(ctx context.Context, source string) (crm.Watermark, bool, error) {
+	if w.db == nil {
+		return crm.Watermark{}, false, errors.New("no state DB")
+	}
+	v, ok, err := w.db.Watermark(ctx, source)
+	return crm.Watermark(v), ok, err
+}
+
+func (w watermarks) SetWatermark(ctx context.Context, source string, v crm.Watermark) error {
+	if w.db == nil {
+		return errors.New("no state DB")
+	}
+	if w.dryRun {
+		return nil
+	}
+	return w.db.SetWatermark(ctx, source, state.Watermark(v))
 }
 
 // runOnce runs one sync, prints its summary and maps the outcome to an

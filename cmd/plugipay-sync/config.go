@@ -14,6 +14,10 @@ import (
 
 	"github.com/robfig/cron/v3"
 	"gopkg.in/yaml.v3"
+
+	"github.com/plugipay-sync/plugipay-sync/crm"
+	"github.com/plugipay-sync/plugipay-sync/crm/hubspot"
+	"github.com/plugipay-sync/plugipay-sync/crm/sqlsrc"
 )
 
 // Config is the daemon's configuration file. Every key is documented in
@@ -51,8 +55,84 @@ type PlugipayConfig struct {
 
 // CRMConfig selects and configures the CRM source.
 type CRMConfig struct {
-	Type string     `yaml:"type"`
-	CSV  *CSVConfig `yaml:"csv"`
+	Type      string          `yaml:"type"`
+	Normalize NormalizeConfig `yaml:"normalize"`
+	CSV       *CSVConfig      `yaml:"csv"`
+	JSONL     *JSONLConfig    `yaml:"jsonl"`
+	SQL       *SQLConfig      `yaml:"sql"`
+	HubSpot   *HubSpotConfig  `yaml:"hubspot"`
+}
+
+// HubSpotConfig configures the HubSpot contacts source.
+type HubSpotConfig struct {
+	BaseURL          string        `yaml:"base_url"`
+	PathPrefix       string        `yaml:"path_prefix"`
+	Token            string        `yaml:"token"`
+	Incremental      bool          `yaml:"incremental"`
+	Lookback         time.Duration `yaml:"lookback"`
+	FullScanEvery    int           `yaml:"full_scan_every"`
+	FullScanInterval time.Duration `yaml:"full_scan_interval"`
+	Fields           ColumnMap     `yaml:"fields"`
+}
+
+// UnmarshalYAML decodes over the defaults (see SQLConfig.UnmarshalYAML).
+func (c *HubSpotConfig) UnmarshalYAML(unmarshal func(any) error) error {
+	type plain HubSpotConfig
+	p := plain{BaseURL: hubspot.DefaultBaseURL, PathPrefix: hubspot.DefaultPathPrefix,
+		Lookback: hubspot.DefaultLookback, FullScanEvery: hubspot.DefaultFullScanEvery}
+	if err := unmarshal(&p); err != nil {
+		return err
+	}
+	*c = HubSpotConfig(p)
+	return nil
+}
+
+// NormalizeConfig switches the normalisation applied to every source
+// value before it is checked, hashed and sent.
+type NormalizeConfig struct {
+	TrimSpace         bool   `yaml:"trim_space"`
+	LowerEmailDomain  bool   `yaml:"lower_email_domain"`
+	CollapseNameSpace bool   `yaml:"collapse_name_space"`
+	PhoneRegion       string `yaml:"phone_region"`
+	DropEmptyMetadata bool   `yaml:"drop_empty_metadata"`
+}
+
+// JSONLConfig configures the JSON Lines source.
+type JSONLConfig struct {
+	Path         string    `yaml:"path"`
+	MaxLineBytes int       `yaml:"max_line_bytes"`
+	Fields       ColumnMap `yaml:"fields"`
+}
+
+// SQLConfig configures the SQL source.
+type SQLConfig struct {
+	Driver           string        `yaml:"driver"`
+	DSN              string        `yaml:"dsn"`
+	Table            string        `yaml:"table"`
+	Query            string        `yaml:"query"`
+	IDColumn         string        `yaml:"id_column"`
+	UpdatedAtColumn  string        `yaml:"updated_at_column"`
+	DeletedColumn    string        `yaml:"deleted_column"`
+	PageSize         int           `yaml:"page_size"`
+	Incremental      bool          `yaml:"incremental"`
+	Overlap          time.Duration `yaml:"overlap"`
+	FullScanEvery    int           `yaml:"full_scan_every"`
+	FullScanInterval time.Duration `yaml:"full_scan_interval"`
+	Columns          ColumnMap     `yaml:"columns"`
+}
+
+// UnmarshalYAML decodes over the defaults, so a key left out keeps its
+// default and an explicit 0 stays 0. (The func form keeps the decoder's
+// strict KnownFields.)
+func (c *SQLConfig) UnmarshalYAML(unmarshal func(any) error) error {
+	type plain SQLConfig
+	p := plain{IDColumn: "id", UpdatedAtColumn: "updated_at", PageSize: sqlsrc.DefaultPageSize,
+		Overlap: sqlsrc.DefaultOverlap, FullScanEvery: sqlsrc.DefaultFullScanEvery}
+	if err := unmarshal(&p); err != nil {
+		return err
+	}
+	*c = SQLConfig(p)
+	return nil
 }
 
 // CSVConfig configures the CSV source.
@@ -64,12 +144,14 @@ type CSVConfig struct {
 
 // ColumnMap names the source columns that feed each customer field.
 type ColumnMap struct {
-	ExternalID string            `yaml:"external_id"`
-	Email      string            `yaml:"email"`
-	Name       string            `yaml:"name"`
-	Phone      string            `yaml:"phone"`
-	TaxID      string            `yaml:"tax_id"`
-	Metadata   map[string]string `yaml:"metadata"`
+	ExternalID string `yaml:"external_id"`
+	Email      string `yaml:"email"`
+	Name       string `yaml:"name"`
+	// NameTemplate joins several fields instead, e.g. "{first_name} {last_name}".
+	NameTemplate string            `yaml:"name_template"`
+	Phone        string            `yaml:"phone"`
+	TaxID        string            `yaml:"tax_id"`
+	Metadata     map[string]string `yaml:"metadata"`
 }
 
 // SyncConfig tunes the reconciler.
@@ -109,7 +191,9 @@ func DefaultConfig() Config {
 		Listen:   DefaultListen,
 		State:    StateConfig{Path: DefaultState},
 		Plugipay: PlugipayConfig{Timeout: DefaultTimeout, MaxAttempts: 4, ReadsPerSecond: 100, WritesPerSecond: 20},
-		CRM:      CRMConfig{Type: "csv"},
+		CRM: CRMConfig{Type: "csv", Normalize: NormalizeConfig{
+			TrimSpace: true, LowerEmailDomain: true, CollapseNameSpace: true, DropEmptyMetadata: true,
+		}},
 		Sync: SyncConfig{
 			Concurrency:     8,
 			BatchSize:       500,
@@ -126,7 +210,8 @@ func DefaultConfig() Config {
 // ReadConfigFile reads, expands, parses and validates the file at path.
 // lookupEnv resolves ${VAR} references and the PLUGIPAY_* fallbacks; pass
 // nil to disable expansion.
-func ReadConfigFile(path string, lookupEnv func(string) (string, bool)) (Config, error) {
+func ReadConfigFile(path string, lookupEnv func(string) (string, bool)) (_ Config, err error) {
+	defer func() { err = redactConfigSecrets(err, path, lookupEnv) }()
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return Config{}, fmt.Errorf("read config: %w", err)
@@ -216,6 +301,11 @@ func (c *Config) applyEnvFallbacks(lookupEnv func(string) (string, bool)) {
 	}
 	if c.Plugipay.BaseURL == "" {
 		c.Plugipay.BaseURL = DefaultBaseURL
+	}
+	if h := c.CRM.HubSpot; h != nil && h.Token == "" {
+		if v, ok := lookupEnv("HUBSPOT_TOKEN"); ok {
+			h.Token = v
+		}
 	}
 }
 
@@ -332,6 +422,9 @@ func isLoopback(host string) bool {
 }
 
 func (c *CRMConfig) validate() error {
+	if err := c.Normalize.options().Validate(); err != nil {
+		return invalid("crm.normalize.phone_region", c.Normalize.PhoneRegion, "must be an ISO 3166 region code such as ID, US or GB, or empty to leave phones as they are")
+	}
 	switch c.Type {
 	case "csv":
 		if c.CSV == nil || c.CSV.Path == "" {
@@ -343,10 +436,104 @@ func (c *CRMConfig) validate() error {
 		if c.CSV.Columns.ExternalID == "" {
 			return invalid("crm.csv.columns.external_id", "", "required: the column holding the CRM's user id")
 		}
+		if c.CSV.Columns.NameTemplate != "" {
+			return invalid("crm.csv.columns.name_template", c.CSV.Columns.NameTemplate, "not supported by the CSV source; map name to one column")
+		}
+	case "jsonl":
+		if c.JSONL == nil || c.JSONL.Path == "" {
+			return invalid("crm.jsonl.path", "", "required with crm.type jsonl: the JSON Lines file to read")
+		}
+		if c.JSONL.MaxLineBytes < 0 {
+			return invalid("crm.jsonl.max_line_bytes", fmt.Sprint(c.JSONL.MaxLineBytes), "must be 0 (default 16 MiB) or positive")
+		}
+		return c.JSONL.Fields.validate("crm.jsonl.fields", "JSON key")
+	case "sql":
+		s := c.SQL
+		if s == nil || s.Driver == "" {
+			return invalid("crm.sql.driver", "", "required with crm.type sql: postgres, mysql (also MariaDB) or sqlite")
+		}
+		switch {
+		case s.Driver != sqlsrc.Postgres && s.Driver != sqlsrc.MySQL && s.Driver != sqlsrc.SQLite:
+			return invalid("crm.sql.driver", s.Driver, "must be postgres, mysql (also MariaDB) or sqlite")
+		case s.DSN == "":
+			return invalid("crm.sql.dsn", "", "required: the connection string, e.g. dsn: ${CRM_DATABASE_URL}")
+		case (s.Table == "") == (s.Query == ""):
+			return invalid("crm.sql.table", s.Table, "set table (a table name) or query (a SELECT), exactly one of them")
+		case s.IDColumn == "":
+			return invalid("crm.sql.id_column", "", "required: the unique id column of the keyset, e.g. id")
+		case s.UpdatedAtColumn == "":
+			return invalid("crm.sql.updated_at_column", "", "required: the last-modified column of the keyset, e.g. updated_at")
+		case s.PageSize < 1 || s.PageSize > 100000:
+			return invalid("crm.sql.page_size", fmt.Sprint(s.PageSize), "must be between 1 and 100000")
+		case s.Overlap < 0:
+			return invalid("crm.sql.overlap", s.Overlap.String(), "must not be negative; it is re-read below the watermark to catch rows committed late")
+		case s.FullScanEvery < 0:
+			return invalid("crm.sql.full_scan_every", fmt.Sprint(s.FullScanEvery), "must be 0 (never by count) or a number of runs")
+		case s.FullScanInterval < 0:
+			return invalid("crm.sql.full_scan_interval", s.FullScanInterval.String(), "must be 0 (never by age) or a duration such as 24h")
+		case s.Incremental && s.FullScanEvery == 0 && s.FullScanInterval == 0:
+			return invalid("crm.sql.full_scan_every", "0", "with incremental: true set full_scan_every or full_scan_interval, or hard-deleted rows are never noticed")
+		}
+		return s.Columns.validate("crm.sql.columns", "column")
+	case "hubspot":
+		h := c.HubSpot
+		if h == nil || h.Token == "" {
+			return invalid("crm.hubspot.token", "", "required with crm.type hubspot: a private-app token or service key; set HUBSPOT_TOKEN or write token: ${HUBSPOT_TOKEN}")
+		}
+		u, err := url.Parse(h.BaseURL)
+		switch {
+		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+			return invalid("crm.hubspot.base_url", h.BaseURL, "must be an http(s) URL, e.g. %s", hubspot.DefaultBaseURL)
+		case u.Scheme == "http" && !isLoopback(u.Hostname()):
+			return invalid("crm.hubspot.base_url", h.BaseURL, "plain http would send the token in the clear; use https (http is allowed for loopback test servers only)")
+		case !hubspotPrefix.MatchString(h.PathPrefix):
+			return invalid("crm.hubspot.path_prefix", h.PathPrefix, "must be /crm/v3/objects or a dated prefix such as /crm/objects/2026-09")
+		case h.Lookback < 0:
+			return invalid("crm.hubspot.lookback", h.Lookback.String(), "must not be negative; search results lag writes by seconds, so keep a few minutes")
+		case h.FullScanEvery < 0:
+			return invalid("crm.hubspot.full_scan_every", fmt.Sprint(h.FullScanEvery), "must be 0 (never by count) or a number of runs")
+		case h.FullScanInterval < 0:
+			return invalid("crm.hubspot.full_scan_interval", h.FullScanInterval.String(), "must be 0 (never by age) or a duration such as 24h")
+		case h.Incremental && h.FullScanEvery == 0 && h.FullScanInterval == 0:
+			return invalid("crm.hubspot.full_scan_every", "0", "with incremental: true set full_scan_every or full_scan_interval, or contacts deleted for good are never noticed")
+		}
+		return h.Fields.validate("crm.hubspot.fields", "property")
 	case "":
-		return invalid("crm.type", "", "required; supported: csv")
+		return invalid("crm.type", "", "required; supported: "+supportedSources)
 	default:
-		return invalid("crm.type", c.Type, "unknown source; supported: csv")
+		return invalid("crm.type", c.Type, "unknown source; supported: "+supportedSources)
 	}
 	return nil
+}
+
+// supportedSources lists the crm.type values.
+const supportedSources = "csv, jsonl, sql, hubspot"
+
+var hubspotPrefix = regexp.MustCompile(`^/crm/(v3/objects|objects/\d{4}-\d{2})/?$`)
+
+// validate checks a field mapping of a source other than CSV.
+func (m ColumnMap) validate(key, what string) error {
+	if m.ExternalID == "" {
+		return invalid(key+".external_id", "", "required: the %s holding the CRM's user id", what)
+	}
+	if m.Name != "" && m.NameTemplate != "" {
+		return invalid(key+".name_template", m.NameTemplate, "set name or name_template, not both")
+	}
+	if _, err := crm.NewMapper(m.crm(), crm.Normalize{}, key); err != nil {
+		field, msg, _ := strings.Cut(err.Error(), ": ")
+		return &ValidationError{Field: field, Err: errors.New(msg)}
+	}
+	return nil
+}
+
+// crm converts the mapping to the adapters' type.
+func (m ColumnMap) crm() crm.ColumnMap {
+	return crm.ColumnMap{ExternalID: m.ExternalID, Email: m.Email, Name: m.Name, NameTemplate: m.NameTemplate,
+		Phone: m.Phone, TaxID: m.TaxID, Metadata: m.Metadata}
+}
+
+// options converts the switches to the adapters' type.
+func (n NormalizeConfig) options() crm.Normalize {
+	return crm.Normalize{TrimSpace: n.TrimSpace, LowerEmailDomain: n.LowerEmailDomain,
+		CollapseNameSpace: n.CollapseNameSpace, PhoneRegion: n.PhoneRegion, DropEmptyMetadata: n.DropEmptyMetadata}
 }

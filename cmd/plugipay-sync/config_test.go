@@ -88,7 +88,7 @@ func TestReadConfigFile_Invalid(t *testing.T) {
 		{"missing secret", strings.Replace(validBase, "${SECRET}", `""`, 1), "plugipay.secret: required; set PLUGIPAY_SECRET, or reference a variable as secret: ${PLUGIPAY_SECRET}"},
 		{"unset env var", strings.Replace(validBase, "${SECRET}", "${NOPE}", 1), "environment variable NOPE is not set (referenced as ${NOPE}); export it or give a default as ${NOPE:-value}"},
 		{"no csv path", "plugipay: {key_id: k, secret: s}\ncrm:\n  type: csv\n", "crm.csv.path: required with crm.type csv: the CSV export to read"},
-		{"unknown crm", strings.Replace(validBase, "type: csv", "type: salesforce", 1), `crm.type: unknown source; supported: csv (got "salesforce")`},
+		{"unknown crm", strings.Replace(validBase, "type: csv", "type: salesforce", 1), `crm.type: unknown source; supported: csv, jsonl, sql, hubspot (got "salesforce")`},
 		{"no external id column", "plugipay: {key_id: k, secret: s}\ncrm:\n  csv:\n    path: u.csv\n", "crm.csv.columns.external_id: required: the column holding the CRM's user id"},
 		{"concurrency", validBase + "sync:\n  concurrency: 0\n", `sync.concurrency: must be between 1 and 64 (got "0")`},
 		{"retry max below min", validBase + "sync:\n  retry_min: 1h\n  retry_max: 1m\n", `sync.retry_max: must be at least sync.retry_min (1h0m0s) (got "1m0s")`},

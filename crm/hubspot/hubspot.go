@@ -1,0 +1,549 @@
+// Package hubspot is the HubSpot CRM source: contacts read through the CRM
+// objects API with a static bearer token (a private-app token or a service
+// key). A full read pages the list endpoint (limit=100, the after cursor,
+// explicit properties) and then the archived list, whose contacts are
+// reported as deleted. An incremental read searches on lastmodifieddate
+// (epoch ms, GTE the watermark minus a lookback, ascending, 200 a page),
+// starting a new search from the newest timestamp seen before the
+// 10,000-result cap of one search query. 429s are honoured by policyName.
+// See shared/spec/crm-sources.md, section 1.
+package hubspot
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	stdsync "sync"
+	"time"
+
+	"github.com/plugipay-sync/plugipay-sync/crm"
+	"github.com/plugipay-sync/plugipay-sync/sync"
+)
+
+var (
+	_ sync.PartialSource = (*Source)(nil)
+	_ sync.Committer     = (*Source)(nil)
+)
+
+// Defaults of Options.
+const (
+	DefaultBaseURL       = "https://api.hubapi.com"
+	DefaultPathPrefix    = "/crm/v3/objects"
+	DefaultLookback      = 5 * time.Minute
+	DefaultFullScanEvery = 24
+	DefaultMaxAttempts   = 5
+	// ListPageSize is the list endpoint's maximum page; SearchPageSize the
+	// search endpoint's; SearchCap the results one search query reaches.
+	ListPageSize   = 100
+	SearchPageSize = 200
+	SearchCap      = 10000
+)
+
+// IDField is the mapping field that reads the contact's id rather than a
+// property.
+const IDField = "id"
+
+// ErrDailyLimit: HubSpot's daily request budget is spent; the run stops.
+var ErrDailyLimit = errors.New("hubspot: daily API limit reached")
+
+// Options configures the source.
+type Options struct {
+	BaseURL string
+	// PathPrefix is /crm/v3/objects (retired in 2027) or a dated prefix
+	// such as /crm/objects/2026-09.
+	PathPrefix string
+	Token      string
+	// Fields maps customer fields to contact properties; "id" is the
+	// contact id.
+	Fields    crm.ColumnMap
+	Normalize crm.Normalize
+	// Incremental turns on the search-based read; Watermarks must be set.
+	Incremental      bool
+	Lookback         time.Duration
+	FullScanEvery    int
+	FullScanInterval time.Duration
+	Watermarks       crm.WatermarkStore
+	// HTTPClient defaults to one with a 30-second timeout.
+	HTTPClient *http.Client
+	// MaxAttempts per request, retries of 429/423/5xx included.
+	MaxAttempts int
+	// Sleep waits d or until ctx is done; tests replace it.
+	Sleep func(ctx context.Context, d time.Duration) error
+	Now   func() time.Time
+}
+
+// Source streams HubSpot contacts.
+type Source struct {
+	opts   Options
+	mapper *crm.Mapper
+	props  []string // properties to request
+	mu     stdsync.Mutex
+	full   bool // the last finished read was complete
+	// pending is the watermark the last finished read prepared.
+	pending *crm.Watermark
+}
+
+// New validates opts; it makes no request.
+func New(opts Options) (*Source, error) {
+	if opts.BaseURL == "" {
+		opts.BaseURL = DefaultBaseURL
+	}
+	if opts.PathPrefix == "" {
+		opts.PathPrefix = DefaultPathPrefix
+	}
+	opts.BaseURL = strings.TrimRight(opts.BaseURL, "/")
+	opts.PathPrefix = "/" + strings.Trim(opts.PathPrefix, "/")
+	if u, err := url.Parse(opts.BaseURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return nil, fmt.Errorf("crm.hubspot.base_url: %q is not an http(s) URL", opts.BaseURL)
+	}
+	if opts.Token == "" {
+		return nil, errors.New("crm.hubspot.token: required (a private-app token or service key, e.g. token: ${HUBSPOT_TOKEN})")
+	}
+	if opts.Lookback < 0 {
+		return nil, errors.New("crm.hubspot.lookback: must not be negative")
+	}
+	if opts.Incremental && opts.Watermarks == nil {
+		return nil, errors.New("crm.hubspot.incremental: needs a watermark store")
+	}
+	if opts.HTTPClient == nil {
+		opts.HTTPClient = &http.Client{Timeout: 30 * time.Second}
+	}
+	if opts.MaxAttempts <= 0 {
+		opts.MaxAttempts = DefaultMaxAttempts
+	}
+	if opts.Sleep == nil {
+		opts.Sleep = sleep
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	mp, err := crm.NewMapper(opts.Fields, opts.Normalize, "crm.hubspot.fields")
+	if err != nil {
+		return nil, err
+	}
+	props := []string{"lastmodifieddate"}
+	for _, f := range mp.Fields() {
+		if f != IDField && f != "lastmodifieddate" {
+			props = append(props, f)
+		}
+	}
+	return &Source{opts: opts, mapper: mp, props: props}, nil
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
+
+// WatermarkKey is the key of the source's watermark.
+func (s *Source) WatermarkKey() string { return "hubspot:contacts" }
+
+// LastReadComplete reports whether the last finished read was a full
+// list read (see sync.PartialSource).
+func (s *Source) LastReadComplete() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.full
+}
+
+// contact is one result of the list or search endpoints.
+type contact struct {
+	ID         string             `json:"id"`
+	Properties map[string]*string `json:"properties"`
+	UpdatedAt  string             `json:"updatedAt"`
+	Archived   bool               `json:"archived"`
+}
+
+type page struct {
+	Total   int       `json:"total"`
+	Results []contact `json:"results"`
+	Paging  *struct {
+		Next *struct {
+			After string `json:"after"`
+		} `json:"next"`
+	} `json:"paging"`
+}
+
+func (p *page) next() string {
+	if p.Paging == nil || p.Paging.Next == nil {
+		return ""
+	}
+	return p.Paging.Next.After
+}
+
+// Records reads the contacts: a full list read and the archived list on
+// the first run and whenever a full scan is due, otherwise an incremental
+// search. A contact whose values fail the checks is a *sync.RecordError
+// with Ref "contact <id>"; an HTTP failure that retries cannot fix, a
+// mapped property HubSpot does not have, and ctx being done end the stream.
+func (s *Source) Records(ctx context.Context) iter.Seq2[sync.Record, error] {
+	return func(yield func(sync.Record, error) bool) {
+		s.mu.Lock()
+		s.full, s.pending = false, nil
+		s.mu.Unlock()
+		r := &read{s: s, vals: make([]string, len(s.mapper.Fields()))}
+		full := true
+		if s.opts.Incremental {
+			w, ok, err := s.opts.Watermarks.Watermark(ctx, s.WatermarkKey())
+			if err != nil {
+				yield(sync.Record{}, fmt.Errorf("crm: hubspot: %w", err))
+				return
+			}
+			r.prev = w
+			full = !ok || crm.FullScanDue(w, s.opts.FullScanEvery, s.opts.FullScanInterval, s.opts.Now())
+		}
+		var ok bool
+		if full {
+			ok = r.list(ctx, false, yield)
+		} else {
+			var fellBack bool
+			ok, fellBack = r.search(ctx, r.prev.At.Add(-s.opts.Lookback), yield)
+			if ok && fellBack {
+				full = true
+				ok = r.list(ctx, false, yield)
+			}
+		}
+		// Archived contacts have no date filter: read them on every run.
+		if !ok || !r.list(ctx, true, yield) {
+			return
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.full = full
+		if s.opts.Incremental {
+			w := crm.Watermark{At: r.prev.At, RunsSinceFull: r.prev.RunsSinceFull + 1, LastFullAt: r.prev.LastFullAt}
+			if r.maxAt.After(w.At) {
+				w.At = r.maxAt
+			}
+			if full {
+				w.RunsSinceFull, w.LastFullAt = 0, s.opts.Now()
+			}
+			s.pending = &w
+		}
+	}
+}
+
+// Commit stores the watermark the last complete read prepared (see
+// sync.Committer): the reconciler calls it once the run's writes are done.
+func (s *Source) Commit(ctx context.Context) error {
+	s.mu.Lock()
+	w := s.pending
+	s.pending = nil
+	s.mu.Unlock()
+	if w == nil {
+		return nil
+	}
+	if err := s.opts.Watermarks.SetWatermark(ctx, s.WatermarkKey(), *w); err != nil {
+		return fmt.Errorf("crm: hubspot: %w", err)
+	}
+	return nil
+}
+
+// read is one Records call.
+type read struct {
+	s       *Source
+	prev    crm.Watermark
+	maxAt   time.Time
+	vals    []string
+	checked bool
+}
+
+// list pages the list endpoint (archived: the archived list).
+func (r *read) list(ctx context.Context, archived bool, yield func(sync.Record, error) bool) bool {
+	s := r.s
+	after := ""
+	for {
+		q := url.Values{}
+		q.Set("limit", strconv.Itoa(ListPageSize))
+		q.Set("properties", strings.Join(s.props, ","))
+		if archived {
+			q.Set("archived", "true")
+		}
+		if after != "" {
+			q.Set("after", after)
+		}
+		var p page
+		if err := s.do(ctx, http.MethodGet, "/contacts?"+q.Encode(), nil, &p); err != nil {
+			yield(sync.Record{}, err)
+			return false
+		}
+		for _, c := range p.Results {
+			if !r.emit(c, archived, yield) {
+				return false
+			}
+		}
+		if after = p.next(); after == "" {
+			return true
+		}
+	}
+}
+
+// searchBody is the body of one search request.
+type searchBody struct {
+	FilterGroups []filterGroup `json:"filterGroups"`
+	Sorts        []sortRule    `json:"sorts"`
+	Properties   []string      `json:"properties"`
+	Limit        int           `json:"limit"`
+	After        string        `json:"after,omitempty"`
+}
+
+type filterGroup struct {
+	Filters []filter `json:"filters"`
+}
+
+type filter struct {
+	PropertyName string `json:"propertyName"`
+	Operator     string `json:"operator"`
+	Value        string `json:"value"`
+}
+
+type sortRule struct {
+	PropertyName string `json:"propertyName"`
+	Direction    string `json:"direction"`
+}
+
+// search reads contacts modified at or after from, ascending. Before one
+// query would page past SearchCap it starts a new one from the newest
+// lastmodifieddate seen, skipping the contacts already read at that
+// timestamp. fellBack reports that one timestamp holds more than a query
+// can page through (a bulk edit): the caller reads the full list instead.
+func (r *read) search(ctx context.Context, from time.Time, yield func(sync.Record, error) bool) (ok, fellBack bool) {
+	s := r.s
+	// atFrom are the ids read whose lastmodifieddate equals the newest
+	// seen: the next query starts there and returns them again.
+	atFrom := map[string]bool{}
+	newest := time.Time{}
+	for {
+		after, read, progressed := 0, 0, false
+		for {
+			body := searchBody{
+				FilterGroups: []filterGroup{{Filters: []filter{{PropertyName: "lastmodifieddate", Operator: "GTE", Value: strconv.FormatInt(from.UnixMilli(), 10)}}}},
+				Sorts:        []sortRule{{PropertyName: "lastmodifieddate", Direction: "ASCENDING"}},
+				Properties:   s.props,
+				Limit:        SearchPageSize,
+			}
+			if after > 0 {
+				body.After = strconv.Itoa(after)
+			}
+			var p page
+			if err := s.do(ctx, http.MethodPost, "/contacts/search", body, &p); err != nil {
+				yield(sync.Record{}, err)
+				return false, false
+			}
+			for _, c := range p.Results {
+				read++
+				at := lastModified(c)
+				if atFrom[c.ID] && !at.After(newest) {
+					continue // read by the previous query
+				}
+				if at.After(newest) {
+					newest = at
+					clear(atFrom)
+					progressed = true
+				}
+				atFrom[c.ID] = true
+				if !r.emit(c, false, yield) {
+					return false, false
+				}
+			}
+			next := p.next()
+			if next == "" {
+				return true, false
+			}
+			if after, _ = strconv.Atoi(next); after+SearchPageSize > SearchCap {
+				break // the next page would cross the cap: new query
+			}
+		}
+		if !progressed || !newest.After(from) {
+			return true, true
+		}
+		from = newest
+	}
+}
+
+// lastModified reads a contact's lastmodifieddate (ISO in properties),
+// falling back to updatedAt.
+func lastModified(c contact) time.Time {
+	for _, v := range []*string{c.Properties["lastmodifieddate"], &c.UpdatedAt} {
+		if v == nil {
+			continue
+		}
+		if t, err := time.Parse(time.RFC3339Nano, *v); err == nil {
+			return t.UTC()
+		}
+		if ms, err := strconv.ParseInt(*v, 10, 64); err == nil {
+			return time.UnixMilli(ms).UTC()
+		}
+	}
+	return time.Time{}
+}
+
+// emit yields one contact.
+func (r *read) emit(c contact, archived bool, yield func(sync.Record, error) bool) bool {
+	s := r.s
+	ref := "contact " + c.ID
+	if !archived {
+		if at := lastModified(c); at.After(r.maxAt) {
+			r.maxAt = at
+		}
+	}
+	if !r.checked && !archived {
+		// HubSpot ignores properties it does not have; it returns those it
+		// has, null when unset. So the first contact shows which exist.
+		err := s.mapper.Check(func(f string) bool {
+			if f == IDField {
+				return true
+			}
+			_, ok := c.Properties[f]
+			return ok
+		}, "HubSpot (contact properties)")
+		if err != nil {
+			yield(sync.Record{}, err)
+			return false
+		}
+		r.checked = true
+	}
+	for i, f := range s.mapper.Fields() {
+		switch v := c.Properties[f]; {
+		case f == IDField:
+			r.vals[i] = c.ID
+		case v == nil:
+			r.vals[i] = ""
+		default:
+			r.vals[i] = *v
+		}
+	}
+	if archived || c.Archived {
+		id := strings.TrimSpace(r.vals[0])
+		if id == "" {
+			return yield(sync.Record{}, &sync.RecordError{Ref: ref, Reason: "archived contact without an externalId"})
+		}
+		return yield(sync.Record{ExternalID: id, Ref: ref, Deleted: true}, nil)
+	}
+	rec, rerr := s.mapper.Record(r.vals, ref)
+	if rerr != nil {
+		return yield(sync.Record{}, rerr)
+	}
+	return yield(rec, nil)
+}
+
+// Error is a failed HubSpot call.
+type Error struct {
+	Status        int
+	Category      string
+	Message       string
+	PolicyName    string
+	CorrelationID string
+}
+
+func (e *Error) Error() string {
+	msg := fmt.Sprintf("hubspot: %d %s: %s", e.Status, e.Category, e.Message)
+	if e.CorrelationID != "" {
+		msg += " (correlation " + e.CorrelationID + ")"
+	}
+	switch e.Status {
+	case http.StatusUnauthorized:
+		msg += "; check crm.hubspot.token (a private-app token or service key)"
+	case http.StatusForbidden:
+		msg += "; the token needs the crm.objects.contacts.read scope"
+	}
+	return msg
+}
+
+// do sends one request with retries and decodes the JSON answer into out.
+func (s *Source) do(ctx context.Context, method, path string, body, out any) error {
+	var payload []byte
+	if body != nil {
+		var err error
+		if payload, err = json.Marshal(body); err != nil {
+			return err
+		}
+	}
+	for attempt := 1; ; attempt++ {
+		var rd io.Reader
+		if payload != nil {
+			rd = bytes.NewReader(payload)
+		}
+		req, err := http.NewRequestWithContext(ctx, method, s.opts.BaseURL+s.opts.PathPrefix+path, rd)
+		if err != nil {
+			return fmt.Errorf("crm: hubspot: %w", err)
+		}
+		req.Header.Set("Authorization", "Bearer "+s.opts.Token)
+		req.Header.Set("Accept", "application/json")
+		if payload != nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		resp, err := s.opts.HTTPClient.Do(req)
+		if err != nil {
+			if ctx.Err() != nil || attempt >= s.opts.MaxAttempts {
+				return fmt.Errorf("crm: hubspot: %w", err)
+			}
+			if err := s.opts.Sleep(ctx, time.Duration(attempt)*time.Second); err != nil {
+				return err
+			}
+			continue
+		}
+		b, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
+		resp.Body.Close()
+		if err != nil {
+			return fmt.Errorf("crm: hubspot: read response: %w", err)
+		}
+		if resp.StatusCode/100 == 2 {
+			if err := json.Unmarshal(b, out); err != nil {
+				return fmt.Errorf("crm: hubspot: decode %s %s: %w", method, req.URL.Path, err)
+			}
+			return nil
+		}
+		herr := &Error{Status: resp.StatusCode}
+		var eb struct {
+			Message, Category, PolicyName, CorrelationID string
+		}
+		if json.Unmarshal(b, &eb) == nil {
+			herr.Message, herr.Category, herr.PolicyName, herr.CorrelationID = eb.Message, eb.Category, eb.PolicyName, eb.CorrelationID
+		}
+		wait, retry := backoff(resp.StatusCode, herr.PolicyName, attempt)
+		if resp.StatusCode == http.StatusTooManyRequests && herr.PolicyName == "DAILY" {
+			return fmt.Errorf("%w: %w", ErrDailyLimit, herr)
+		}
+		if !retry || attempt >= s.opts.MaxAttempts {
+			return herr
+		}
+		if err := s.opts.Sleep(ctx, wait); err != nil {
+			return err
+		}
+	}
+}
+
+// backoff is the wait before retrying a failed call, by HubSpot's
+// guidance: 10 s × attempt for the ten-second bucket, 1 s × attempt for
+// the search (secondly) bucket, at least 2 s for 423, growing waits for
+// 5xx. Other statuses are not retried.
+func backoff(status int, policy string, attempt int) (time.Duration, bool) {
+	n := time.Duration(attempt)
+	switch {
+	case status == http.StatusTooManyRequests && policy == "SECONDLY":
+		return n * time.Second, true
+	case status == http.StatusTooManyRequests:
+		return n * 10 * time.Second, true
+	case status == http.StatusLocked:
+		return n * 2 * time.Second, true
+	case status == http.StatusBadGateway, status == http.StatusServiceUnavailable, status == http.StatusGatewayTimeout,
+		status == 524, status == http.StatusInternalServerError:
+		return n * time.Second, true
+	}
+	return 0, false
+}

@@ -1,0 +1,132 @@
+package crm
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/plugipay-sync/plugipay-sync/sync"
+)
+
+func TestMapper_Normalize(t *testing.T) {
+	m := ColumnMap{ExternalID: "id", Email: "email", NameTemplate: "{first} {last}", Phone: "phone",
+		Metadata: map[string]string{"plan": "plan", "city": "city"}}
+	mp, err := NewMapper(m, Normalize{TrimSpace: true, LowerEmailDomain: true, CollapseNameSpace: true, PhoneRegion: "ID", DropEmptyMetadata: true}, "crm.x.fields")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.Join(mp.Fields(), ","), "id,email,first,last,phone,city,plan"; got != want {
+		t.Fatalf("Fields() = %s, want %s", got, want)
+	}
+	get := func(vals map[string]string) []string {
+		out := make([]string, len(mp.Fields()))
+		for i, f := range mp.Fields() {
+			out[i] = vals[f]
+		}
+		return out
+	}
+	rec, rerr := mp.Record(get(map[string]string{"id": " u1 ", "email": " Ada.L@Example.COM ", "first": "  Ada ", "last": "Love   lace",
+		"phone": "0812-3456-7890", "plan": "pro", "city": "  "}), "row 1")
+	if rerr != nil {
+		t.Fatal(rerr)
+	}
+	want := sync.Record{ExternalID: "u1", Email: "Ada.L@example.com", Name: "Ada Love lace", Phone: "+6281234567890",
+		Metadata: map[string]string{"plan": "pro"}, Ref: "row 1"}
+	if rec.ExternalID != want.ExternalID || rec.Email != want.Email || rec.Name != want.Name || rec.Phone != want.Phone ||
+		len(rec.Metadata) != 1 || rec.Metadata["plan"] != "pro" {
+		t.Fatalf("Record = %+v\nwant %+v", rec, want)
+	}
+
+	t.Run("NoFirstName", func(t *testing.T) {
+		rec, rerr := mp.Record(get(map[string]string{"id": "u2", "last": "Hopper"}), "row 2")
+		if rerr != nil || rec.Name != "Hopper" {
+			t.Fatalf("Record = %+v, %v; want name Hopper", rec, rerr)
+		}
+	})
+	t.Run("Rejected", func(t *testing.T) {
+		tests := []struct {
+			name string
+			vals map[string]string
+			want string
+		}{
+			{"missing id", map[string]string{"email": "a@b.co"}, `missing externalId (field "id" is empty)`},
+			{"id too long", map[string]string{"id": strings.Repeat("x", 256)}, `externalId (column "id") is 256 characters, Plugipay allows at most 255`},
+			{"bad email", map[string]string{"id": "u3", "email": "Ada <a@b.co>"}, "invalid email"},
+			{"bad phone", map[string]string{"id": "u4", "phone": "12"}, `phone (column "phone") is not a valid phone number for region ID`},
+			{"control char", map[string]string{"id": "u5", "plan": "a\x00b"}, `metadata.plan (column "plan") contains control character U+0000`},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				_, rerr := mp.Record(get(tt.vals), "row 9")
+				if rerr == nil || !strings.Contains(rerr.Reason, tt.want) || rerr.Ref != "row 9" {
+					t.Fatalf("RecordError = %v; want a reason containing %q", rerr, tt.want)
+				}
+			})
+		}
+	})
+	t.Run("SwitchedOff", func(t *testing.T) {
+		mp, err := NewMapper(m, Normalize{}, "crm.x.fields")
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec, rerr := mp.Record(get(map[string]string{"id": "u1", "email": "a@EXAMPLE.com", "phone": "0812 3456 7890", "city": ""}), "row 1")
+		if rerr != nil {
+			t.Fatal(rerr)
+		}
+		if rec.Email != "a@EXAMPLE.com" || rec.Phone != "0812 3456 7890" || len(rec.Metadata) != 2 {
+			t.Fatalf("Record = %+v; want values untouched and empty metadata kept", rec)
+		}
+	})
+}
+
+func TestNewMapper_Errors(t *testing.T) {
+	tests := []struct {
+		name string
+		m    ColumnMap
+		n    Normalize
+		want string
+	}{
+		{"no id", ColumnMap{Email: "e"}, Normalize{}, "crm.x.fields.external_id: required"},
+		{"name and template", ColumnMap{ExternalID: "id", Name: "n", NameTemplate: "{a}"}, Normalize{}, "set name or name_template, not both"},
+		{"template without field", ColumnMap{ExternalID: "id", NameTemplate: "Mr X"}, Normalize{}, "crm.x.fields.name_template: no {field}"},
+		{"unclosed", ColumnMap{ExternalID: "id", NameTemplate: "{a"}, Normalize{}, "unclosed {"},
+		{"region", ColumnMap{ExternalID: "id"}, Normalize{PhoneRegion: "XX"}, `phone region "XX" is not a supported`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := NewMapper(tt.m, tt.n, "crm.x.fields")
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v; want %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestMapper_Check(t *testing.T) {
+	mp, err := NewMapper(ColumnMap{ExternalID: "id", Email: "mail"}, DefaultNormalize(), "crm.sql.columns")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = mp.Check(func(f string) bool { return f == "id" }, "table users")
+	if err == nil || err.Error() != `crm.sql.columns: field "mail" is mapped but table users has no such field` {
+		t.Fatalf("Check = %v", err)
+	}
+}
+
+func TestCSV_Normalize(t *testing.T) {
+	p := writeFile(t, "u.csv", "id,email,name,tel\n1,Ada@Example.COM,Ada   Lovelace,0812-3456-7890\n2,b@b.co,B,12\n")
+	src, err := NewCSV(CSVOptions{Path: p, Columns: ColumnMap{ExternalID: "id", Email: "email", Name: "name", Phone: "tel"},
+		Normalize: Normalize{LowerEmailDomain: true, CollapseNameSpace: true, PhoneRegion: "ID"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, bad, fatal := collect(t, src)
+	if fatal != nil || len(recs) != 1 || len(bad) != 1 {
+		t.Fatalf("records %v, rejected %q, fatal %v", recs, bad, fatal)
+	}
+	if r := recs[0]; r.Email != "Ada@example.com" || r.Name != "Ada Lovelace" || r.Phone != "+6281234567890" {
+		t.Errorf("record = %+v", r)
+	}
+	if want := `line 3: phone (column "tel") is not a valid phone number for region ID`; bad[0] != want {
+		t.Errorf("rejected = %q, want %q", bad[0], want)
+	}
+}

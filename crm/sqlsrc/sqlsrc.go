@@ -1,0 +1,591 @@
+// Package sqlsrc is the SQL source: users read from a table or a SELECT in
+// PostgreSQL (pgx), MySQL/MariaDB (go-sql-driver/mysql) or SQLite (mattn),
+// streamed with keyset pagination on (updated_at, id), never OFFSET.
+//
+// In incremental mode it reads only rows whose updated_at is at or after
+// the stored watermark minus an overlap window (so a row committed late
+// with an older updated_at is still read), and every N runs, or when the
+// last full scan is older than a set interval, it reads everything, which
+// is what lets the reconciler see hard-deleted rows as gone.
+package sqlsrc
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"iter"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	stdsync "sync"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	_ "github.com/jackc/pgx/v5/stdlib" // registers "pgx"
+	_ "github.com/mattn/go-sqlite3"    // registers "sqlite3"
+
+	"github.com/plugipay-sync/plugipay-sync/crm"
+	"github.com/plugipay-sync/plugipay-sync/sync"
+)
+
+var (
+	_ sync.PartialSource = (*Source)(nil)
+	_ sync.Committer     = (*Source)(nil)
+)
+
+// Drivers.
+const (
+	Postgres = "postgres"
+	MySQL    = "mysql"
+	SQLite   = "sqlite"
+)
+
+// Defaults of Options.
+const (
+	DefaultPageSize      = 1000
+	DefaultOverlap       = 5 * time.Minute
+	DefaultFullScanEvery = 24
+)
+
+// Options configures a SQL source.
+type Options struct {
+	// Driver is Postgres, MySQL (also MariaDB) or SQLite.
+	Driver string
+	// DSN is the driver's data source name. For MySQL parseTime=true is
+	// added.
+	DSN string
+	// Table names the table (or schema.table); Query gives a SELECT
+	// instead, which is read as a subquery. Set one.
+	Table string
+	Query string
+	// IDColumn and UpdatedAtColumn are the keyset; both should be NOT NULL
+	// and covered by an index on (updated_at, id).
+	IDColumn        string
+	UpdatedAtColumn string
+	// DeletedColumn, if set, marks rows whose value is not NULL, false, 0
+	// or empty as deleted users (a deleted_at or is_deleted column).
+	DeletedColumn string
+	// Columns maps customer fields to columns.
+	Columns   crm.ColumnMap
+	Normalize crm.Normalize
+	// PageSize is how many rows one query reads.
+	PageSize int
+	// Incremental turns on the watermark; Watermarks must be set.
+	Incremental bool
+	// Overlap is re-read below the watermark on every incremental read.
+	Overlap time.Duration
+	// FullScanEvery makes every N-th read a full scan (0: never by count);
+	// FullScanInterval makes a read a full scan when the last one is older
+	// (0: never by age).
+	FullScanEvery    int
+	FullScanInterval time.Duration
+	Watermarks       crm.WatermarkStore
+	// Now is the clock; tests fix it.
+	Now func() time.Time
+}
+
+// Source streams users from a SQL database.
+type Source struct {
+	opts   Options
+	mapper *crm.Mapper
+	dialect
+	key string // watermark key
+	// complete is whether the last finished read was a full scan;
+	// pending the watermark it prepared, for Commit.
+	mu       stdsync.Mutex
+	complete bool
+	pending  *crm.Watermark
+}
+
+var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$`)
+
+// New validates opts. It does not connect: the database is opened on every
+// read, so the daemon starts while the database is down.
+func New(opts Options) (*Source, error) {
+	d, ok := dialects[opts.Driver]
+	if !ok {
+		return nil, fmt.Errorf("crm.sql.driver: %q is not one of postgres, mysql, sqlite", opts.Driver)
+	}
+	if opts.DSN == "" {
+		return nil, errors.New("crm.sql.dsn: required")
+	}
+	if opts.Driver == MySQL {
+		cfg, err := mysql.ParseDSN(opts.DSN)
+		if err != nil {
+			return nil, fmt.Errorf("crm.sql.dsn: not a MySQL DSN (user:pass@tcp(host:3306)/db): %v", err)
+		}
+		cfg.ParseTime = true
+		opts.DSN = cfg.FormatDSN()
+	}
+	switch {
+	case (opts.Table == "") == (opts.Query == ""):
+		return nil, errors.New("crm.sql: set table or query, not both")
+	case opts.Table != "" && !identRE.MatchString(opts.Table):
+		return nil, fmt.Errorf("crm.sql.table: %q is not a plain table name (letters, digits, _ and one optional schema.)", opts.Table)
+	case opts.Query != "" && !strings.HasPrefix(strings.ToUpper(strings.TrimSpace(opts.Query)), "SELECT"):
+		return nil, errors.New("crm.sql.query: must be a SELECT")
+	}
+	if opts.IDColumn == "" {
+		opts.IDColumn = "id"
+	}
+	if opts.UpdatedAtColumn == "" {
+		opts.UpdatedAtColumn = "updated_at"
+	}
+	if opts.PageSize <= 0 {
+		opts.PageSize = DefaultPageSize
+	}
+	if opts.Overlap < 0 {
+		return nil, errors.New("crm.sql.overlap: must not be negative")
+	}
+	if opts.Incremental && opts.Watermarks == nil {
+		return nil, errors.New("crm.sql.incremental: needs a watermark store")
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	mp, err := crm.NewMapper(opts.Columns, opts.Normalize, "crm.sql.columns")
+	if err != nil {
+		return nil, err
+	}
+	what := opts.Table
+	if what == "" {
+		h := sha256.Sum256([]byte(opts.Query))
+		what = "query:" + hex.EncodeToString(h[:8])
+	}
+	return &Source{opts: opts, mapper: mp, dialect: d, key: "sql:" + opts.Driver + ":" + what}, nil
+}
+
+// WatermarkKey is the key the source's watermark is stored under.
+func (s *Source) WatermarkKey() string { return s.key }
+
+// LastReadComplete reports whether the last finished read was a full scan
+// that reached the end (see sync.PartialSource).
+func (s *Source) LastReadComplete() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.complete
+}
+
+// Records streams the rows, one page per query. A row whose values fail
+// the checks is yielded as a *sync.RecordError with Ref "id=<id>". A
+// connection or query failure, a mapped column the table lacks, and ctx
+// being done end the stream. A read that reaches the end prepares the new
+// watermark, which Commit stores.
+func (s *Source) Records(ctx context.Context) iter.Seq2[sync.Record, error] {
+	return func(yield func(sync.Record, error) bool) {
+		s.mu.Lock()
+		s.complete, s.pending = false, nil
+		s.mu.Unlock()
+		db, err := sql.Open(s.driverName, s.opts.DSN)
+		if err != nil {
+			yield(sync.Record{}, fmt.Errorf("crm: sql: %w", err))
+			return
+		}
+		defer db.Close()
+		r, err := s.newRead(ctx, db)
+		if err != nil {
+			yield(sync.Record{}, err)
+			return
+		}
+		if !r.stream(ctx, yield) {
+			return
+		}
+		s.finish(r)
+	}
+}
+
+// read is one Records call.
+type read struct {
+	s    *Source
+	db   *sql.DB
+	cols []string  // quoted select list: id, updated_at, [deleted], mapped fields
+	keys [2]string // quoted id and updated_at columns
+	// full is a full scan; lower is the incremental lower bound.
+	full  bool
+	prev  crm.Watermark
+	lower time.Time
+	maxAt time.Time
+	vals  []string
+}
+
+func (s *Source) from() string {
+	if s.opts.Table != "" {
+		return s.quoteTable(s.opts.Table) + " src"
+	}
+	return "(" + strings.TrimRight(strings.TrimSpace(s.opts.Query), ";") + ") src"
+}
+
+// newRead checks the columns against the source and picks the mode.
+func (s *Source) newRead(ctx context.Context, db *sql.DB) (*read, error) {
+	rows, err := db.QueryContext(ctx, "SELECT * FROM "+s.from()+" WHERE 1=0")
+	if err != nil {
+		return nil, fmt.Errorf("crm: sql: read the columns of %s: %w", s.what(), err)
+	}
+	have, err := rows.Columns()
+	rows.Close()
+	if err != nil {
+		return nil, fmt.Errorf("crm: sql: %w", err)
+	}
+	resolve := func(key, col string) (string, error) {
+		if i := slices.Index(have, col); i >= 0 {
+			return have[i], nil
+		}
+		for _, h := range have {
+			if strings.EqualFold(h, col) {
+				return h, nil
+			}
+		}
+		return "", fmt.Errorf("%s: column %q not in %s (have: %s)", key, col, s.what(), strings.Join(have, ", "))
+	}
+	r := &read{s: s, db: db, full: true}
+	var names []string
+	for _, c := range []struct{ key, col string }{
+		{"crm.sql.id_column", s.opts.IDColumn},
+		{"crm.sql.updated_at_column", s.opts.UpdatedAtColumn},
+		{"crm.sql.deleted_column", s.opts.DeletedColumn},
+	} {
+		if c.col == "" {
+			continue
+		}
+		n, err := resolve(c.key, c.col)
+		if err != nil {
+			return nil, err
+		}
+		names = append(names, n)
+	}
+	for _, f := range s.mapper.Fields() {
+		n, err := resolve("crm.sql.columns", f)
+		if err != nil {
+			return nil, err
+		}
+		names = append(names, n)
+	}
+	for i, n := range names {
+		q := s.quote(n)
+		if i == 1 && s.opts.Driver == SQLite {
+			// As text, mattn hands back what is stored instead of a
+			// time.Time it would format differently: the keyset then
+			// compares the stored value with itself exactly.
+			q = "CAST(" + q + " AS TEXT)"
+		}
+		r.cols = append(r.cols, q)
+	}
+	r.keys = [2]string{s.quote(names[0]), s.quote(names[1])}
+	r.vals = make([]string, len(s.mapper.Fields()))
+	if s.opts.Incremental {
+		w, ok, err := s.opts.Watermarks.Watermark(ctx, s.key)
+		if err != nil {
+			return nil, fmt.Errorf("crm: sql: %w", err)
+		}
+		r.prev = w
+		if ok && !crm.FullScanDue(w, s.opts.FullScanEvery, s.opts.FullScanInterval, s.opts.Now()) {
+			r.full = false
+			r.lower = w.At.Add(-s.opts.Overlap)
+		}
+	}
+	return r, nil
+}
+
+func (s *Source) what() string {
+	if s.opts.Table != "" {
+		return "table " + s.opts.Table
+	}
+	return "crm.sql.query"
+}
+
+// stream pages through the rows; it returns false when the stream ended
+// early (an error yielded, or the consumer stopped).
+func (r *read) stream(ctx context.Context, yield func(sync.Record, error) bool) bool {
+	s := r.s
+	var lastAt, lastID any
+	first := true
+	for {
+		a := args{d: s.dialect}
+		var where []string
+		if first {
+			if !r.full {
+				where = append(where, s.cols(r, 1)+" >= "+a.add(s.timeParam(r.lower)))
+			}
+		} else {
+			// Expanded form: MySQL uses indexes for it better than a row value.
+			u, id := s.cols(r, 1), s.cols(r, 0)
+			where = append(where, "("+u+" > "+a.add(lastAt)+" OR ("+u+" = "+a.add(lastAt)+" AND "+id+" > "+a.add(lastID)+"))")
+		}
+		if first && r.full {
+			where = append(where, s.cols(r, 1)+" IS NOT NULL")
+		}
+		q := "SELECT " + strings.Join(r.cols, ", ") + " FROM " + s.from()
+		if len(where) > 0 {
+			q += " WHERE " + strings.Join(where, " AND ")
+		}
+		q += " ORDER BY " + s.cols(r, 1) + ", " + s.cols(r, 0) + " LIMIT " + strconv.Itoa(s.opts.PageSize)
+		n, at, id, ok := r.page(ctx, q, a.list, yield)
+		if !ok {
+			return false
+		}
+		if n < s.opts.PageSize {
+			break
+		}
+		lastAt, lastID, first = at, id, false
+	}
+	if r.full {
+		return r.nullRows(ctx, yield)
+	}
+	return true
+}
+
+// cols returns the column i of the keyset (0 id, 1 updated_at), quoted.
+func (s *Source) cols(r *read, i int) string { return r.keys[i] }
+
+// nullRows reads, in a full scan, the rows whose updated_at is NULL, which
+// the keyset cannot order: they are synced, but only full scans see them.
+func (r *read) nullRows(ctx context.Context, yield func(sync.Record, error) bool) bool {
+	s := r.s
+	var lastID any
+	for first := true; ; first = false {
+		a := args{d: s.dialect}
+		where := s.cols(r, 1) + " IS NULL"
+		if !first {
+			where += " AND " + s.cols(r, 0) + " > " + a.add(lastID)
+		}
+		q := "SELECT " + strings.Join(r.cols, ", ") + " FROM " + s.from() + " WHERE " + where +
+			" ORDER BY " + s.cols(r, 0) + " LIMIT " + strconv.Itoa(s.opts.PageSize)
+		n, _, id, ok := r.page(ctx, q, a.list, yield)
+		if !ok {
+			return false
+		}
+		if n < s.opts.PageSize {
+			return true
+		}
+		lastID = id
+	}
+}
+
+// page runs one query and yields its rows; it returns how many rows it
+// read and the keyset of the last.
+func (r *read) page(ctx context.Context, q string, params []any, yield func(sync.Record, error) bool) (n int, lastAt, lastID any, ok bool) {
+	s := r.s
+	if err := ctx.Err(); err != nil {
+		yield(sync.Record{}, fmt.Errorf("crm: sql: %w", context.Cause(ctx)))
+		return 0, nil, nil, false
+	}
+	rows, err := r.db.QueryContext(ctx, q, params...)
+	if err != nil {
+		yield(sync.Record{}, fmt.Errorf("crm: sql: query %s: %w", s.what(), err))
+		return 0, nil, nil, false
+	}
+	defer rows.Close()
+	raw := make([]any, len(r.cols))
+	ptrs := make([]any, len(raw))
+	for i := range raw {
+		ptrs[i] = &raw[i]
+	}
+	off := 2
+	if s.opts.DeletedColumn != "" {
+		off = 3
+	}
+	for rows.Next() {
+		if err := rows.Scan(ptrs...); err != nil {
+			yield(sync.Record{}, fmt.Errorf("crm: sql: scan %s: %w", s.what(), err))
+			return n, nil, nil, false
+		}
+		n++
+		lastAt, lastID = keyParam(raw[1]), keyParam(raw[0])
+		if t, ok := s.toTime(raw[1]); ok && t.After(r.maxAt) {
+			r.maxAt = t
+		}
+		for i := range r.vals {
+			r.vals[i] = str(raw[off+i])
+		}
+		ref := "id=" + str(raw[0])
+		var rec sync.Record
+		var rerr *sync.RecordError
+		if off == 3 && truthy(raw[2]) {
+			rec = sync.Record{ExternalID: strings.TrimSpace(r.vals[0]), Ref: ref, Deleted: true}
+			if rec.ExternalID == "" {
+				rerr = &sync.RecordError{Ref: ref, Reason: "deleted row without an externalId"}
+			}
+		} else {
+			rec, rerr = s.mapper.Record(r.vals, ref)
+		}
+		if rerr != nil {
+			ok = yield(sync.Record{}, rerr)
+		} else {
+			ok = yield(rec, nil)
+		}
+		if !ok {
+			return n, nil, nil, false
+		}
+	}
+	if err := rows.Err(); err != nil {
+		yield(sync.Record{}, fmt.Errorf("crm: sql: read %s: %w", s.what(), err))
+		return n, nil, nil, false
+	}
+	return n, lastAt, lastID, true
+}
+
+// finish prepares the new watermark after a read that reached the end;
+// Commit stores it.
+func (s *Source) finish(r *read) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.complete = r.full
+	if !s.opts.Incremental {
+		return
+	}
+	w := crm.Watermark{At: r.prev.At, RunsSinceFull: r.prev.RunsSinceFull + 1, LastFullAt: r.prev.LastFullAt}
+	if r.maxAt.After(w.At) {
+		w.At = r.maxAt
+	}
+	if r.full {
+		w.RunsSinceFull, w.LastFullAt = 0, s.opts.Now()
+	}
+	s.pending = &w
+}
+
+// Commit stores the watermark the last complete read prepared (see
+// sync.Committer): the reconciler calls it once the run's writes are done.
+func (s *Source) Commit(ctx context.Context) error {
+	s.mu.Lock()
+	w := s.pending
+	s.pending = nil
+	s.mu.Unlock()
+	if w == nil {
+		return nil
+	}
+	if err := s.opts.Watermarks.SetWatermark(ctx, s.key, *w); err != nil {
+		return fmt.Errorf("crm: sql: %w", err)
+	}
+	return nil
+}
+
+// keyParam turns a scanned keyset value into a query parameter.
+func keyParam(v any) any {
+	if b, ok := v.([]byte); ok {
+		return string(b)
+	}
+	return v
+}
+
+// str turns a scanned value into the string the mapper reads.
+func str(v any) string {
+	switch v := v.(type) {
+	case nil:
+		return ""
+	case string:
+		return v
+	case []byte:
+		return string(v)
+	case time.Time:
+		return v.UTC().Format(time.RFC3339Nano)
+	case int64:
+		return strconv.FormatInt(v, 10)
+	case float64:
+		return strconv.FormatFloat(v, 'f', -1, 64)
+	case bool:
+		return strconv.FormatBool(v)
+	}
+	return fmt.Sprint(v)
+}
+
+// truthy: a soft-delete value that marks the row deleted.
+func truthy(v any) bool {
+	switch v := v.(type) {
+	case nil:
+		return false
+	case bool:
+		return v
+	case int64:
+		return v != 0
+	case float64:
+		return v != 0
+	}
+	switch s := strings.ToLower(strings.TrimSpace(str(v))); s {
+	case "", "0", "false", "f", "no", "n":
+		return false
+	}
+	return true
+}
+
+// sqliteTimeLayouts are the text forms SQLite timestamps are read in.
+var sqliteTimeLayouts = []string{
+	"2006-01-02 15:04:05.999999999-07:00", "2006-01-02T15:04:05.999999999-07:00",
+	"2006-01-02 15:04:05.999999999", "2006-01-02T15:04:05.999999999", "2006-01-02",
+}
+
+// toTime reads an updated_at value.
+func (d dialect) toTime(v any) (time.Time, bool) {
+	switch v := v.(type) {
+	case time.Time:
+		return v, true
+	case int64: // SQLite unix seconds
+		return time.Unix(v, 0).UTC(), true
+	case []byte:
+		return parseTime(string(v))
+	case string:
+		return parseTime(v)
+	}
+	return time.Time{}, false
+}
+
+func parseTime(s string) (time.Time, bool) {
+	for _, l := range sqliteTimeLayouts {
+		if t, err := time.Parse(l, strings.TrimSuffix(s, "Z")); err == nil {
+			return t.UTC(), true
+		}
+	}
+	return time.Time{}, false
+}
+
+// dialect is what differs between the databases.
+type dialect struct {
+	driverName string
+	quoteChar  string
+	dollar     bool // $1 placeholders
+	textTime   bool // timestamps compared as SQLite text
+}
+
+var dialects = map[string]dialect{
+	Postgres: {driverName: "pgx", quoteChar: `"`, dollar: true},
+	MySQL:    {driverName: "mysql", quoteChar: "`"},
+	SQLite:   {driverName: "sqlite3", quoteChar: `"`, textTime: true},
+}
+
+func (d dialect) quote(ident string) string {
+	return d.quoteChar + strings.ReplaceAll(ident, d.quoteChar, d.quoteChar+d.quoteChar) + d.quoteChar
+}
+
+func (d dialect) quoteTable(t string) string {
+	schema, table, ok := strings.Cut(t, ".")
+	if !ok {
+		return d.quote(t)
+	}
+	return d.quote(schema) + "." + d.quote(table)
+}
+
+// timeParam is the incremental lower bound as a parameter.
+func (d dialect) timeParam(t time.Time) any {
+	if d.textTime {
+		// SQLite's CURRENT_TIMESTAMP form; stored text must sort the same.
+		return t.UTC().Format("2006-01-02 15:04:05")
+	}
+	return t.UTC()
+}
+
+// args collects query parameters and writes their placeholders.
+type args struct {
+	d    dialect
+	list []any
+}
+
+func (a *args) add(v any) string {
+	a.list = append(a.list, v)
+	if a.d.dollar {
+		return "$" + strconv.Itoa(len(a.list))
+	}
+	return "?"
+}

@@ -1,0 +1,32 @@
+package crm
+
+import (
+	"context"
+	"time"
+)
+
+// Watermark is how far an incremental source read: the newest change time
+// of its last complete read, how many incremental reads followed the last
+// full scan, and when that full scan ended.
+type Watermark struct {
+	At            time.Time
+	RunsSinceFull int
+	LastFullAt    time.Time
+}
+
+// WatermarkStore keeps the watermarks of incremental sources (the state
+// DB; cmd adapts it). ok is false when a source has none yet.
+type WatermarkStore interface {
+	Watermark(ctx context.Context, source string) (w Watermark, ok bool, err error)
+	SetWatermark(ctx context.Context, source string, w Watermark) error
+}
+
+// FullScanDue reports whether the next read after w must be a full scan:
+// every everyRuns-th read (0: never by count), or when the last full scan
+// is older than every (0: never by age).
+func FullScanDue(w Watermark, everyRuns int, every time.Duration, now time.Time) bool {
+	if everyRuns > 0 && w.RunsSinceFull+1 >= everyRuns {
+		return true
+	}
+	return every > 0 && now.Sub(w.LastFullAt) >= every
+}
