@@ -85,8 +85,27 @@ func (f fields) project(r Record) Record {
 	return p
 }
 
-// hash is ContentHash of the managed part of r.
-func (f fields) hash(r Record) string { return ContentHash(f.project(r)) }
+// hash is ContentHash of the managed part of r, that is of f.project(r),
+// without building the projected record.
+func (f fields) hash(r Record) string {
+	p := Record{ExternalID: r.ExternalID, Metadata: r.Metadata}
+	if f.Email {
+		p.Email = r.Email
+	}
+	if f.Name {
+		p.Name = r.Name
+	}
+	if f.Phone {
+		p.Phone = r.Phone
+	}
+	if f.TaxID {
+		p.TaxID = r.TaxID
+	}
+	if f.allMetadata {
+		return contentHash(p, nil)
+	}
+	return contentHash(p, &f)
+}
 
 // diff returns the patch that makes cur hold want's managed fields, merging
 // want's owned metadata into cur's metadata so foreign keys are preserved.
