@@ -9,7 +9,7 @@ LDFLAGS := -s -w -X main.Version=$(VERSION) -X main.Commit=$(COMMIT)
 STATIC_TAGS := osusergo,netgo,sqlite_omit_load_extension
 STATIC_OUT  ?= bin/static/plugipay-sync
 
-.PHONY: all build static demo test test-long tools vet fmt bench clean
+.PHONY: all build static demo test test-long tools vet fmt bench clean fuzz lint soak
 
 all: build
 
@@ -42,6 +42,29 @@ test: tools vet
 ## test-long: the tests that run minutes at Plugipay's real rate limits (SDK throughput, adaptation)
 test-long:
 	PLUGIPAY_LONG_TESTS=1 $(GO) test -count=1 -v -run 'TestLong' -timeout 20m ./plugipay/...
+
+## bench: the performance suite of issue 7 (seeded data in a temp dir, a few minutes); see BENCHMARKS.md
+bench:
+	$(GO) run ./cmd/plugipay-bench $(BENCH_FLAGS)
+
+## fuzz: run each fuzz target for FUZZTIME (make test runs only their seed corpora);
+## a crasher is saved under the package's testdata/fuzz and then replays in make test
+FUZZTIME ?= 20s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzCSV$$' -fuzztime $(FUZZTIME) ./crm/
+	$(GO) test -run '^$$' -fuzz '^FuzzJSONL$$' -fuzztime $(FUZZTIME) ./crm/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeEnvelope$$' -fuzztime $(FUZZTIME) ./plugipay/
+	$(GO) test -run '^$$' -fuzz '^FuzzConfig$$' -fuzztime $(FUZZTIME) ./cmd/plugipay-sync/
+
+## lint: staticcheck at a pinned version, fetched through the Go module proxy
+STATICCHECK_VERSION ?= v0.8.2
+lint:
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+## soak: the daemon on a 1 s schedule under faults for SOAK_DURATION (issue 8); not in make test
+SOAK_DURATION ?= 10m
+soak:
+	PLUGIPAY_SYNC_SOAK=$(SOAK_DURATION) $(GO) test -count=1 -v -run '^TestSoak$$' -timeout 2h ./cmd/plugipay-sync/
 
 vet:
 	$(GO) vet ./...

@@ -428,8 +428,13 @@ func decodeEnvelope(status int, body []byte) (*Envelope, *Error) {
 		}
 		e.Message = env.Error.Message
 	}
-	if e.Message == "" {
+	if e.Message == "" && status >= 400 {
 		e.Message = http.StatusText(status)
+	}
+	if e.Message == "" {
+		// A success or unknown status carrying an error without a
+		// message: "OK" would mislead (found by FuzzDecodeEnvelope).
+		e.Message = fmt.Sprintf("HTTP %d response carries an error without a message", status)
 	}
 	e.Err = kindFor(status, e.Code)
 	return &env, e

@@ -209,9 +209,14 @@ func (r *Reconciler) Run(ctx context.Context) (RunRecord, error) {
 	ru := &run{Reconciler: r, id: id}
 	r.current.Store(ru)
 	runErr := ru.execute(ctx)
-	if runErr == nil && r.archiving() {
+	if runErr == nil && r.archiving() && r.readComplete() {
 		// Only a complete run has seen every user.
 		runErr = ru.archiveGone(ctx)
+	}
+	if c, ok := r.src.(Committer); ok && runErr == nil && ru.counts.failed.Load() == 0 {
+		if err := c.Commit(ctx); err != nil {
+			runErr = fmt.Errorf("commit the source's cursor: %w", err)
+		}
 	}
 	if r.archiving() {
 		if err := r.store.ForgetSeen(context.WithoutCancel(ctx), id); err != nil {
@@ -241,6 +246,13 @@ func (r *Reconciler) Run(ctx context.Context) (RunRecord, error) {
 	}
 	r.observe(rec)
 	return rec, runErr
+}
+
+// readComplete reports whether the last read of the source read all of it
+// (see PartialSource).
+func (r *Reconciler) readComplete() bool {
+	p, ok := r.src.(PartialSource)
+	return !ok || p.LastReadComplete()
 }
 
 func (r *Reconciler) observe(rec RunRecord) {
@@ -327,22 +339,29 @@ func (ru *run) execute(parent context.Context) error {
 func (ru *run) dispatch(ctx context.Context, jobs chan<- job) error {
 	batch := make([]Record, 0, ru.opts.BatchSize)
 	readStart := time.Now()
-	for rec, err := range ru.src.Records(ctx) {
+	for rec, err := range readAhead(ctx, ru.src.Records) {
 		ru.m.sourceSeconds.Add(time.Since(readStart).Seconds())
 		if ctx.Err() != nil {
 			return context.Cause(ctx)
 		}
+		var re *RecordError
+		if err != nil && !errors.As(err, &re) {
+			// The source's final error is not a record (an empty file
+			// was summarized as "read 1"; issue 8's bad-input matrix).
+			return fmt.Errorf("read source: %w", err)
+		}
 		ru.counts.read.Add(1)
 		ru.m.sourceRead.Inc()
 		if err != nil {
-			var re *RecordError
-			if !errors.As(err, &re) {
-				return fmt.Errorf("read source: %w", err)
-			}
 			ru.reject(re)
 			if re.ExternalID != "" {
 				ru.noteSeen(re.ExternalID) // a bad row is not a deleted user
 			}
+			readStart = time.Now()
+			continue
+		}
+		if rec.Deleted {
+			// Not noted as seen: a complete read archives its customer.
 			readStart = time.Now()
 			continue
 		}

@@ -21,7 +21,7 @@ const DefaultHangTimeout = time.Minute
 // Faults describe failures injected into authenticated API requests (after
 // authentication and rate limiting, before the handler runs). Rates are
 // fractions in [0, 1]; one random draw per request picks at most one of
-// the error, drop and timeout faults, so their rates add up.
+// the error, drop, rate-limit and timeout faults, so their rates add up.
 type Faults struct {
 	// Latency is added to every API request.
 	Latency time.Duration
@@ -42,7 +42,14 @@ type Faults struct {
 	// HangTimeout bounds the hang of a timed-out write; 0 means
 	// DefaultHangTimeout.
 	HangTimeout time.Duration
-	// RetryAfter is the Retry-After of injected 503s, in seconds; 0 means 1.
+	// RateLimitRate is the fraction of requests answered, without
+	// executing, with a 429 rate_limited carrying Retry-After, as the real
+	// API answers a burst over its limit. Unlike ReadRate and WriteRate it
+	// is random rather than a window, so a chaos test can set the share of
+	// 429s directly.
+	RateLimitRate float64
+	// RetryAfter is the Retry-After of injected 503s and 429s, in seconds;
+	// 0 means 1.
 	RetryAfter int
 }
 
@@ -52,13 +59,13 @@ func (f Faults) Validate() error {
 	for _, r := range []struct {
 		name string
 		v    float64
-	}{{"ErrorRate", f.ErrorRate}, {"DropRate", f.DropRate}, {"TimeoutRate", f.TimeoutRate}} {
+	}{{"ErrorRate", f.ErrorRate}, {"DropRate", f.DropRate}, {"RateLimitRate", f.RateLimitRate}, {"TimeoutRate", f.TimeoutRate}} {
 		if r.v < 0 || r.v > 1 || math.IsNaN(r.v) {
 			return fmt.Errorf("faults: %s must be in [0, 1] (got %g)", r.name, r.v)
 		}
 	}
-	if sum := f.ErrorRate + f.DropRate + f.TimeoutRate; sum > 1 {
-		return fmt.Errorf("faults: ErrorRate + DropRate + TimeoutRate must be at most 1 (got %g)", sum)
+	if sum := f.ErrorRate + f.DropRate + f.RateLimitRate + f.TimeoutRate; sum > 1 {
+		return fmt.Errorf("faults: ErrorRate + DropRate + RateLimitRate + TimeoutRate must be at most 1 (got %g)", sum)
 	}
 	for _, d := range []struct {
 		name string
@@ -130,7 +137,7 @@ func (fi *faultInjector) draw(write bool) decision {
 	if f.LatencyJitter > 0 {
 		d.delay += time.Duration(fi.rng.Int64N(int64(f.LatencyJitter)))
 	}
-	if f.ErrorRate <= 0 && f.DropRate <= 0 && f.TimeoutRate <= 0 {
+	if f.ErrorRate <= 0 && f.DropRate <= 0 && f.RateLimitRate <= 0 && f.TimeoutRate <= 0 {
 		return d
 	}
 	x := fi.rng.Float64()
@@ -139,7 +146,9 @@ func (fi *faultInjector) draw(write bool) decision {
 		d.status = []int{http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable}[fi.rng.IntN(3)]
 	case x < f.ErrorRate+f.DropRate:
 		d.drop = true
-	case write && x < f.ErrorRate+f.DropRate+f.TimeoutRate:
+	case x < f.ErrorRate+f.DropRate+f.RateLimitRate:
+		d.status = http.StatusTooManyRequests
+	case write && x < f.ErrorRate+f.DropRate+f.RateLimitRate+f.TimeoutRate:
 		d.f.kind = faultTimeout
 	}
 	return d
@@ -165,8 +174,9 @@ func (s *Server) injectFaults(w *statusWriter, r *http.Request) (f fault, procee
 			http.StatusInternalServerError: plugipay.CodeInternal,
 			http.StatusBadGateway:          plugipay.CodeUpstream,
 			http.StatusServiceUnavailable:  plugipay.CodeServiceUnavailable,
+			http.StatusTooManyRequests:     plugipay.CodeRateLimited,
 		}[d.status]
-		if d.status == http.StatusServiceUnavailable {
+		if d.status == http.StatusServiceUnavailable || d.status == http.StatusTooManyRequests {
 			ra := d.faults.RetryAfter
 			if ra <= 0 {
 				ra = 1
