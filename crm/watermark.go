@@ -30,3 +30,16 @@ func FullScanDue(w Watermark, everyRuns int, every time.Duration, now time.Time)
 	}
 	return every > 0 && now.Sub(w.LastFullAt) >= every
 }
+
+// Next is the watermark after a read that reached the end, following w:
+// its newest change time (never moving back), and the full-scan bookkeeping.
+func (w Watermark) Next(maxAt time.Time, full bool, now time.Time) Watermark {
+	n := Watermark{At: w.At, RunsSinceFull: w.RunsSinceFull + 1, LastFullAt: w.LastFullAt}
+	if maxAt.After(n.At) {
+		n.At = maxAt
+	}
+	if full {
+		n.RunsSinceFull, n.LastFullAt = 0, now
+	}
+	return n
+}

@@ -87,37 +87,8 @@ func writeChaosUsers(t *testing.T, path string, n int, rng *rand.Rand) map[strin
 // pushback.
 func writeChaosConfig(t *testing.T, path, statePath, url, csvPath string) {
 	t.Helper()
-	cfg := fmt.Sprintf(`schedule: "@every 1h"
-listen: ""
-state:
-  path: %s
-plugipay:
-  base_url: %s
-  key_id: %s
-  secret: ${TEST_SECRET}
-  reads_per_second: 0
-  writes_per_second: 0
-  timeout: 250ms
-  max_attempts: 6
-crm:
-  type: csv
-  csv:
-    path: %s
-    columns:
-      external_id: id
-      email: email
-      name: full_name
-      metadata: {plan: plan, city: city, signup_source: signup_source}
-sync:
-  concurrency: 64
-  retry_min: 1ms
-  retry_max: 1ms
-log:
-  level: error
-`, statePath, url, testKeyID, csvPath)
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	testConfig{Schedule: "@every 1h", State: statePath, BaseURL: url, CSV: csvPath, Timeout: "250ms",
+		MaxAttempts: 6, Concurrency: 64, RetryMin: "1ms", RetryMax: "1ms", LogLevel: "error"}.write(t, path)
 }
 
 // TestChaos_Convergence is issue 8 item 1: 10,000 users synced through the

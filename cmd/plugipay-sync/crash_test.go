@@ -208,37 +208,9 @@ func TestCrash_KillNine(t *testing.T) {
 // the final run retries every record that failed.
 func writeCrashConfig(t *testing.T, path, statePath, url, csvPath string) {
 	t.Helper()
-	cfg := fmt.Sprintf(`schedule: "@every 1h"
-listen: ""
-state:
-  path: %s
-plugipay:
-  base_url: %s
-  key_id: %s
-  secret: ${TEST_SECRET}
-  reads_per_second: 0
-  writes_per_second: 0
-  timeout: 100ms
-  max_attempts: 3
-crm:
-  type: csv
-  csv:
-    path: %s
-    columns:
-      external_id: id
-      email: email
-      name: full_name
-      metadata: {plan: plan, city: city}
-sync:
-  concurrency: 4
-  retry_min: 1ms
-  retry_max: 1ms
-log:
-  level: error
-`, statePath, url, testKeyID, csvPath)
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	testConfig{Schedule: "@every 1h", State: statePath, BaseURL: url, CSV: csvPath, Timeout: "100ms",
+		MaxAttempts: 3, Concurrency: 4, RetryMin: "1ms", RetryMax: "1ms", LogLevel: "error",
+		Metadata: "{plan: plan, city: city}"}.write(t, path)
 }
 
 func childCommand(config string) *exec.Cmd {

@@ -60,35 +60,49 @@ func newE2E(t *testing.T, csvPath string, opts emulator.Options) *e2e {
 
 func (e *e2e) writeConfig(csvPath, schedule string) {
 	e.t.Helper()
-	cfg := fmt.Sprintf(`schedule: %q
-listen: "127.0.0.1:0"
-state:
-  path: %s
-plugipay:
-  base_url: %s
-  key_id: %s
-  secret: ${TEST_SECRET}
-  reads_per_second: 0
-  writes_per_second: 0
-  max_attempts: 2
-crm:
-  type: csv
-  csv:
-    path: %s
-    columns:
-      external_id: id
-      email: email
-      name: full_name
-      phone: phone
-      tax_id: npwp
-      metadata: {plan: plan, city: city, signup_source: signup_source}
-sync:
-  concurrency: 4
-log:
-  level: warn
-`, schedule, e.state, e.url, testKeyID, csvPath)
-	if err := os.WriteFile(e.config, []byte(cfg), 0o600); err != nil {
-		e.t.Fatal(err)
+	testConfig{Schedule: schedule, Listen: "127.0.0.1:0", State: e.state, BaseURL: e.url, CSV: csvPath,
+		MaxAttempts: 2, Concurrency: 4, AllColumns: true, LogLevel: "warn"}.write(e.t, e.config)
+}
+
+// testConfig is the config the tests run the program with: the emulator's
+// key, client rate caps off, and the CSV columns of writeUsers. Empty
+// optional fields are left out of the file (the program's defaults).
+type testConfig struct {
+	Schedule, Listen, State, BaseURL, CSV string
+	Timeout                               string // plugipay.timeout
+	MaxAttempts, Concurrency              int
+	RetryMin, RetryMax                    string // sync.retry_min, retry_max
+	LogLevel                              string
+	// AllColumns maps phone and tax_id too; Metadata replaces the default
+	// metadata columns {plan, city, signup_source}.
+	AllColumns bool
+	Metadata   string
+}
+
+func (c testConfig) write(t *testing.T, path string) {
+	t.Helper()
+	var b strings.Builder
+	fmt.Fprintf(&b, "schedule: %q\nlisten: %q\nstate:\n  path: %s\n", c.Schedule, c.Listen, c.State)
+	fmt.Fprintf(&b, "plugipay:\n  base_url: %s\n  key_id: %s\n  secret: ${TEST_SECRET}\n  reads_per_second: 0\n  writes_per_second: 0\n", c.BaseURL, testKeyID)
+	if c.Timeout != "" {
+		fmt.Fprintf(&b, "  timeout: %s\n", c.Timeout)
+	}
+	fmt.Fprintf(&b, "  max_attempts: %d\n", c.MaxAttempts)
+	fmt.Fprintf(&b, "crm:\n  type: csv\n  csv:\n    path: %s\n    columns:\n      external_id: id\n      email: email\n      name: full_name\n", c.CSV)
+	if c.AllColumns {
+		b.WriteString("      phone: phone\n      tax_id: npwp\n")
+	}
+	metadata := c.Metadata
+	if metadata == "" {
+		metadata = "{plan: plan, city: city, signup_source: signup_source}"
+	}
+	fmt.Fprintf(&b, "      metadata: %s\nsync:\n  concurrency: %d\n", metadata, c.Concurrency)
+	if c.RetryMin != "" {
+		fmt.Fprintf(&b, "  retry_min: %s\n  retry_max: %s\n", c.RetryMin, c.RetryMax)
+	}
+	fmt.Fprintf(&b, "log:\n  level: %s\n", c.LogLevel)
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
 	}
 }
 

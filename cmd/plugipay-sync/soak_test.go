@@ -78,37 +78,9 @@ func TestSoak(t *testing.T) {
 	ln.Close()
 	statePath := filepath.Join(dir, "state.db")
 	config := filepath.Join(dir, "config.yaml")
-	cfg := fmt.Sprintf(`schedule: "@every 1s"
-listen: %q
-state:
-  path: %s
-plugipay:
-  base_url: %s
-  key_id: %s
-  secret: ${TEST_SECRET}
-  reads_per_second: 0
-  writes_per_second: 0
-  timeout: 500ms
-  max_attempts: 3
-crm:
-  type: csv
-  csv:
-    path: %s
-    columns:
-      external_id: id
-      email: email
-      name: full_name
-      metadata: {plan: plan, city: city}
-sync:
-  concurrency: 8
-  retry_min: 1s
-  retry_max: 5s
-log:
-  level: error
-`, listen, statePath, srv.URL, testKeyID, csvPath)
-	if err := os.WriteFile(config, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	testConfig{Schedule: "@every 1s", Listen: listen, State: statePath, BaseURL: srv.URL, CSV: csvPath,
+		Timeout: "500ms", MaxAttempts: 3, Concurrency: 8, RetryMin: "1s", RetryMax: "5s", LogLevel: "error",
+		Metadata: "{plan: plan, city: city}"}.write(t, config)
 
 	cmd := exec.Command(os.Args[0], "--config", config)
 	cmd.Env = append(os.Environ(), "PLUGIPAY_SYNC_AS_MAIN=1", "TEST_SECRET="+testSecret)

@@ -225,13 +225,7 @@ func (s *Source) Records(ctx context.Context) iter.Seq2[sync.Record, error] {
 		defer s.mu.Unlock()
 		s.full = full
 		if s.opts.Incremental {
-			w := crm.Watermark{At: r.prev.At, RunsSinceFull: r.prev.RunsSinceFull + 1, LastFullAt: r.prev.LastFullAt}
-			if r.maxAt.After(w.At) {
-				w.At = r.maxAt
-			}
-			if full {
-				w.RunsSinceFull, w.LastFullAt = 0, s.opts.Now()
-			}
+			w := r.prev.Next(r.maxAt, full, s.opts.Now())
 			s.pending = &w
 		}
 	}

@@ -437,13 +437,7 @@ func (s *Source) finish(r *read) {
 	if !s.opts.Incremental {
 		return
 	}
-	w := crm.Watermark{At: r.prev.At, RunsSinceFull: r.prev.RunsSinceFull + 1, LastFullAt: r.prev.LastFullAt}
-	if r.maxAt.After(w.At) {
-		w.At = r.maxAt
-	}
-	if r.full {
-		w.RunsSinceFull, w.LastFullAt = 0, s.opts.Now()
-	}
+	w := r.prev.Next(r.maxAt, r.full, s.opts.Now())
 	s.pending = &w
 }
 
