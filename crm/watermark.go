@@ -2,6 +2,7 @@ package crm
 
 import (
 	"context"
+	"sync"
 	"time"
 )
 
@@ -42,4 +43,40 @@ func (w Watermark) Next(maxAt time.Time, full bool, now time.Time) Watermark {
 		n.RunsSinceFull, n.LastFullAt = 0, now
 	}
 	return n
+}
+
+// PendingWatermark holds the watermark a finished read prepared until the
+// reconciler confirms the run (sync.Committer), so a crash or a failed run
+// never moves an incremental source past changes it did not sync. The zero
+// value is ready; it is safe for concurrent use.
+type PendingWatermark struct {
+	mu sync.Mutex
+	w  *Watermark
+}
+
+// Set replaces the prepared watermark.
+func (p *PendingWatermark) Set(w Watermark) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.w = &w
+}
+
+// Clear forgets the prepared watermark (a new read has started).
+func (p *PendingWatermark) Clear() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.w = nil
+}
+
+// Commit stores the prepared watermark under key, once; without one it
+// does nothing.
+func (p *PendingWatermark) Commit(ctx context.Context, store WatermarkStore, key string) error {
+	p.mu.Lock()
+	w := p.w
+	p.w = nil
+	p.mu.Unlock()
+	if w == nil {
+		return nil
+	}
+	return store.SetWatermark(ctx, key, *w)
 }

@@ -69,7 +69,14 @@ func (f fields) owned(m map[string]string) map[string]string {
 // project returns r reduced to the managed fields: what the sync compares
 // and hashes.
 func (f fields) project(r Record) Record {
-	p := Record{ExternalID: r.ExternalID, Ref: r.Ref, Metadata: f.owned(r.Metadata)}
+	p := f.scalars(r)
+	p.Ref, p.Metadata = r.Ref, f.owned(r.Metadata)
+	return p
+}
+
+// scalars returns the external id and the managed string fields of r.
+func (f fields) scalars(r Record) Record {
+	p := Record{ExternalID: r.ExternalID}
 	if f.Email {
 		p.Email = r.Email
 	}
@@ -88,19 +95,8 @@ func (f fields) project(r Record) Record {
 // hash is ContentHash of the managed part of r, that is of f.project(r),
 // without building the projected record.
 func (f fields) hash(r Record) string {
-	p := Record{ExternalID: r.ExternalID, Metadata: r.Metadata}
-	if f.Email {
-		p.Email = r.Email
-	}
-	if f.Name {
-		p.Name = r.Name
-	}
-	if f.Phone {
-		p.Phone = r.Phone
-	}
-	if f.TaxID {
-		p.TaxID = r.TaxID
-	}
+	p := f.scalars(r)
+	p.Metadata = r.Metadata
 	if f.allMetadata {
 		return contentHash(p, nil)
 	}

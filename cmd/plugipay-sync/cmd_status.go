@@ -39,6 +39,14 @@ func (m *Main) stateCommandFlags(fs *flag.FlagSet, sf *stateFlags) {
 	fs.StringVar(&sf.output, "output", OutputTable, "output format: table or json")
 }
 
+// parse parses a state command's flags and checks the shared ones.
+func (sf *stateFlags) parse(fs *flag.FlagSet, args []string) error {
+	if err := parseCommandFlags(fs, args); err != nil {
+		return err
+	}
+	return sf.validate()
+}
+
 func (sf *stateFlags) validate() error {
 	if sf.output != OutputTable && sf.output != OutputJSON {
 		return fmt.Errorf("--output: must be %s or %s (got %q)", OutputTable, OutputJSON, sf.output)
@@ -178,10 +186,7 @@ func runStatus(ctx context.Context, m *Main, args []string) (int, error) {
 			"Prints the last runs, the failure queue and the cache size from the state DB alone: no API call, no credentials.\n\n")
 		fs.PrintDefaults()
 	}
-	if err := parseCommandFlags(fs, args); err != nil {
-		return ExitFailed, err
-	}
-	if err := sf.validate(); err != nil {
+	if err := sf.parse(fs, args); err != nil {
 		return ExitFailed, err
 	}
 	if *n < 1 {

@@ -88,7 +88,7 @@ type Source struct {
 	mu     stdsync.Mutex
 	full   bool // the last finished read was complete
 	// pending is the watermark the last finished read prepared.
-	pending *crm.Watermark
+	pending crm.PendingWatermark
 }
 
 // New validates opts; it makes no request.
@@ -193,7 +193,8 @@ func (p *page) next() string {
 func (s *Source) Records(ctx context.Context) iter.Seq2[sync.Record, error] {
 	return func(yield func(sync.Record, error) bool) {
 		s.mu.Lock()
-		s.full, s.pending = false, nil
+		s.full = false
+		s.pending.Clear()
 		s.mu.Unlock()
 		r := &read{s: s, vals: make([]string, len(s.mapper.Fields()))}
 		full := true
@@ -225,8 +226,7 @@ func (s *Source) Records(ctx context.Context) iter.Seq2[sync.Record, error] {
 		defer s.mu.Unlock()
 		s.full = full
 		if s.opts.Incremental {
-			w := r.prev.Next(r.maxAt, full, s.opts.Now())
-			s.pending = &w
+			s.pending.Set(r.prev.Next(r.maxAt, full, s.opts.Now()))
 		}
 	}
 }
@@ -234,14 +234,7 @@ func (s *Source) Records(ctx context.Context) iter.Seq2[sync.Record, error] {
 // Commit stores the watermark the last complete read prepared (see
 // sync.Committer): the reconciler calls it once the run's writes are done.
 func (s *Source) Commit(ctx context.Context) error {
-	s.mu.Lock()
-	w := s.pending
-	s.pending = nil
-	s.mu.Unlock()
-	if w == nil {
-		return nil
-	}
-	if err := s.opts.Watermarks.SetWatermark(ctx, s.WatermarkKey(), *w); err != nil {
+	if err := s.pending.Commit(ctx, s.opts.Watermarks, s.WatermarkKey()); err != nil {
 		return fmt.Errorf("crm: hubspot: %w", err)
 	}
 	return nil

@@ -98,7 +98,7 @@ type Source struct {
 	// pending the watermark it prepared, for Commit.
 	mu       stdsync.Mutex
 	complete bool
-	pending  *crm.Watermark
+	pending  crm.PendingWatermark
 }
 
 var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$`)
@@ -178,7 +178,8 @@ func (s *Source) LastReadComplete() bool {
 func (s *Source) Records(ctx context.Context) iter.Seq2[sync.Record, error] {
 	return func(yield func(sync.Record, error) bool) {
 		s.mu.Lock()
-		s.complete, s.pending = false, nil
+		s.complete = false
+		s.pending.Clear()
 		s.mu.Unlock()
 		db, err := sql.Open(s.driverName, s.opts.DSN)
 		if err != nil {
@@ -437,21 +438,13 @@ func (s *Source) finish(r *read) {
 	if !s.opts.Incremental {
 		return
 	}
-	w := r.prev.Next(r.maxAt, r.full, s.opts.Now())
-	s.pending = &w
+	s.pending.Set(r.prev.Next(r.maxAt, r.full, s.opts.Now()))
 }
 
 // Commit stores the watermark the last complete read prepared (see
 // sync.Committer): the reconciler calls it once the run's writes are done.
 func (s *Source) Commit(ctx context.Context) error {
-	s.mu.Lock()
-	w := s.pending
-	s.pending = nil
-	s.mu.Unlock()
-	if w == nil {
-		return nil
-	}
-	if err := s.opts.Watermarks.SetWatermark(ctx, s.key, *w); err != nil {
+	if err := s.pending.Commit(ctx, s.opts.Watermarks, s.key); err != nil {
 		return fmt.Errorf("crm: sql: %w", err)
 	}
 	return nil
