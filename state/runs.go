@@ -48,10 +48,12 @@ func (db *DB) FinishRun(ctx context.Context, r sync.RunRecord) error {
 		}
 		c := r.Counts
 		res, err := tx.ExecContext(ctx, `UPDATE runs SET finished_at = ?, outcome = ?, error = ?,
-	read = ?, created = ?, updated = ?, unchanged = ?, recovered = ?, rejected = ?, failed = ?
+	read = ?, created = ?, updated = ?, unchanged = ?, recovered = ?, rejected = ?, failed = ?,
+	archived = ?, skipped = ?
 WHERE id = ?`,
 			encodeTime(finished), r.Outcome, r.Error,
-			c.Read, c.Created, c.Updated, c.Unchanged, c.Recovered, c.Rejected, c.Failed, r.ID)
+			c.Read, c.Created, c.Updated, c.Unchanged, c.Recovered, c.Rejected, c.Failed,
+			c.Archived, c.Skipped, r.ID)
 		if err != nil {
 			return err
 		}
@@ -109,7 +111,7 @@ func (tx *Tx) markStaleRuns(ctx context.Context) (int64, error) {
 // RecentRuns returns the last n runs, newest first.
 func (db *DB) RecentRuns(ctx context.Context, n int) ([]sync.RunRecord, error) {
 	rows, err := db.db.QueryContext(ctx, `SELECT id, started_at, finished_at, outcome, error,
-	read, created, updated, unchanged, recovered, rejected, failed
+	read, created, updated, unchanged, recovered, rejected, failed, archived, skipped
 FROM runs ORDER BY id DESC LIMIT ?`, n)
 	if err != nil {
 		return nil, fmt.Errorf("state: recent runs: %w", err)
@@ -122,7 +124,8 @@ FROM runs ORDER BY id DESC LIMIT ?`, n)
 		var finished sql.NullInt64
 		c := &r.Counts
 		if err := rows.Scan(&r.ID, &started, &finished, &r.Outcome, &r.Error,
-			&c.Read, &c.Created, &c.Updated, &c.Unchanged, &c.Recovered, &c.Rejected, &c.Failed); err != nil {
+			&c.Read, &c.Created, &c.Updated, &c.Unchanged, &c.Recovered, &c.Rejected, &c.Failed,
+			&c.Archived, &c.Skipped); err != nil {
 			return nil, fmt.Errorf("state: recent runs: %w", err)
 		}
 		r.StartedAt = decodeTime(started)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"reflect"
 	"strings"
 	stdsync "sync"
@@ -461,5 +462,33 @@ func TestConcurrentWriters(t *testing.T) {
 	}
 	if total, _, _ := db.FailureCount(ctx); total != 0 {
 		t.Errorf("FailureCount() = %d, want 0", total)
+	}
+}
+
+func TestBindDestination(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "state.db")
+	db, err := state.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.BindDestination(ctx, "paygate https://a/v1"); err != nil {
+		t.Fatalf("first bind: %v", err)
+	}
+	if err := db.BindDestination(ctx, "paygate https://a/v1"); err != nil {
+		t.Fatalf("same bind again: %v", err)
+	}
+	err = db.BindDestination(ctx, "plugipay https://plugipay.com")
+	if !errors.Is(err, state.ErrOtherDestination) || !strings.Contains(err.Error(), `"paygate https://a/v1"`) {
+		t.Fatalf("other destination: err = %v", err)
+	}
+	db.Close()
+	db, err = state.Open(ctx, path) // the binding survives a restart
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.BindDestination(ctx, "pin https://b/1"); !errors.Is(err, state.ErrOtherDestination) {
+		t.Fatalf("after reopen: err = %v", err)
 	}
 }

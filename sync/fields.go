@@ -50,6 +50,18 @@ func (f fields) withKey(key string) fields {
 	return g
 }
 
+// within returns f reduced to the fields the destination has: a field it
+// lacks is neither sent nor compared, so it never shows as a change.
+func (f fields) within(c Capabilities) fields {
+	g := f
+	g.Phone = f.Phone && c.Phone
+	g.TaxID = f.TaxID && c.TaxID
+	if !c.Metadata {
+		g.allMetadata, g.keys, g.MetadataKeys = false, map[string]bool{}, nil
+	}
+	return g
+}
+
 func (f fields) owns(key string) bool { return f.allMetadata || f.keys[key] }
 
 // owned returns the owned keys of m, nil when there are none.
@@ -127,6 +139,12 @@ func (f fields) diff(cur Customer, want Record) Patch {
 		}
 		maps.Copy(merged, wantOwned)
 		p.Metadata, p.SetMetadata = merged, true
+		for k := range cur.Metadata {
+			if _, kept := merged[k]; !kept {
+				p.MetadataUnset = append(p.MetadataUnset, k)
+			}
+		}
+		slices.Sort(p.MetadataUnset)
 	}
 	return p
 }

@@ -14,6 +14,9 @@ const (
 	ActionRejected  = "rejected"
 	ActionFailed    = "failed"
 	ActionArchived  = "archived"
+	// ActionSkipped: the sync mode left the user alone (update-only
+	// without a linked customer, create-only with a change).
+	ActionSkipped = "skipped"
 )
 
 // Metrics are the reconciler's Prometheus metrics. Labels are bounded sets
@@ -69,7 +72,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Time spent waiting on the CRM source.",
 		}),
 	}
-	for _, a := range []string{ActionCreated, ActionUpdated, ActionUnchanged, ActionRecovered, ActionRejected, ActionFailed, ActionArchived} {
+	for _, a := range []string{ActionCreated, ActionUpdated, ActionUnchanged, ActionRecovered, ActionRejected, ActionFailed, ActionArchived, ActionSkipped} {
 		m.records[a] = records.WithLabelValues(a)
 	}
 	for _, o := range []string{OutcomeSuccess, OutcomePartial, OutcomeFailed, OutcomeCanceled} {

@@ -15,7 +15,7 @@ const (
 	PlanUpdate    = "update"
 	PlanUnchanged = "unchanged"
 	PlanReject    = "reject"  // bad source record, or rejected before with this content
-	PlanSkip      = "skip"    // failed before; its backoff has not passed
+	PlanSkip      = "skip"    // failed before and its backoff has not passed, or left alone by the sync mode
 	PlanArchive   = "archive" // gone from the source, with the archive policy
 )
 
@@ -61,7 +61,7 @@ func (r *Reconciler) Plan(ctx context.Context, emit func(PlanEntry)) (map[string
 	if err != nil {
 		return counts, fmt.Errorf("count unresolved conflicts: %w", err)
 	}
-	if mapped == 0 || unresolved > 0 {
+	if (mapped == 0 || unresolved > 0) && r.caps.ExternalID != ExternalIDNone {
 		listed = map[string]Customer{}
 		for c, err := range r.dst.ListCustomers(ctx) {
 			if err != nil {
@@ -185,6 +185,10 @@ func (r *Reconciler) planBatch(ctx context.Context, batch []Record, listed map[s
 }
 
 func (r *Reconciler) planCreate(e PlanEntry, rec Record) PlanEntry {
+	if r.opts.Mode == ModeUpdateOnly {
+		e.Action, e.Reason = PlanSkip, "no customer is linked to this user, and update-only mode never creates"
+		return e
+	}
 	e.Action = PlanCreate
 	e.Changes = changes(Customer{}, r.fields.diff(Customer{}, rec))
 	return e
@@ -195,6 +199,10 @@ func (r *Reconciler) planDiff(e PlanEntry, cur Customer, rec Record) PlanEntry {
 	p := r.fields.diff(cur, rec)
 	if p.Empty() {
 		e.Action = PlanUnchanged
+		return e
+	}
+	if r.opts.Mode == ModeCreateOnly {
+		e.Action, e.Reason = PlanSkip, "the customer exists, and create-only mode never updates"
 		return e
 	}
 	e.Action = PlanUpdate

@@ -2,7 +2,9 @@ package sync
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"time"
 
 	"go.uber.org/zap"
 )
@@ -15,7 +17,15 @@ type RebuildCounts struct {
 	Listed            int64 // customers the destination listed
 	Mapped            int64 // mappings stored (customers with an external id)
 	WithoutExternalID int64 // customers without one, which the sync cannot own
+	// Duplicates are customers holding an external id an earlier listed
+	// customer holds too (possible where the API does not enforce unique
+	// external ids): the first listed is kept, the others are reported.
+	Duplicates int64
 }
+
+// ErrNoExternalID: the destination keeps no external id on its customers,
+// so its customer list cannot say which CRM user each belongs to.
+var ErrNoExternalID = errors.New("the destination keeps no external id; link customers with LinkByEmail (rebuild-cache --match-email)")
 
 // RebuildCache walks the destination's whole customer list and stores a
 // mapping for every customer with an external id, hashed over the listed
@@ -27,10 +37,20 @@ type RebuildCounts struct {
 // failures the walk resolved.
 func (r *Reconciler) RebuildCache(ctx context.Context) (RebuildCounts, error) {
 	var n RebuildCounts
+	if r.caps.ExternalID == ExternalIDNone {
+		return n, ErrNoExternalID
+	}
+	now := r.opts.Now()
 	batch := make([]Mapping, 0, rebuildBatch)
 	flush := func() error {
 		if len(batch) == 0 {
 			return nil
+		}
+		if !r.caps.UniqueExternalID {
+			var err error
+			if batch, err = r.dropDuplicates(ctx, batch, now, &n); err != nil {
+				return err
+			}
 		}
 		if err := r.store.PutMappings(ctx, batch); err != nil {
 			return fmt.Errorf("store mappings: %w", err)
@@ -39,7 +59,6 @@ func (r *Reconciler) RebuildCache(ctx context.Context) (RebuildCounts, error) {
 		batch = batch[:0]
 		return nil
 	}
-	now := r.opts.Now()
 	for c, err := range r.dst.ListCustomers(ctx) {
 		if err != nil {
 			return n, fmt.Errorf("list customers: %w", err)
@@ -65,8 +84,42 @@ func (r *Reconciler) RebuildCache(ctx context.Context) (RebuildCounts, error) {
 	}
 	r.log.Info("cache rebuilt from the customer list",
 		zap.Int64("listed", n.Listed), zap.Int64("mapped", n.Mapped),
-		zap.Int64("without_external_id", n.WithoutExternalID))
+		zap.Int64("without_external_id", n.WithoutExternalID), zap.Int64("duplicates", n.Duplicates))
 	return n, nil
+}
+
+// dropDuplicates removes from batch the customers whose external id an
+// earlier customer of the same rebuild holds (in batch, or stored by this
+// rebuild: a mapping whose SyncedAt is the rebuild's start), reporting
+// each. The sync never made them: it looks for an unconfirmed create
+// before creating again. Another tool, or a copy of the data, did.
+func (r *Reconciler) dropDuplicates(ctx context.Context, batch []Mapping, rebuildStart time.Time, n *RebuildCounts) ([]Mapping, error) {
+	ids := make([]string, len(batch))
+	for i, m := range batch {
+		ids[i] = m.ExternalID
+	}
+	stored, err := r.store.Mappings(ctx, ids)
+	if err != nil {
+		return nil, fmt.Errorf("look up mappings: %w", err)
+	}
+	first := make(map[string]string, len(batch))
+	for _, m := range stored {
+		if m.SyncedAt.Equal(rebuildStart) {
+			first[m.ExternalID] = m.CustomerID
+		}
+	}
+	kept := batch[:0]
+	for _, m := range batch {
+		if id, dup := first[m.ExternalID]; dup && id != m.CustomerID {
+			n.Duplicates++
+			r.log.Warn("two customers hold one external id; keeping the first listed",
+				zap.String("external_id", m.ExternalID), zap.String("kept", id), zap.String("duplicate", m.CustomerID))
+			continue
+		}
+		first[m.ExternalID] = m.CustomerID
+		kept = append(kept, m)
+	}
+	return kept, nil
 }
 
 // prepare rebuilds the cache before anything is written when the store
@@ -82,6 +135,14 @@ func (ru *run) prepare(ctx context.Context) error {
 		return fmt.Errorf("count unresolved conflicts: %w", err)
 	}
 	if mapped > 0 && unresolved == 0 {
+		return nil
+	}
+	if ru.caps.ExternalID == ExternalIDNone {
+		// Nothing in the customer list says whose it is.
+		if mapped == 0 {
+			ru.log.Warn("no customer is linked to a CRM user; this destination keeps no external id, so link them with rebuild-cache --match-email",
+				zap.Int64("run_id", ru.id))
+		}
 		return nil
 	}
 	ru.log.Info("rebuilding the cache from the customer list before writing",

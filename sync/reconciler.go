@@ -62,6 +62,8 @@ type Options struct {
 	MaxArchiveRatio float64
 	// AllowMassArchive lifts MaxArchiveRatio.
 	AllowMassArchive bool
+	// Mode is ModeUpsert (the default), ModeUpdateOnly or ModeCreateOnly.
+	Mode string
 }
 
 // Reconciler makes the destination match the source, using the store to
@@ -69,6 +71,7 @@ type Options struct {
 type Reconciler struct {
 	src    Source
 	dst    Destination
+	caps   Capabilities
 	store  Store
 	opts   Options
 	fields fields
@@ -129,7 +132,11 @@ func New(src Source, dst Destination, store Store, opts Options) *Reconciler {
 	if opts.MaxArchiveRatio <= 0 {
 		opts.MaxArchiveRatio = DefaultMaxArchiveRatio
 	}
-	f := newFields(opts.Managed)
+	if opts.Mode == "" {
+		opts.Mode = ModeUpsert
+	}
+	caps := dst.Capabilities()
+	f := newFields(opts.Managed).within(caps)
 	if opts.Deletion == DeletionArchive {
 		f = f.withKey(ArchivedKey) // archived is the sync's key: removed when a user returns
 	}
@@ -139,8 +146,38 @@ func New(src Source, dst Destination, store Store, opts Options) *Reconciler {
 			return zapcore.NewSamplerWithOptions(c, time.Second, 10, 100)
 		}))
 	}
-	return &Reconciler{src: src, dst: dst, store: store, opts: opts, fields: f,
+	return &Reconciler{src: src, dst: dst, caps: caps, store: store, opts: opts, fields: f,
 		log: opts.Logger, recordLog: recordLog, m: opts.Metrics}
+}
+
+// Check reports options the destination cannot honour: a mode it cannot
+// run, or the archive policy on a destination without metadata. Run
+// checks first; a caller can check at start to fail before any run.
+func (r *Reconciler) Check() error {
+	if err := CheckMode(r.opts.Mode, r.caps); err != nil {
+		return err
+	}
+	if r.opts.Mode != ModeUpdateOnly && r.caps.ExternalID == ExternalIDNone && !r.caps.IdempotentCreate {
+		return fmt.Errorf("mode %q needs a destination that keeps the external id or replays creates; without either a crash could create a customer twice", r.opts.Mode)
+	}
+	if r.opts.Deletion == DeletionArchive && !r.caps.Metadata {
+		return fmt.Errorf("deletion policy %q marks customers in metadata, which this destination does not have; use %q", DeletionArchive, DeletionIgnore)
+	}
+	return nil
+}
+
+// skips reports whether the mode leaves a new or changed user alone
+// without an API call: create-only never updates a linked user, and
+// update-only cannot link a user the cache does not know on a destination
+// that cannot look customers up by external id.
+func (r *Reconciler) skips(linked bool) bool {
+	switch r.opts.Mode {
+	case ModeCreateOnly:
+		return linked
+	case ModeUpdateOnly:
+		return !linked && !r.caps.FilterByExternalID
+	}
+	return false
 }
 
 // NewIdempotencyKey returns a random key "idem_" + 32 hex digits. Keys are
@@ -156,7 +193,7 @@ func NewIdempotencyKey() string {
 
 // counts is RunCounts updated from several workers.
 type counts struct {
-	read, created, updated, unchanged, recovered, rejected, failed, archived atomic.Int64
+	read, created, updated, unchanged, recovered, rejected, failed, archived, skipped atomic.Int64
 }
 
 func (c *counts) snapshot() RunCounts {
@@ -164,6 +201,7 @@ func (c *counts) snapshot() RunCounts {
 		Read: c.read.Load(), Created: c.created.Load(), Updated: c.updated.Load(),
 		Unchanged: c.unchanged.Load(), Recovered: c.recovered.Load(),
 		Rejected: c.rejected.Load(), Failed: c.failed.Load(), Archived: c.archived.Load(),
+		Skipped: c.skipped.Load(),
 	}
 }
 
@@ -198,6 +236,9 @@ func (j job) want() Record { return j.rec }
 // the source and lets the records in flight finish (bounded by
 // WriteTimeout), so every confirmed write is recorded.
 func (r *Reconciler) Run(ctx context.Context) (RunRecord, error) {
+	if err := r.Check(); err != nil {
+		return RunRecord{}, err
+	}
 	start := r.opts.Now()
 	r.m.inProgress.Set(1)
 	defer r.m.inProgress.Set(0)
@@ -260,7 +301,7 @@ func (r *Reconciler) observe(rec RunRecord) {
 	for action, n := range map[string]int64{
 		ActionCreated: c.Created, ActionUpdated: c.Updated, ActionUnchanged: c.Unchanged,
 		ActionRecovered: c.Recovered, ActionRejected: c.Rejected, ActionFailed: c.Failed,
-		ActionArchived: c.Archived,
+		ActionArchived: c.Archived, ActionSkipped: c.Skipped,
 	} {
 		r.m.records[action].Add(float64(n))
 	}
@@ -282,6 +323,7 @@ func (r *Reconciler) observe(rec RunRecord) {
 		zap.Int64("rejected", c.Rejected),
 		zap.Int64("failed", c.Failed),
 		zap.Int64("archived", c.Archived),
+		zap.Int64("skipped", c.Skipped),
 		zap.String("error", rec.Error),
 	)
 }
@@ -440,6 +482,10 @@ func (ru *run) classify(ctx context.Context, batch []Record, jobs chan<- job) er
 			ru.counts.unchanged.Add(1)
 			continue
 		}
+		if ru.skips(known) {
+			ru.counts.skipped.Add(1)
+			continue
+		}
 		f, failedBefore := failures[rec.ExternalID]
 		if failedBefore && f.Hash == h {
 			if f.Terminal {
@@ -486,6 +532,8 @@ func (ru *run) handle(ctx context.Context, j job) {
 			ru.counts.recovered.Add(1)
 		case ActionUnchanged:
 			ru.counts.unchanged.Add(1)
+		case ActionSkipped:
+			ru.counts.skipped.Add(1)
 		}
 		ru.recordLog.Info("record synced", zap.Int64("run_id", ru.id),
 			zap.String("external_id", j.rec.ExternalID), zap.String("action", action))

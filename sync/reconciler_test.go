@@ -70,10 +70,33 @@ type fakeDest struct {
 	ignoreExternalIDFilter bool
 	beforeOp               func(op, externalID string) error // before executing
 	afterExec              func(op, externalID string) error // after executing: the response is lost
+	// caps, when set, replaces Plugipay's capabilities: without
+	// UniqueExternalID a create never conflicts, without IdempotentCreate
+	// it never replays, without FilterByExternalID FindByExternalID finds
+	// nothing.
+	caps *sync.Capabilities
 }
 
 func newFakeDest() *fakeDest {
 	return &fakeDest{byID: map[string]sync.Customer{}, replays: map[string]sync.Customer{}}
+}
+
+// plugipayCaps are the capabilities fakeDest has by default.
+var plugipayCaps = sync.Capabilities{ExternalID: sync.ExternalIDField, UniqueExternalID: true,
+	FilterByExternalID: true, IdempotentCreate: true, Create: true, Metadata: true, Phone: true, TaxID: true}
+
+// payGateCaps are a PayGate-style API's: the external id in metadata, no
+// uniqueness, no filter, no idempotency keys, no tax id.
+var payGateCaps = sync.Capabilities{ExternalID: sync.ExternalIDMetadata, Create: true, Metadata: true, Phone: true}
+
+// pinCaps are a Pin-style API's: email and name only, update-only.
+var pinCaps = sync.Capabilities{ExternalID: sync.ExternalIDNone}
+
+func (d *fakeDest) Capabilities() sync.Capabilities {
+	if d.caps != nil {
+		return *d.caps
+	}
+	return plugipayCaps
 }
 
 func (d *fakeDest) hook(f func(string, string) error, op, id string) error {
@@ -87,14 +110,18 @@ func (d *fakeDest) CreateCustomer(_ context.Context, c sync.Customer, key string
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.creates++
-	if r, ok := d.replays[key]; ok {
+	caps := d.Capabilities()
+	if !caps.Create {
+		return sync.Customer{}, &sync.APIError{Kind: sync.ErrInvalid, Code: "create_not_supported"}
+	}
+	if r, ok := d.replays[key]; ok && caps.IdempotentCreate {
 		return r, nil
 	}
 	if err := d.hook(d.beforeOp, "create", c.ExternalID); err != nil {
 		return sync.Customer{}, err
 	}
 	for _, e := range d.byID {
-		if e.ExternalID == c.ExternalID {
+		if e.ExternalID == c.ExternalID && caps.UniqueExternalID {
 			return sync.Customer{}, &sync.APIError{Kind: sync.ErrConflict, Status: 409, Code: "conflict"}
 		}
 	}
@@ -156,7 +183,7 @@ func (d *fakeDest) FindByExternalID(_ context.Context, externalID string) (sync.
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.finds++
-	if !d.ignoreExternalIDFilter {
+	if !d.ignoreExternalIDFilter && d.Capabilities().FilterByExternalID {
 		for _, c := range d.byID {
 			if c.ExternalID == externalID {
 				return c, nil
@@ -243,6 +270,7 @@ type harness struct {
 	store *state.DB
 	dst   *fakeDest
 	clk   *clock
+	mode  string // sync mode; empty is upsert
 }
 
 func newHarness(t *testing.T) *harness {
@@ -265,8 +293,11 @@ func (h *harness) open() {
 
 func (h *harness) run(src sync.Source) (sync.RunRecord, error) {
 	h.t.Helper()
-	r := sync.New(src, h.dst, h.store, sync.Options{Concurrency: 4, BatchSize: 7, Now: h.clk.Now})
-	return r.Run(context.Background())
+	return h.reconciler(src).Run(context.Background())
+}
+
+func (h *harness) reconciler(src sync.Source) *sync.Reconciler {
+	return sync.New(src, h.dst, h.store, sync.Options{Concurrency: 4, BatchSize: 7, Now: h.clk.Now, Mode: h.mode})
 }
 
 func (h *harness) mustRun(src sync.Source, want sync.RunCounts) sync.RunRecord {

@@ -156,36 +156,15 @@ type Patch struct {
 	// it owns into the customer's current map before sending it.
 	Metadata    map[string]string
 	SetMetadata bool
+	// MetadataUnset, with SetMetadata, lists the keys the customer held
+	// that Metadata leaves out: what an API that merges metadata keys
+	// (rather than replacing the map) must be told to remove.
+	MetadataUnset []string
 }
 
 // Empty reports whether p changes nothing.
 func (p Patch) Empty() bool {
 	return p.Email == nil && p.Name == nil && p.Phone == nil && p.TaxID == nil && !p.SetMetadata
-}
-
-// Destination is the payments API customers are synced into.
-type Destination interface {
-	// CreateCustomer creates c. idempotencyKey is stable for one intended
-	// write, so a repeat after a crash or timeout replays instead of
-	// creating twice.
-	CreateCustomer(ctx context.Context, c Customer, idempotencyKey string) (Customer, error)
-	// UpdateCustomer applies p to customer id, leaving every field p does
-	// not set alone.
-	UpdateCustomer(ctx context.Context, id string, p Patch, idempotencyKey string) (Customer, error)
-	// GetCustomer returns customer id, or an error wrapping ErrNotFound.
-	GetCustomer(ctx context.Context, id string) (Customer, error)
-	// FindByExternalID returns the customer whose external id is exactly
-	// externalID, or an error wrapping ErrNotFound. When the destination
-	// cannot filter by external id cheaply it answers ErrNotFound rather
-	// than walking every customer; the reconciler then tries FindByEmail.
-	FindByExternalID(ctx context.Context, externalID string) (Customer, error)
-	// FindByEmail yields the customers whose email is exactly email. The
-	// reconciler never adopts one on its email alone: it matches the
-	// external id.
-	FindByEmail(ctx context.Context, email string) iter.Seq2[Customer, error]
-	// ListCustomers yields every customer, paging lazily. An error is
-	// yielded once and ends the walk.
-	ListCustomers(ctx context.Context) iter.Seq2[Customer, error]
 }
 
 // Mapping is the cache entry that ties a CRM user to its customer.
@@ -238,6 +217,7 @@ type RunCounts struct {
 	Rejected  int64 // bad source records and records the destination refused as invalid
 	Failed    int64 // transient failures, retried next run
 	Archived  int64 // customers archived because their user left the source
+	Skipped   int64 // users the sync mode left alone: no customer in update-only, a change in create-only
 }
 
 // Run outcomes.

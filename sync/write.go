@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
+	"time"
 
 	"go.uber.org/zap"
 )
@@ -20,6 +22,9 @@ const CodeConflictUnresolved = "conflict_unresolved"
 // by another tool) it resolves from what the store and destination hold now.
 func (ru *run) reconcile(ctx context.Context, j job) (string, error) {
 	if j.mapping != nil {
+		if ru.opts.Mode == ModeCreateOnly {
+			return ActionSkipped, nil // linked already; create-only never updates
+		}
 		action, err := ru.reconcileMapped(ctx, j)
 		if !errors.Is(err, ErrNotFound) {
 			return action, err
@@ -31,6 +36,20 @@ func (ru *run) reconcile(ctx context.Context, j job) (string, error) {
 			zap.String("customer_id", j.mapping.CustomerID))
 		if err := ru.store.DeleteMapping(ctx, j.rec.ExternalID); err != nil {
 			return "", fmt.Errorf("forget stale mapping: %w", err)
+		}
+	}
+	if ru.opts.Mode == ModeUpdateOnly {
+		return ru.link(ctx, j)
+	}
+	if !ru.caps.UniqueExternalID {
+		// The API would take a second create: find what an unconfirmed
+		// earlier one made before creating again.
+		found, err := ru.findUnconfirmedCreate(ctx, j)
+		if err == nil {
+			return ru.adopt(ctx, j, found)
+		}
+		if !errors.Is(err, ErrNotFound) {
+			return "", err
 		}
 	}
 
@@ -48,6 +67,76 @@ func (ru *run) reconcile(ctx context.Context, j job) (string, error) {
 	}
 }
 
+// link, in update-only mode, finds the customer of a user the cache does
+// not know by its external id and brings it in line; a user without one
+// is skipped. A destination that cannot look customers up by external id
+// answers not found at once (its users are linked by the cache rebuild or
+// LinkByEmail).
+func (ru *run) link(ctx context.Context, j job) (string, error) {
+	found, err := ru.dst.FindByExternalID(ctx, j.rec.ExternalID)
+	if errors.Is(err, ErrNotFound) || (err == nil && found.ExternalID != j.rec.ExternalID) {
+		return ActionSkipped, nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("find the customer to update: %w", err)
+	}
+	return ru.converge(ctx, j, found, ActionRecovered)
+}
+
+// adopt makes found, a customer holding the user's external id, the
+// user's customer: linked as it is in create-only mode, otherwise brought
+// in line with the record.
+func (ru *run) adopt(ctx context.Context, j job, found Customer) (string, error) {
+	if ru.opts.Mode == ModeCreateOnly {
+		return ActionRecovered, ru.confirmHash(ctx, j, found.ID, ru.fields.hash(fromCustomer(found)))
+	}
+	action, err := ru.converge(ctx, j, found, ActionRecovered)
+	if err != nil {
+		return "", fmt.Errorf("update recovered customer %s: %w", found.ID, err)
+	}
+	return action, nil
+}
+
+// CreateClockSlack widens the window in which the customer of an
+// unconfirmed create is looked for, to allow for the difference between
+// this machine's clock and the destination's.
+const CreateClockSlack = 15 * time.Minute
+
+// findUnconfirmedCreate returns the customer that an earlier, unconfirmed
+// create of j's user made, on a destination that does not refuse a second
+// create. A create is recorded as a pending write before it is sent and
+// forgotten when its mapping is stored, so a pending create means one may
+// have executed without an answer (a timeout, a crash). The customers
+// created since it was recorded are listed and matched on the external id
+// the create wrote. An error wrapping ErrNotFound means there is none.
+func (ru *run) findUnconfirmedCreate(ctx context.Context, j job) (Customer, error) {
+	id := j.rec.ExternalID
+	pws, err := ru.store.PendingWrites(ctx, []string{id})
+	if err != nil {
+		return Customer{}, fmt.Errorf("look up pending write: %w", err)
+	}
+	pw, ok := pws[id]
+	if !ok || pw.Op != OpCreate {
+		return Customer{}, &APIError{Kind: ErrNotFound, Code: "not_found", Message: "no unconfirmed create"}
+	}
+	since := pw.CreatedAt.Add(-CreateClockSlack)
+	customers := ru.dst.ListCustomers
+	if l, ok := ru.dst.(CreatedSinceLister); ok {
+		customers = func(ctx context.Context) iter.Seq2[Customer, error] { return l.ListCreatedSince(ctx, since) }
+	}
+	for c, err := range customers(ctx) {
+		if err != nil {
+			return Customer{}, fmt.Errorf("look for the customer of an unconfirmed create: %w", err)
+		}
+		if c.ExternalID == id {
+			ru.log.Info("found the customer of an unconfirmed create",
+				zap.Int64("run_id", ru.id), zap.String("external_id", id), zap.String("customer_id", c.ID))
+			return c, nil
+		}
+	}
+	return Customer{}, &APIError{Kind: ErrNotFound, Code: "not_found", Message: "the unconfirmed create made no customer"}
+}
+
 // reconcileMapped brings the cached customer in line with j's record. It
 // reads the customer first: the metadata merge needs its current map, and a
 // customer that already holds the record costs no write. An error wrapping
@@ -57,7 +146,7 @@ func (ru *run) reconcileMapped(ctx context.Context, j job) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if cur.ExternalID != j.rec.ExternalID {
+	if ru.caps.ExternalID != ExternalIDNone && cur.ExternalID != j.rec.ExternalID {
 		// Another tool moved the external id: the cached id is not this
 		// user's customer any more.
 		return "", &APIError{Kind: ErrNotFound, Code: "not_found",
@@ -108,11 +197,7 @@ func (ru *run) recoverConflict(ctx context.Context, j job) (string, error) {
 		return "", &APIError{Code: CodeConflictUnresolved,
 			Message: fmt.Sprintf("lookup by externalId returned a customer with externalId %q", found.ExternalID)}
 	}
-	action, err := ru.converge(ctx, j, found, ActionRecovered)
-	if err != nil {
-		return "", fmt.Errorf("update recovered customer %s: %w", found.ID, err)
-	}
-	return action, nil
+	return ru.adopt(ctx, j, found)
 }
 
 // findByEmail returns the customer with rec's email whose external id is
@@ -168,10 +253,16 @@ func (ru *run) write(ctx context.Context, j job, op, customerID string, call fun
 
 // confirm stores the mapping of a write the destination confirmed.
 func (ru *run) confirm(ctx context.Context, j job, customerID string) error {
+	return ru.confirmHash(ctx, j, customerID, j.hash)
+}
+
+// confirmHash stores the mapping of j's user to customerID, which holds
+// the content that hashes to hash.
+func (ru *run) confirmHash(ctx context.Context, j job, customerID, hash string) error {
 	err := ru.store.PutMapping(context.WithoutCancel(ctx), Mapping{
 		ExternalID: j.rec.ExternalID,
 		CustomerID: customerID,
-		Hash:       j.hash,
+		Hash:       hash,
 		SyncedAt:   ru.opts.Now(),
 	})
 	if err != nil {

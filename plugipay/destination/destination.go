@@ -26,6 +26,23 @@ func New(client *plugipay.Client) *Plugipay {
 	return &Plugipay{customers: client.Customers}
 }
 
+// Capabilities: Plugipay keeps the external id in a field of its own,
+// refuses a second customer with the same one (409 conflict), filters the
+// list by it, replays a create sent again with the same Idempotency-Key,
+// and has every customer field and metadata.
+func (p *Plugipay) Capabilities() sync.Capabilities {
+	return sync.Capabilities{
+		ExternalID:         sync.ExternalIDField,
+		UniqueExternalID:   true,
+		FilterByExternalID: true,
+		IdempotentCreate:   true,
+		Create:             true,
+		Metadata:           true,
+		Phone:              true,
+		TaxID:              true,
+	}
+}
+
 // CreateCustomer creates c, sending only the fields that have a value.
 func (p *Plugipay) CreateCustomer(ctx context.Context, c sync.Customer, idempotencyKey string) (sync.Customer, error) {
 	params := plugipay.CustomerParams{

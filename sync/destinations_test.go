@@ -1,0 +1,282 @@
+package sync_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/plugipay-sync/plugipay-sync/sync"
+)
+
+// errLost is a transient failure after the write executed: its answer was
+// lost (a timeout, a dropped connection).
+var errLost = &sync.APIError{Code: "network_error", Message: "connection reset after the write executed"}
+
+// On a destination that takes a second create for one external id and
+// replays nothing, a create whose answer was lost is found, not repeated.
+func TestRun_NonUniqueDestinationFindsUnconfirmedCreates(t *testing.T) {
+	h := newHarness(t)
+	h.dst.caps = &payGateCaps
+	lost := map[string]bool{"usr_0001": true, "usr_0004": true, "usr_0009": true}
+	h.dst.afterExec = func(op, id string) error {
+		if op == "create" && lost[id] {
+			return errLost
+		}
+		return nil
+	}
+	src := users(12)
+	h.mustRun(src, sync.RunCounts{Read: 12, Created: 9, Failed: 3})
+	h.dst.afterExec = nil
+	h.clk.Add(time.Hour) // past the backoff
+	h.dst.resetCalls()
+	h.mustRun(src, sync.RunCounts{Read: 12, Unchanged: 9, Recovered: 3})
+	if c, _, _ := h.dst.calls(); c != 0 {
+		t.Errorf("%d creates after the lost answers; want 0", c)
+	}
+	if h.dst.lists != 3 {
+		t.Errorf("%d customer walks, want 3 (one per unconfirmed create)", h.dst.lists)
+	}
+	for i := range 12 {
+		if n := h.dst.count(fmt.Sprintf("usr_%04d", i)); n != 1 {
+			t.Fatalf("usr_%04d exists %d times", i, n)
+		}
+	}
+	h.dst.resetCalls()
+	h.mustRun(src, sync.RunCounts{Read: 12, Unchanged: 12})
+	if c, u, _ := h.dst.calls(); c+u+h.dst.lists != 0 {
+		t.Errorf("a warm run made calls: %d creates, %d updates, %d walks", c, u, h.dst.lists)
+	}
+}
+
+// A create that failed before executing is made once the failure passes,
+// after a look that finds nothing.
+func TestRun_NonUniqueDestinationCreatesAfterUnexecutedFailure(t *testing.T) {
+	h := newHarness(t)
+	h.dst.caps = &payGateCaps
+	h.dst.beforeOp = func(op, id string) error {
+		if op == "create" && id == "usr_0002" {
+			return &sync.APIError{Status: 503, Code: "server_error"}
+		}
+		return nil
+	}
+	src := users(4)
+	h.mustRun(src, sync.RunCounts{Read: 4, Created: 3, Failed: 1})
+	h.dst.beforeOp = nil
+	h.clk.Add(time.Hour)
+	h.mustRun(src, sync.RunCounts{Read: 4, Unchanged: 3, Created: 1})
+	if n := h.dst.count("usr_0002"); n != 1 {
+		t.Fatalf("usr_0002 exists %d times", n)
+	}
+}
+
+// A lost state DB is rebuilt from the external ids the destination keeps
+// in metadata; two customers holding one id are reported, the first kept.
+func TestRebuild_NonUniqueDestination(t *testing.T) {
+	h := newHarness(t)
+	h.dst.caps = &payGateCaps
+	src := users(10)
+	h.mustRun(src, sync.RunCounts{Read: 10, Created: 10})
+	h.dst.addForeign(sync.Customer{ExternalID: "usr_0003", Email: "copy@example.com"}) // a copy another tool made
+
+	h.store.Close()
+	h.path = filepath.Join(t.TempDir(), "fresh.db")
+	h.open()
+	h.dst.resetCalls()
+	n, err := h.reconciler(src).RebuildCache(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Listed != 11 || n.Mapped != 10 || n.Duplicates != 1 {
+		t.Errorf("rebuild = %+v, want 11 listed, 10 mapped, 1 duplicate", n)
+	}
+	m, _ := h.store.Mappings(context.Background(), []string{"usr_0003"})
+	if c := h.dst.byID[m["usr_0003"].CustomerID]; c.Email != "user3@example.com" {
+		t.Errorf("usr_0003 -> %+v, want the first listed, the sync's own", c)
+	}
+	h.mustRun(src, sync.RunCounts{Read: 10, Unchanged: 10})
+	if c, u, _ := h.dst.calls(); c+u != 0 {
+		t.Errorf("after the rebuild: %d creates, %d updates; want none", c, u)
+	}
+}
+
+func TestRun_Modes(t *testing.T) {
+	ctx := context.Background()
+	t.Run("update-only links by external id and never creates", func(t *testing.T) {
+		h := newHarness(t)
+		h.mode = sync.ModeUpdateOnly
+		h.dst.addForeign(sync.Customer{ExternalID: "usr_0001", Email: "old@example.com", Name: "User 1"})
+		h.dst.addForeign(sync.Customer{ExternalID: "usr_0002", Email: "user2@example.com", Name: "User 2", Metadata: map[string]string{"plan": "pro"}})
+		src := users(5)
+		// Users 0, 3, 4 have no customer; the cache rebuild links 1 and 2.
+		h.mustRun(src, sync.RunCounts{Read: 5, Updated: 1, Unchanged: 1, Skipped: 3})
+		if c, _, _ := h.dst.calls(); c != 0 {
+			t.Errorf("%d creates in update-only mode", c)
+		}
+		// A customer made later is found by its external id.
+		h.dst.addForeign(sync.Customer{ExternalID: "usr_0003", Email: "x@example.com"})
+		h.mustRun(src, sync.RunCounts{Read: 5, Unchanged: 2, Recovered: 1, Skipped: 2})
+		if c := h.dst.byID["cus_000003"]; c.Email != "user3@example.com" {
+			t.Errorf("linked customer = %+v, want it brought in line", c)
+		}
+	})
+	t.Run("create-only creates and never updates", func(t *testing.T) {
+		h := newHarness(t)
+		h.mode = sync.ModeCreateOnly
+		src := users(3)
+		h.mustRun(src, sync.RunCounts{Read: 3, Created: 3})
+		r := src.items[1].(sync.Record)
+		r.Name = "Changed"
+		src.items[1] = r
+		h.dst.addForeign(sync.Customer{ExternalID: "usr_0100", Email: "other@example.com", Name: "Other Tool"})
+		src.items = append(src.items, sync.Record{ExternalID: "usr_0100", Email: "u100@example.com", Name: "Hundred"},
+			sync.Record{ExternalID: "usr_0101", Email: "u101@example.com"})
+		h.dst.resetCalls()
+		h.mustRun(src, sync.RunCounts{Read: 5, Unchanged: 2, Skipped: 1, Created: 1, Recovered: 1})
+		if _, u, _ := h.dst.calls(); u != 0 {
+			t.Errorf("%d updates in create-only mode", u)
+		}
+		if c := h.dst.byID["cus_000004"]; c.Name != "Other Tool" {
+			t.Errorf("conflicting customer changed in create-only mode: %+v", c)
+		}
+	})
+	t.Run("update-only on a destination without external ids costs no call", func(t *testing.T) {
+		h := newHarness(t)
+		h.mode = sync.ModeUpdateOnly
+		h.dst.caps = &pinCaps
+		h.dst.addForeign(sync.Customer{Email: "user0@example.com", Name: "User 0"})
+		h.mustRun(users(4), sync.RunCounts{Read: 4, Skipped: 4})
+		if c, u, f := h.dst.calls(); c+u+f+h.dst.lists+h.dst.gets != 0 {
+			t.Errorf("calls: %d creates, %d updates, %d finds, %d lists, %d gets", c, u, f, h.dst.lists, h.dst.gets)
+		}
+	})
+	for _, tc := range []struct {
+		name, mode, deletion string
+		caps                 sync.Capabilities
+		want                 string
+	}{
+		{"upsert on an update-only destination", "", "", pinCaps, `mode "upsert" creates customers`},
+		{"create-only on an update-only destination", sync.ModeCreateOnly, "", pinCaps, `mode "create-only" creates customers`},
+		{"unknown mode", "merge", "", plugipayCaps, `unknown mode "merge"`},
+		{"archive without metadata", sync.ModeUpdateOnly, sync.DeletionArchive, pinCaps, `deletion policy "archive"`},
+		{"creating without a way to recognise customers", "", "", sync.Capabilities{Create: true}, "crash could create a customer twice"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.dst.caps = &tc.caps
+			r := sync.New(users(1), h.dst, h.store, sync.Options{Mode: tc.mode, Deletion: tc.deletion})
+			if err := r.Check(); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Check() = %v, want %q", err, tc.want)
+			}
+			if _, err := r.Run(ctx); err == nil {
+				t.Fatal("Run accepted options Check refuses")
+			}
+			if h.dst.creates != 0 {
+				t.Error("a refused run created customers")
+			}
+		})
+	}
+}
+
+// Fields a destination lacks are neither sent nor compared: a user with a
+// phone and metadata, linked to a customer holding only name and email,
+// is unchanged.
+func TestRun_FieldsTheDestinationLacks(t *testing.T) {
+	h := newHarness(t)
+	h.dst.caps = &pinCaps
+	h.mode = sync.ModeUpdateOnly
+	h.dst.addForeign(sync.Customer{Email: "ada@example.com", Name: "Ada Lovelace"})
+	src := &sliceSource{items: []any{sync.Record{ExternalID: "u1", Email: "ada@example.com", Name: "Ada Lovelace",
+		Phone: "+6281234567890", TaxID: "NPWP1", Metadata: map[string]string{"plan": "pro"}}}}
+	if _, err := h.reconciler(src).LinkByEmail(context.Background(), true); err != nil {
+		t.Fatal(err)
+	}
+	h.mustRun(src, sync.RunCounts{Read: 1, Unchanged: 1})
+	if _, u, _ := h.dst.calls(); u != 0 {
+		t.Errorf("%d updates for fields the destination lacks", u)
+	}
+}
+
+func TestLinkByEmail(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t)
+	h.dst.caps = &pinCaps
+	h.mode = sync.ModeUpdateOnly
+	for _, c := range []sync.Customer{
+		{Email: "a@example.com", Name: "A Old"},       // cus_000001 <- u1, name differs
+		{Email: "B@Example.com", Name: "B"},           // cus_000002 <- u2, case differs
+		{Email: "dup@example.com", Name: "D"},         // cus_000003 } two customers
+		{Email: "dup@example.com", Name: "D"},         // cus_000004 } one email
+		{Email: "shared@example.com", Name: "S"},      // cus_000005: two users
+		{Email: "linked@example.com", Name: "Li"},     // cus_000006: linked already
+		{Email: "nobody@example.com", Name: "Nobody"}, // cus_000007: no user
+	} {
+		h.dst.addForeign(c)
+	}
+	if err := h.store.PutMapping(ctx, sync.Mapping{ExternalID: "u9", CustomerID: "cus_000006", Hash: "h", SyncedAt: h.clk.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	src := &sliceSource{items: []any{
+		sync.Record{ExternalID: "u1", Email: "a@example.com", Name: "A New"},
+		sync.Record{ExternalID: "u2", Email: "b@example.com", Name: "B"},
+		sync.Record{ExternalID: "u3", Email: "dup@example.com", Name: "D"},
+		sync.Record{ExternalID: "u4", Email: "shared@example.com", Name: "S"},
+		sync.Record{ExternalID: "u5", Email: "shared@example.com", Name: "S"},
+		sync.Record{ExternalID: "u6", Email: "none@example.com", Name: "N"},
+		sync.Record{ExternalID: "u7", Name: "No Email"},
+		sync.Record{ExternalID: "u9", Email: "linked@example.com", Name: "Li"},
+		&sync.RecordError{Ref: "line 9", Reason: "missing externalId"},
+	}}
+	r := h.reconciler(src)
+	want := sync.LinkReport{Listed: 7, Linked: 2, AlreadyLinked: 1, Unmatched: 1, WithoutEmail: 1,
+		Ambiguous: []sync.Ambiguity{
+			{ExternalIDs: []string{"u3"}, CustomerIDs: []string{"cus_000003", "cus_000004"}},
+			{ExternalIDs: []string{"u4", "u5"}, CustomerIDs: []string{"cus_000005"}},
+		}}
+	dry, err := r.LinkByEmail(ctx, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(dry, want) {
+		t.Fatalf("dry run = %+v\nwant      %+v", dry, want)
+	}
+	if n, _ := h.store.MappingCount(ctx); n != 1 {
+		t.Fatalf("a dry run stored mappings: %d", n)
+	}
+	got, err := r.LinkByEmail(ctx, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("report = %+v\nwant    %+v", got, want)
+	}
+	m, _ := h.store.Mappings(ctx, []string{"u1", "u2", "u3", "u4", "u5"})
+	if len(m) != 2 || m["u1"].CustomerID != "cus_000001" || m["u2"].CustomerID != "cus_000002" {
+		t.Fatalf("mappings = %+v, want u1 and u2 only", m)
+	}
+	// The next run patches only the linked customers whose CRM data
+	// differ: u1's name, u2's email (the CRM's spelling wins).
+	h.dst.resetCalls()
+	h.mustRun(src, sync.RunCounts{Read: 9, Updated: 2, Unchanged: 1, Skipped: 5, Rejected: 1})
+	if c := h.dst.byID["cus_000001"]; c.Name != "A New" {
+		t.Errorf("cus_000001 = %+v, want renamed", c)
+	}
+	if c := h.dst.byID["cus_000002"]; c.Email != "b@example.com" {
+		t.Errorf("cus_000002 = %+v, want the CRM's email", c)
+	}
+	if _, u, _ := h.dst.calls(); u != 2 {
+		t.Errorf("%d updates, want 2", u)
+	}
+	// A second link finds nothing new and changes nothing.
+	again, err := r.LinkByEmail(ctx, true)
+	if err != nil || again.Linked != 0 || again.AlreadyLinked != 3 {
+		t.Errorf("second link = %+v, %v; want 0 linked, 3 already", again, err)
+	}
+	if _, err := r.RebuildCache(ctx); !errors.Is(err, sync.ErrNoExternalID) {
+		t.Errorf("RebuildCache on a destination without external ids: %v", err)
+	}
+}
