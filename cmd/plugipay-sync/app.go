@@ -20,6 +20,8 @@ import (
 	"github.com/plugipay-sync/plugipay-sync/crm/hubspot"
 	"github.com/plugipay-sync/plugipay-sync/crm/sqlsrc"
 	"github.com/plugipay-sync/plugipay-sync/plugipay"
+	"github.com/plugipay-sync/plugipay-sync/destination/paygate"
+	"github.com/plugipay-sync/plugipay-sync/destination/pin"
 	"github.com/plugipay-sync/plugipay-sync/plugipay/destination"
 	"github.com/plugipay-sync/plugipay-sync/state"
 	"github.com/plugipay-sync/plugipay-sync/sync"
@@ -198,6 +200,9 @@ func (m *Main) openStore(ctx context.Context) error {
 	if m.store, err = state.Open(ctx, m.cfg.State.Path); err != nil {
 		return fmt.Errorf("state.path: %w", err)
 	}
+	if err := m.store.BindDestination(ctx, destinationIdentity(m.cfg)); err != nil {
+		return fmt.Errorf("state.path %s: %w", m.cfg.State.Path, err)
+	}
 	return nil
 }
 
@@ -241,6 +246,49 @@ func (m *Main) buildReconciler(cfg Config) (*sync.Reconciler, error) {
 	if err != nil {
 		return nil, err
 	}
+	dst, err := m.buildDestination(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return sync.New(src, dst, m.store, sync.Options{
+		Mode:         cfg.Sync.mode(dst.Capabilities()),
+		Concurrency:  cfg.Sync.Concurrency,
+		BatchSize:    cfg.Sync.BatchSize,
+		WriteTimeout: cfg.Sync.RecordTimeout,
+		RetryMin:     cfg.Sync.RetryMin,
+		RetryMax:     cfg.Sync.RetryMax,
+		Logger:       m.log.Named("sync"),
+		Metrics:      m.syncMetrics,
+		Managed:      managedFields(cfg),
+
+		Deletion:         cfg.Sync.Deletion,
+		MaxArchiveRatio:  cfg.Sync.MaxArchiveRatio,
+		AllowMassArchive: m.AllowMassArchive,
+	}), nil
+}
+
+// buildDestination builds the client of the configured destination.
+func (m *Main) buildDestination(cfg Config) (sync.Destination, error) {
+	switch d := cfg.Destination; d.Type {
+	case DestPayGate:
+		a := d.PayGate.APIConfig
+		dst, err := paygate.New(paygate.Options{BaseURL: a.BaseURL, SecretKey: a.SecretKey,
+			ExternalIDKey: d.PayGate.ExternalIDKey, Timeout: a.Timeout, MaxAttempts: a.MaxAttempts,
+			RequestsPerSecond: a.RequestsPerSecond, Registerer: m.reg, Logger: m.log.Named("paygate")})
+		if err != nil {
+			return nil, fmt.Errorf("destination.paygate: %w", err)
+		}
+		return dst, nil
+	case DestPin:
+		a := d.Pin.APIConfig
+		dst, err := pin.New(pin.Options{BaseURL: a.BaseURL, SecretKey: a.SecretKey, Mode: d.Pin.Environment,
+			Timeout: a.Timeout, MaxAttempts: a.MaxAttempts, RequestsPerSecond: a.RequestsPerSecond,
+			Registerer: m.reg, Logger: m.log.Named("pin")})
+		if err != nil {
+			return nil, fmt.Errorf("destination.pin: %w", err)
+		}
+		return dst, nil
+	}
 	client, err := plugipay.New(plugipay.Options{
 		BaseURL:     cfg.Plugipay.BaseURL,
 		KeyID:       cfg.Plugipay.KeyID,
@@ -256,20 +304,17 @@ func (m *Main) buildReconciler(cfg Config) (*sync.Reconciler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("plugipay: %w", err)
 	}
-	return sync.New(src, destination.New(client), m.store, sync.Options{
-		Concurrency:  cfg.Sync.Concurrency,
-		BatchSize:    cfg.Sync.BatchSize,
-		WriteTimeout: cfg.Sync.RecordTimeout,
-		RetryMin:     cfg.Sync.RetryMin,
-		RetryMax:     cfg.Sync.RetryMax,
-		Logger:       m.log.Named("sync"),
-		Metrics:      m.syncMetrics,
-		Managed:      managedFields(cfg),
+	return destination.New(client), nil
+}
 
-		Deletion:         cfg.Sync.Deletion,
-		MaxArchiveRatio:  cfg.Sync.MaxArchiveRatio,
-		AllowMassArchive: m.AllowMassArchive,
-	}), nil
+// destinationIdentity names the kind of API a state file's customer ids
+// belong to (see state.DB.BindDestination). It leaves the URL out, so a
+// moved endpoint or a local emulator on a new port keeps its state.
+func destinationIdentity(cfg Config) string {
+	if cfg.Destination.Type == DestPin {
+		return DestPin + " " + cfg.Destination.Pin.Environment
+	}
+	return cfg.Destination.Type
 }
 
 // managedFields is the set of fields the config maps: the sync owns those

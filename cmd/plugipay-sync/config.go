@@ -18,6 +18,10 @@ import (
 	"github.com/plugipay-sync/plugipay-sync/crm"
 	"github.com/plugipay-sync/plugipay-sync/crm/hubspot"
 	"github.com/plugipay-sync/plugipay-sync/crm/sqlsrc"
+	"github.com/plugipay-sync/plugipay-sync/destination/paygate"
+	"github.com/plugipay-sync/plugipay-sync/destination/pin"
+	"github.com/plugipay-sync/plugipay-sync/plugipay/destination"
+	"github.com/plugipay-sync/plugipay-sync/sync"
 )
 
 // Config is the daemon's configuration file. Every key is documented in
@@ -27,7 +31,10 @@ type Config struct {
 	Listen   string         `yaml:"listen"`
 	State    StateConfig    `yaml:"state"`
 	Plugipay PlugipayConfig `yaml:"plugipay"`
-	CRM      CRMConfig      `yaml:"crm"`
+	// Destination selects the payments API; Plugipay (the plugipay
+	// section) unless it says otherwise.
+	Destination DestinationConfig `yaml:"destination"`
+	CRM         CRMConfig         `yaml:"crm"`
 	Sync     SyncConfig     `yaml:"sync"`
 	Log      LogConfig      `yaml:"log"`
 }
@@ -51,6 +58,72 @@ type PlugipayConfig struct {
 	ReadsPerSecond  float64 `yaml:"reads_per_second"`
 	WritesPerSecond float64 `yaml:"writes_per_second"`
 	InsecureHTTP    bool    `yaml:"insecure_http"`
+}
+
+// Destination types.
+const (
+	DestPlugipay = "plugipay"
+	DestPayGate  = "paygate"
+	DestPin      = "pin"
+)
+
+// DestinationConfig selects the destination. Plugipay is configured in
+// the top-level plugipay section; the others in their own sections here.
+type DestinationConfig struct {
+	Type    string         `yaml:"type"`
+	PayGate *PayGateConfig `yaml:"paygate"`
+	Pin     *PinConfig     `yaml:"pin"`
+}
+
+// APIConfig are the connection settings every non-Plugipay destination
+// shares.
+type APIConfig struct {
+	BaseURL           string        `yaml:"base_url"`
+	SecretKey         string        `yaml:"secret_key"`
+	Timeout           time.Duration `yaml:"timeout"`
+	MaxAttempts       int           `yaml:"max_attempts"`
+	RequestsPerSecond float64       `yaml:"requests_per_second"`
+	InsecureHTTP      bool          `yaml:"insecure_http"`
+}
+
+// PayGateConfig configures a PayGate-style API.
+type PayGateConfig struct {
+	APIConfig `yaml:",inline"`
+	// ExternalIDKey is the metadata key that holds the CRM user id.
+	ExternalIDKey string `yaml:"external_id_key"`
+}
+
+// UnmarshalYAML decodes over the defaults (see SQLConfig.UnmarshalYAML).
+func (c *PayGateConfig) UnmarshalYAML(unmarshal func(any) error) error {
+	type plain PayGateConfig
+	p := plain{APIConfig: defaultAPIConfig(paygate.DefaultRequestsPerSecond), ExternalIDKey: paygate.DefaultExternalIDKey}
+	if err := unmarshal(&p); err != nil {
+		return err
+	}
+	*c = PayGateConfig(p)
+	return nil
+}
+
+// PinConfig configures a Pin-style API.
+type PinConfig struct {
+	APIConfig `yaml:",inline"`
+	// Environment is test or live, the key's mode.
+	Environment string `yaml:"environment"`
+}
+
+// UnmarshalYAML decodes over the defaults (see SQLConfig.UnmarshalYAML).
+func (c *PinConfig) UnmarshalYAML(unmarshal func(any) error) error {
+	type plain PinConfig
+	p := plain{APIConfig: defaultAPIConfig(pin.DefaultRequestsPerSecond), Environment: "test"}
+	if err := unmarshal(&p); err != nil {
+		return err
+	}
+	*c = PinConfig(p)
+	return nil
+}
+
+func defaultAPIConfig(rps float64) APIConfig {
+	return APIConfig{Timeout: DefaultTimeout, MaxAttempts: 4, RequestsPerSecond: rps}
 }
 
 // CRMConfig selects and configures the CRM source.
@@ -167,6 +240,9 @@ type SyncConfig struct {
 	// MaxArchiveRatio is the largest share of known customers one run may
 	// archive; more is refused unless --allow-mass-archive is given.
 	MaxArchiveRatio float64 `yaml:"max_archive_ratio"`
+	// Mode is upsert, update-only or create-only; empty means upsert
+	// where the destination can create customers, update-only elsewhere.
+	Mode string `yaml:"mode"`
 }
 
 // LogConfig configures logging.
@@ -191,6 +267,7 @@ func DefaultConfig() Config {
 		Listen:   DefaultListen,
 		State:    StateConfig{Path: DefaultState},
 		Plugipay: PlugipayConfig{Timeout: DefaultTimeout, MaxAttempts: 4, ReadsPerSecond: 100, WritesPerSecond: 20},
+		Destination: DestinationConfig{Type: DestPlugipay},
 		CRM: CRMConfig{Type: "csv", Normalize: NormalizeConfig{
 			TrimSpace: true, LowerEmailDomain: true, CollapseNameSpace: true, DropEmptyMetadata: true,
 		}},
@@ -302,6 +379,12 @@ func (c *Config) applyEnvFallbacks(lookupEnv func(string) (string, bool)) {
 	if c.Plugipay.BaseURL == "" {
 		c.Plugipay.BaseURL = DefaultBaseURL
 	}
+	if d := c.Destination.PayGate; d != nil && d.SecretKey == "" {
+		d.SecretKey, _ = lookupEnv("PAYGATE_SECRET_KEY")
+	}
+	if d := c.Destination.Pin; d != nil && d.SecretKey == "" {
+		d.SecretKey, _ = lookupEnv("PIN_SECRET_KEY")
+	}
 	if h := c.CRM.HubSpot; h != nil && h.Token == "" {
 		if v, ok := lookupEnv("HUBSPOT_TOKEN"); ok {
 			h.Token = v
@@ -348,7 +431,7 @@ func (c *Config) Validate() error {
 	if c.State.Path == "" {
 		return invalid("state.path", "", "required: the SQLite file that caches what was synced, e.g. /data/plugipay-sync.db")
 	}
-	if err := c.Plugipay.validate(); err != nil {
+	if err := c.validateDestination(); err != nil {
 		return err
 	}
 	if err := c.CRM.validate(); err != nil {
@@ -380,6 +463,95 @@ func (c *Config) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		return invalid("log.level", c.Log.Level, "must be debug, info, warn or error")
+	}
+	return nil
+}
+
+// validateDestination checks the chosen destination's section and the
+// sync mode against what that destination allows.
+func (c *Config) validateDestination() error {
+	d := c.Destination
+	var caps sync.Capabilities
+	switch d.Type {
+	case DestPlugipay:
+		if err := c.Plugipay.validate(); err != nil {
+			return err
+		}
+		caps = (*destination.Plugipay)(nil).Capabilities()
+	case DestPayGate:
+		if d.PayGate == nil {
+			return invalid("destination.paygate", "", "required with destination.type: paygate (base_url, secret_key)")
+		}
+		if err := d.PayGate.validate("destination.paygate", "sk_test_... or sk_live_...", "PAYGATE_SECRET_KEY"); err != nil {
+			return err
+		}
+		if !strings.HasPrefix(d.PayGate.SecretKey, "sk_test_") && !strings.HasPrefix(d.PayGate.SecretKey, "sk_live_") {
+			return invalid("destination.paygate.secret_key", "", "must be a PayGate secret key, sk_test_... or sk_live_...")
+		}
+		if k := d.PayGate.ExternalIDKey; k == "" || len(k) > 40 {
+			return invalid("destination.paygate.external_id_key", k, "must be a metadata key of 1 to 40 characters, e.g. crm_user_id")
+		}
+		if cols, ok := c.CRM.mapping(); ok {
+			if _, clash := cols.Metadata[d.PayGate.ExternalIDKey]; clash {
+				return invalid("destination.paygate.external_id_key", d.PayGate.ExternalIDKey, "is also a metadata key the CRM mapping fills; the sync keeps the CRM user id there, so rename one of them")
+			}
+		}
+		caps = (*paygate.Destination)(nil).Capabilities()
+	case DestPin:
+		if d.Pin == nil {
+			return invalid("destination.pin", "", "required with destination.type: pin (base_url, secret_key)")
+		}
+		if err := d.Pin.validate("destination.pin", "the account's secret API key", "PIN_SECRET_KEY"); err != nil {
+			return err
+		}
+		if d.Pin.Environment != "test" && d.Pin.Environment != "live" {
+			return invalid("destination.pin.environment", d.Pin.Environment, "must be test or live, the mode of the secret key")
+		}
+		caps = (*pin.Pin)(nil).Capabilities()
+	default:
+		return invalid("destination.type", d.Type, "must be plugipay, paygate or pin")
+	}
+	mode := c.Sync.mode(caps)
+	if err := sync.CheckMode(mode, caps); err != nil {
+		return invalid("sync.mode", c.Sync.Mode, "%v (destination %s)", err, d.Type)
+	}
+	if c.Sync.Deletion == sync.DeletionArchive && !caps.Metadata {
+		return invalid("sync.deletion", c.Sync.Deletion, "destination %s has no metadata to mark archived customers in; use ignore", d.Type)
+	}
+	return nil
+}
+
+// mode is the sync mode for a destination with caps: the configured one,
+// or by default upsert where the destination can create, else update-only.
+func (s SyncConfig) mode(caps sync.Capabilities) string {
+	switch {
+	case s.Mode != "":
+		return s.Mode
+	case caps.Create:
+		return sync.ModeUpsert
+	}
+	return sync.ModeUpdateOnly
+}
+
+func (a *APIConfig) validate(section, keyHint, keyEnv string) error {
+	u, err := url.Parse(a.BaseURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return invalid(section+".base_url", a.BaseURL, "must be the API's http(s) URL with a host, e.g. https://api.example.com/v1")
+	}
+	if u.Scheme == "http" && !a.InsecureHTTP && !isLoopback(u.Hostname()) {
+		return invalid(section+".base_url", a.BaseURL, "plain http is allowed only for loopback addresses; use https, or set %s.insecure_http: true", section)
+	}
+	if a.SecretKey == "" {
+		return invalid(section+".secret_key", "", "required: %s; set %s, or reference a variable as secret_key: ${%s}", keyHint, keyEnv, keyEnv)
+	}
+	if a.Timeout <= 0 {
+		return invalid(section+".timeout", a.Timeout.String(), "must be a positive duration, e.g. 30s")
+	}
+	if a.MaxAttempts < 1 || a.MaxAttempts > 20 {
+		return invalid(section+".max_attempts", fmt.Sprint(a.MaxAttempts), "must be between 1 (no retries) and 20")
+	}
+	if a.RequestsPerSecond < 0 {
+		return invalid(section+".requests_per_second", fmt.Sprint(a.RequestsPerSecond), "must be 0 (no cap) or positive")
 	}
 	return nil
 }

@@ -42,7 +42,9 @@ func redactConfigSecrets(err error, path string, lookupEnv func(string) (string,
 			secrets = append(secrets, v)
 		}
 	}
-	add("PLUGIPAY_SECRET")
+	for _, name := range []string{"PLUGIPAY_SECRET", "PAYGATE_SECRET_KEY", "PIN_SECRET_KEY", "HUBSPOT_TOKEN"} {
+		add(name)
+	}
 	raw, _ := os.ReadFile(path)
 	for _, line := range strings.Split(string(raw), "\n") {
 		key, _, _ := strings.Cut(strings.TrimSpace(line), ":")

@@ -132,7 +132,7 @@ func (m *Main) serve(ctx context.Context) error {
 // reload re-reads the config on SIGHUP. A bad config is logged and
 // counted and the running one kept; a good one takes effect from the next
 // run (the run in progress finishes with the old one). state.path and
-// listen need a restart.
+// listen need a restart; another destination is refused.
 func (m *Main) reload(c *cron.Cron, id *cron.EntryID, job func(), rec *atomic.Pointer[sync.Reconciler]) {
 	fail := func(err error) {
 		m.reloadOK.Set(0)
@@ -147,6 +147,11 @@ func (m *Main) reload(c *cron.Cron, id *cron.EntryID, job func(), rec *atomic.Po
 		m.log.Warn("state.path and listen change only with a restart; keeping the running values",
 			zap.String("state.path", m.cfg.State.Path), zap.String("listen", m.cfg.Listen))
 		cfg.State.Path, cfg.Listen = m.cfg.State.Path, m.cfg.Listen
+	}
+	if was, now := destinationIdentity(m.cfg), destinationIdentity(cfg); was != now {
+		// The state file holds the running destination's customer ids.
+		fail(fmt.Errorf("destination.type: changing the destination (%s to %s) needs a restart with a state.path of its own", was, now))
+		return
 	}
 	r, err := m.buildReconciler(cfg)
 	if err != nil {
