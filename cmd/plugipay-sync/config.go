@@ -35,8 +35,8 @@ type Config struct {
 	// section) unless it says otherwise.
 	Destination DestinationConfig `yaml:"destination"`
 	CRM         CRMConfig         `yaml:"crm"`
-	Sync     SyncConfig     `yaml:"sync"`
-	Log      LogConfig      `yaml:"log"`
+	Sync        SyncConfig        `yaml:"sync"`
+	Log         LogConfig         `yaml:"log"`
 }
 
 // StateConfig locates the SQLite state database.
@@ -263,10 +263,10 @@ const (
 // DefaultConfig returns the configuration used for every key a file leaves out.
 func DefaultConfig() Config {
 	return Config{
-		Schedule: DefaultSchedule,
-		Listen:   DefaultListen,
-		State:    StateConfig{Path: DefaultState},
-		Plugipay: PlugipayConfig{Timeout: DefaultTimeout, MaxAttempts: 4, ReadsPerSecond: 100, WritesPerSecond: 20},
+		Schedule:    DefaultSchedule,
+		Listen:      DefaultListen,
+		State:       StateConfig{Path: DefaultState},
+		Plugipay:    PlugipayConfig{Timeout: DefaultTimeout, MaxAttempts: 4, ReadsPerSecond: 100, WritesPerSecond: 20},
 		Destination: DestinationConfig{Type: DestPlugipay},
 		CRM: CRMConfig{Type: "csv", Normalize: NormalizeConfig{
 			TrimSpace: true, LowerEmailDomain: true, CollapseNameSpace: true, DropEmptyMetadata: true,
