@@ -178,3 +178,37 @@ func (db *DB) ResetFailures(ctx context.Context, f FailureFilter) ([]sync.Failur
 	}
 	return out, nil
 }
+
+// FailureIDsByCode returns the external ids of the failures with code, in
+// external id order.
+func (db *DB) FailureIDsByCode(ctx context.Context, code string) ([]string, error) {
+	rows, err := db.db.QueryContext(ctx, `SELECT external_id FROM failures WHERE code = ? ORDER BY external_id`, code)
+	if err != nil {
+		return nil, fmt.Errorf("state: failures with code %s: %w", code, err)
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("state: failures with code %s: %w", code, err)
+		}
+		ids = append(ids, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("state: failures with code %s: %w", code, err)
+	}
+	return ids, nil
+}
+
+// DeleteFailure forgets the failure of externalID, if any.
+func (db *DB) DeleteFailure(ctx context.Context, externalID string) error {
+	err := db.update(ctx, func(tx *Tx) error {
+		_, err := tx.ExecContext(ctx, `DELETE FROM failures WHERE external_id = ?`, externalID)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("state: delete failure %q: %w", externalID, err)
+	}
+	return nil
+}

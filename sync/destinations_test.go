@@ -280,3 +280,64 @@ func TestLinkByEmail(t *testing.T) {
 		t.Errorf("RebuildCache on a destination without external ids: %v", err)
 	}
 }
+
+// A duplicated external id is found however far apart its rows are, by a
+// filter that never holds the ids themselves. Rows in one batch are both
+// rejected; rows further apart are found when the second is read (the
+// first was synced by then), and from the next run neither is synced until
+// the source has one row again, which is then synced in the same run.
+func TestRun_DuplicateExternalIDAcrossBatches(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t) // batches of 7
+	src := users(30)
+	far := sync.Record{ExternalID: "usr_0002", Email: "far@example.com", Name: "Far Copy", Ref: "line 40"}
+	near := sync.Record{ExternalID: "usr_0029", Email: "near@example.com", Name: "Near Copy", Ref: "line 41"}
+	src.items = append(src.items, far, near)
+	h.mustRun(src, sync.RunCounts{Read: 32, Created: 29, Rejected: 3})
+	if n := h.dst.count("usr_0002"); n != 1 {
+		t.Fatalf("usr_0002 (rows 20 apart) exists %d times; its first row was synced before the second was read", n)
+	}
+	if n := h.dst.count("usr_0029"); n != 0 {
+		t.Fatalf("usr_0029 (rows in one batch) synced %d times; want neither row", n)
+	}
+	ids, _ := h.store.FailureIDsByCode(ctx, sync.CodeDuplicateExternalID)
+	if strings.Join(ids, ",") != "usr_0002,usr_0029" {
+		t.Fatalf("duplicate marks = %v", ids)
+	}
+
+	// Next run: every row of both is rejected, nothing written.
+	h.dst.resetCalls()
+	h.mustRun(src, sync.RunCounts{Read: 32, Unchanged: 28, Rejected: 4})
+	if c, u, _ := h.dst.calls(); c+u != 0 {
+		t.Errorf("a marked duplicate was written: %d creates, %d updates", c, u)
+	}
+
+	// The CRM is fixed: one row each is left. Both sync in that run.
+	src.items = src.items[:30]
+	h.mustRun(src, sync.RunCounts{Read: 30, Unchanged: 29, Created: 1})
+	if n := h.dst.count("usr_0029"); n != 1 {
+		t.Errorf("usr_0029 exists %d times after the fix", n)
+	}
+	if ids, _ := h.store.FailureIDsByCode(ctx, sync.CodeDuplicateExternalID); len(ids) != 0 {
+		t.Errorf("marks left after the fix: %v", ids)
+	}
+	h.mustRun(src, sync.RunCounts{Read: 30, Unchanged: 30})
+}
+
+// An incremental read that sees one row of a marked duplicate cannot tell
+// the other row is gone: the row is rejected and the mark kept until a
+// complete read.
+func TestRun_DuplicateMarkKeptByPartialRead(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t)
+	src := users(3)
+	src.items = append(src.items, sync.Record{ExternalID: "usr_0001", Email: "copy@example.com", Ref: "line 9"})
+	h.mustRun(src, sync.RunCounts{Read: 4, Created: 2, Rejected: 2})
+	inc := &partialSource{sliceSource: &sliceSource{items: []any{src.items[1]}}}
+	h.mustRun(inc, sync.RunCounts{Read: 1, Rejected: 1})
+	if ids, _ := h.store.FailureIDsByCode(ctx, sync.CodeDuplicateExternalID); len(ids) != 1 {
+		t.Fatalf("marks after a partial read = %v, want usr_0001 kept", ids)
+	}
+	inc.complete = true
+	h.mustRun(inc, sync.RunCounts{Read: 1, Created: 1})
+}

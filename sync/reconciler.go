@@ -215,6 +215,8 @@ type run struct {
 	fatalErr atomic.Pointer[error]
 	// seen are external ids read since the last flushSeen (archive policy).
 	seen []string
+	// dups finds external ids several source rows carry.
+	dups duplicates
 }
 
 // job is one record that needs API calls.
@@ -352,6 +354,9 @@ func (ru *run) execute(parent context.Context) error {
 	if err := ru.prepare(ctx); err != nil {
 		return err
 	}
+	if err := ru.loadDuplicates(ctx); err != nil {
+		return err
+	}
 
 	jobs := make(chan job, ru.opts.Concurrency)
 	var wg stdsync.WaitGroup
@@ -407,6 +412,13 @@ func (ru *run) dispatch(ctx context.Context, jobs chan<- job) error {
 			readStart = time.Now()
 			continue
 		}
+		if held, err := ru.screen(ctx, rec, &batch); err != nil || held {
+			if err != nil {
+				return err
+			}
+			readStart = time.Now()
+			continue
+		}
 		batch = append(batch, rec)
 		if len(batch) == cap(batch) {
 			if err := ru.classify(ctx, batch, jobs); err != nil {
@@ -419,6 +431,11 @@ func (ru *run) dispatch(ctx context.Context, jobs chan<- job) error {
 	if ctx.Err() != nil {
 		return context.Cause(ctx)
 	}
+	release, err := ru.settleDuplicates(ctx)
+	if err != nil {
+		return err
+	}
+	batch = append(batch, release...)
 	if len(batch) > 0 {
 		if err := ru.classify(ctx, batch, jobs); err != nil {
 			return err
@@ -439,20 +456,11 @@ func (ru *run) reject(re *RecordError) {
 
 // classify looks a batch up in the store and sends the records whose
 // content differs from what was last confirmed to jobs. Unchanged records
-// cost no API call.
+// cost no API call. A batch holds each external id once (see screen).
 func (ru *run) classify(ctx context.Context, batch []Record, jobs chan<- job) error {
 	ids := make([]string, len(batch))
-	seen := make(map[string]int, len(batch))
-	dup := make(map[string]bool)
 	for i, rec := range batch {
 		ids[i] = rec.ExternalID
-		if j, ok := seen[rec.ExternalID]; ok {
-			dup[rec.ExternalID] = true
-			ru.reject(&RecordError{Ref: rec.Ref, ExternalID: rec.ExternalID,
-				Reason: fmt.Sprintf("duplicate externalId (also at %s); neither is synced until the source is fixed", batch[j].Ref)})
-			continue
-		}
-		seen[rec.ExternalID] = i
 	}
 	ru.noteSeen(ids...)
 	if err := ru.flushSeen(ctx); err != nil {
@@ -467,15 +475,7 @@ func (ru *run) classify(ctx context.Context, batch []Record, jobs chan<- job) er
 		return fmt.Errorf("look up failures: %w", err)
 	}
 	now := ru.opts.Now()
-	for i, rec := range batch {
-		if seen[rec.ExternalID] != i {
-			continue // a later duplicate, rejected above
-		}
-		if dup[rec.ExternalID] {
-			ru.reject(&RecordError{Ref: rec.Ref, ExternalID: rec.ExternalID,
-				Reason: "duplicate externalId in the source; neither row is synced until it is fixed"})
-			continue
-		}
+	for _, rec := range batch {
 		h := ru.fields.hash(rec)
 		m, known := mappings[rec.ExternalID]
 		if known && m.Hash == h {

@@ -278,6 +278,10 @@ type Store interface {
 	// DeleteMappedFailures deletes the failures with code whose user has a
 	// mapping now, returning how many.
 	DeleteMappedFailures(ctx context.Context, code string) (int64, error)
+	// FailureIDsByCode returns the external ids of the failures with code.
+	FailureIDsByCode(ctx context.Context, code string) ([]string, error)
+	// DeleteFailure forgets the failure of externalID, if any.
+	DeleteFailure(ctx context.Context, externalID string) error
 
 	// MarkSeen records that run runID read externalIDs from the source
 	// (only with the archive deletion policy).

@@ -204,8 +204,8 @@ func badInputCases() []badCase {
 			want: []string{"created 3", "rejected 1", `"ref":"line 5","external_id":"","reason":"missing externalId (column \"id\" is empty)"`}},
 		{name: "Record/DuplicateExternalID", setup: bad("dup_1,d1@example.co.id,Dup One,,,pro,Bandung,web\ndup_1,d2@example.co.id,Dup Two,,,pro,Bandung,web\n"),
 			code: ExitPartial, want: []string{"created 3", "rejected 2",
-				`"ref":"line 5","external_id":"dup_1","reason":"duplicate externalId in the source; neither row is synced until it is fixed"`,
-				`"ref":"line 6","external_id":"dup_1","reason":"duplicate externalId (also at line 5); neither is synced until the source is fixed"`},
+				`"ref":"line 5","external_id":"dup_1","reason":"duplicate externalId (also at line 6); none of its rows is synced until the source has one"`,
+				`"ref":"line 6","external_id":"dup_1","reason":"duplicate externalId (also at line 5); none of its rows is synced until the source has one"`},
 			check: func(b *badEnv) {
 				if _, ok := b.emu.CustomerByExternalID("dup_1"); ok {
 					b.t.Error("a duplicated externalId was synced")
