@@ -477,6 +477,9 @@ func printSummary(w io.Writer, r sync.RunRecord) {
 	fmt.Fprintf(w, "run %d: %s in %s\n", r.ID, r.Outcome, r.FinishedAt.Sub(r.StartedAt).Round(time.Millisecond))
 	fmt.Fprintf(w, "  read %d  created %d  updated %d  unchanged %d  recovered %d  rejected %d  failed %d\n",
 		c.Read, c.Created, c.Updated, c.Unchanged, c.Recovered, c.Rejected, c.Failed)
+	if c.Skipped > 0 {
+		fmt.Fprintf(w, "  skipped %d (left alone by sync.mode: no linked customer in update-only, a change in create-only)\n", c.Skipped)
+	}
 	if r.Error != "" {
 		fmt.Fprintf(w, "  error: %s\n", r.Error)
 	}

@@ -154,6 +154,8 @@ type statusRunJSON struct {
 	Recovered       int64      `json:"recovered"`
 	Rejected        int64      `json:"rejected"`
 	Failed          int64      `json:"failed"`
+	Archived        int64      `json:"archived"`
+	Skipped         int64      `json:"skipped"`
 }
 
 // outcomeRunning is shown for a run with no outcome yet: in progress, or
@@ -164,7 +166,7 @@ func toStatusRun(r sync.RunRecord) statusRunJSON {
 	c := r.Counts
 	out := statusRunJSON{ID: r.ID, StartedAt: r.StartedAt, Outcome: r.Outcome, Error: r.Error,
 		Read: c.Read, Created: c.Created, Updated: c.Updated, Unchanged: c.Unchanged,
-		Recovered: c.Recovered, Rejected: c.Rejected, Failed: c.Failed}
+		Recovered: c.Recovered, Rejected: c.Rejected, Failed: c.Failed, Archived: c.Archived, Skipped: c.Skipped}
 	if out.Outcome == "" {
 		out.Outcome = outcomeRunning
 	}
@@ -238,15 +240,16 @@ func printStatus(w io.Writer, rep statusReport) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "RUN\tSTARTED (UTC)\tDURATION\tOUTCOME\tREAD\tCREATED\tUPDATED\tUNCHANGED\tRECOVERED\tREJECTED\tFAILED\tERROR")
+	fmt.Fprintln(tw, "RUN\tSTARTED (UTC)\tDURATION\tOUTCOME\tREAD\tCREATED\tUPDATED\tUNCHANGED\tRECOVERED\tREJECTED\tFAILED\tARCHIVED\tSKIPPED\tERROR")
 	for _, r := range rep.Runs {
 		dur := "-"
 		if r.DurationSeconds != nil {
 			dur = formatDuration(time.Duration(*r.DurationSeconds * float64(time.Second)))
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n",
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n",
 			r.ID, r.StartedAt.UTC().Format(time.DateTime), dur, r.Outcome,
-			r.Read, r.Created, r.Updated, r.Unchanged, r.Recovered, r.Rejected, r.Failed, oneLine(r.Error, 80))
+			r.Read, r.Created, r.Updated, r.Unchanged, r.Recovered, r.Rejected, r.Failed,
+			r.Archived, r.Skipped, oneLine(r.Error, 80))
 	}
 	return tw.Flush()
 }
