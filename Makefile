@@ -9,7 +9,7 @@ LDFLAGS := -s -w -X main.Version=$(VERSION) -X main.Commit=$(COMMIT)
 STATIC_TAGS := osusergo,netgo,sqlite_omit_load_extension
 STATIC_OUT  ?= bin/static/plugipay-sync
 
-.PHONY: all build static demo test test-long tools vet fmt bench clean fuzz lint soak
+.PHONY: all build static demo demo-paygate demo-pin test test-long tools vet fmt bench clean fuzz lint soak
 
 all: build
 
@@ -23,9 +23,17 @@ static:
 		-ldflags '$(LDFLAGS) -linkmode external -extldflags "-static"' \
 		-o $(STATIC_OUT) ./cmd/plugipay-sync
 
-## demo: sample CRM data into a locally started emulator, four passes, no credentials
+## demo: sample CRM data into a locally started emulator, five passes, no credentials
 demo: build
 	./bin/plugipay-demo --mock bin/plugipay-mock --sync bin/plugipay-sync
+
+## demo-paygate: the same sample data into the PayGate-style fake (external id in metadata)
+demo-paygate: build
+	./bin/plugipay-demo --destination paygate --mock bin/plugipay-mock --sync bin/plugipay-sync
+
+## demo-pin: link seeded Pin-style customers by email, then update only what differs
+demo-pin: build
+	./bin/plugipay-demo --destination pin --mock bin/plugipay-mock --sync bin/plugipay-sync
 
 ## tools: promtool and prometheus for the alert-rule and real-Prometheus tests (Debian's
 ## prometheus package; needs root). Without them those tests skip, except under CI=true.

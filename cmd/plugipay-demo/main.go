@@ -5,6 +5,12 @@
 // state DB deleted, a pass with one user renamed, and a pass with new users
 // that another tool already created (409 recovery) — checking after each
 // what the emulator saw. `make demo` builds the binaries and runs it.
+//
+// With --destination paygate or --destination pin it runs the same
+// plugipay-sync, with the same config file and only environment variables
+// changed, against the PayGate-style or the Pin-style fake that
+// plugipay-mock --api serves (`make demo-paygate`, `make demo-pin`); see
+// destinations.go.
 package main
 
 import (
@@ -17,6 +23,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -42,20 +49,42 @@ type demo struct {
 	out                       io.Writer
 	shownWarnings             map[string]bool
 	baseURL, keyID, secret    string
-	client                    *plugipay.Client
-	failed                    bool
+	// origin is the mock's http://HOST:PORT, where /metrics is served;
+	// baseURL adds /v1 (PayGate) or /1 (Pin) to it.
+	origin string
+	// env is what plugipay-sync gets besides the state and CSV paths: it
+	// selects and configures the destination.
+	env    []string
+	client *plugipay.Client
+	failed bool
 }
+
+// The values of --destination.
+const (
+	destPlugipay = "plugipay"
+	destPayGate  = "paygate"
+	destPin      = "pin"
+)
 
 func run(args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("plugipay-demo", flag.ContinueOnError)
 	d := &demo{out: out, keyID: "key_demo", shownWarnings: map[string]bool{}}
 	mockBin := fs.String("mock", "bin/plugipay-mock", "path of the plugipay-mock binary")
+	dest := fs.String("destination", destPlugipay, "destination to demonstrate: plugipay, paygate or pin")
 	fs.StringVar(&d.syncBin, "sync", "bin/plugipay-sync", "path of the plugipay-sync binary")
 	fs.StringVar(&d.config, "config", "config.example.yaml", "config file for plugipay-sync")
 	fs.StringVar(&d.csv, "csv", "crm/testdata/sample_users.csv", "sample CRM export")
 	fs.StringVar(&d.dir, "dir", ".demo", "scratch directory (emptied first)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	switch *dest {
+	case destPlugipay, destPayGate, destPin:
+	default:
+		return fmt.Errorf("--destination: must be plugipay, paygate or pin (got %q)", *dest)
 	}
 	if err := os.RemoveAll(d.dir); err != nil {
 		return err
@@ -65,13 +94,30 @@ func run(args []string, out io.Writer) error {
 	}
 	var b [12]byte
 	_, _ = rand.Read(b[:])
+	switch *dest {
+	case destPayGate:
+		return d.runPayGate(*mockBin, "sk_test_"+hex.EncodeToString(b[:]))
+	case destPin:
+		return d.runPin(*mockBin, "sk_test_"+hex.EncodeToString(b[:]))
+	}
 	d.secret = "sk_demo_" + hex.EncodeToString(b[:]) // fresh per demo, never printed
 
-	stop, err := d.startMock(*mockBin)
+	// Rate limits off on both sides, so the demo takes seconds; the real
+	// API's 20 writes/s would make each write pass last about a minute.
+	stop, err := d.startMock(*mockBin, []string{"--key-id", d.keyID, "--read-rate", "0", "--write-rate", "0"},
+		"PLUGIPAY_SECRET="+d.secret)
 	if err != nil {
 		return err
 	}
 	defer stop()
+	d.env = []string{
+		"PLUGIPAY_SYNC_DESTINATION=plugipay",
+		"PLUGIPAY_BASE_URL=" + d.baseURL,
+		"PLUGIPAY_KEY_ID=" + d.keyID,
+		"PLUGIPAY_SECRET=" + d.secret,
+		"PLUGIPAY_READS_PER_SECOND=0",
+		"PLUGIPAY_WRITES_PER_SECOND=0",
+	}
 	if d.client, err = plugipay.New(plugipay.Options{BaseURL: d.baseURL, KeyID: d.keyID, Secret: d.secret}); err != nil {
 		return err
 	}
@@ -90,7 +136,7 @@ func run(args []string, out io.Writer) error {
 			}},
 		{"Pass 2: nothing changed in the CRM", func() (string, error) { return d.csv, nil },
 			func(before, after writes, _ int) {
-				d.expect(after == before, "zero writes (%d creates, %d updates)", after.post-before.post, after.patch-before.patch)
+				d.expect(!before.changed(after), "zero writes (%d creates, %d updates)", after.post-before.post, after.patch-before.patch)
 			}},
 		{"Pass 3: state DB deleted (lost volume): the cache is rebuilt from the customer list", func() (string, error) {
 			for _, suffix := range []string{"", "-wal", "-shm"} {
@@ -100,7 +146,7 @@ func run(args []string, out io.Writer) error {
 			}
 			return d.csv, nil
 		}, func(before, after writes, _ int) {
-			d.expect(after == before, "zero writes (%d creates, %d updates)", after.post-before.post, after.patch-before.patch)
+			d.expect(!before.changed(after), "zero writes (%d creates, %d updates)", after.post-before.post, after.patch-before.patch)
 		}},
 		{"Pass 4: one user renamed in the CRM", func() (string, error) { return d.renameOne() },
 			func(before, after writes, _ int) {
@@ -164,14 +210,13 @@ func (d *demo) expect(ok bool, format string, args ...any) {
 	d.say("  %s %s\n", mark, fmt.Sprintf(format, args...))
 }
 
-// startMock starts the emulator on a free port and waits for its address.
-func (d *demo) startMock(bin string) (stop func(), err error) {
+// startMock starts the emulator (plugipay-mock with args; env carries the
+// secret) on a free port and waits for its address: the base URL
+// plugipay-sync's config wants, which for Plugipay is the origin.
+func (d *demo) startMock(bin string, args []string, env ...string) (stop func(), err error) {
 	addrFile := filepath.Join(d.dir, "mock.addr")
-	// Rate limits off on both sides, so the demo takes seconds; the real
-	// API's 20 writes/s would make each write pass last about a minute.
-	cmd := exec.Command(bin, "--addr", "127.0.0.1:0", "--addr-file", addrFile, "--key-id", d.keyID,
-		"--read-rate", "0", "--write-rate", "0")
-	cmd.Env = append(os.Environ(), "PLUGIPAY_SECRET="+d.secret)
+	cmd := exec.Command(bin, append([]string{"--addr", "127.0.0.1:0", "--addr-file", addrFile}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
 	logf, err := os.Create(filepath.Join(d.dir, "mock.log"))
 	if err != nil {
 		return nil, err
@@ -197,6 +242,12 @@ func (d *demo) startMock(bin string) (stop func(), err error) {
 	for {
 		if b, err := os.ReadFile(addrFile); err == nil && len(bytes.TrimSpace(b)) > 0 {
 			d.baseURL = strings.TrimSpace(string(b))
+			u, err := url.Parse(d.baseURL)
+			if err != nil || u.Host == "" {
+				stop()
+				return nil, fmt.Errorf("emulator wrote an invalid address %q", d.baseURL)
+			}
+			d.origin = u.Scheme + "://" + u.Host
 			return stop, nil
 		}
 		select {
@@ -213,18 +264,36 @@ func (d *demo) startMock(bin string) (stop func(), err error) {
 
 // syncOnce runs plugipay-sync --once and shows its summary and warnings.
 func (d *demo) syncOnce(state, csv string) error {
-	cmd := exec.Command(d.syncBin, "--once", "--config", d.config, "--log-format", "console", "--log-level", "warn")
-	cmd.Env = append(os.Environ(),
-		"PLUGIPAY_BASE_URL="+d.baseURL,
-		"PLUGIPAY_KEY_ID="+d.keyID,
-		"PLUGIPAY_SECRET="+d.secret,
-		"PLUGIPAY_SYNC_STATE="+state,
-		"PLUGIPAY_SYNC_CSV="+csv,
-		"PLUGIPAY_READS_PER_SECOND=0",
-		"PLUGIPAY_WRITES_PER_SECOND=0",
-	)
-	var stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = d.out, &stderr
+	_, err := d.syncOnceSummary(state, csv)
+	return err
+}
+
+// syncOnceSummary is syncOnce that also returns plugipay-sync's standard
+// output (the run summary).
+func (d *demo) syncOnceSummary(state, csv string) (string, error) {
+	stdout, err := d.runSync(state, csv, "--once")
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		d.say("exit code 0: every record synced\n")
+	case errors.As(err, &ee) && ee.ExitCode() == 2:
+		d.say("exit code 2: the run finished; the rejected records above need fixing in the CRM\n")
+	default:
+		return stdout, fmt.Errorf("plugipay-sync --once: %w", err)
+	}
+	return stdout, nil
+}
+
+// runSync runs plugipay-sync with args (a command and its flags) on the
+// state DB and CSV, with d.env, shows its standard output and each distinct
+// warning once, and returns the output and the exit error.
+func (d *demo) runSync(state, csv string, args ...string) (string, error) {
+	args = append(args, "--config", d.config, "--log-format", "console", "--log-level", "warn")
+	cmd := exec.Command(d.syncBin, args...)
+	cmd.Env = append(os.Environ(), "PLUGIPAY_SYNC_MODE=", "PLUGIPAY_SYNC_STATE="+state, "PLUGIPAY_SYNC_CSV="+csv)
+	cmd.Env = append(cmd.Env, d.env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = io.MultiWriter(d.out, &stdout), &stderr
 	err := cmd.Run()
 	repeated := 0
 	for _, line := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
@@ -251,16 +320,7 @@ func (d *demo) syncOnce(state, csv string) error {
 	if repeated > 0 {
 		d.say("  | (%d log lines as in an earlier pass)\n", repeated)
 	}
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-		d.say("exit code 0: every record synced\n")
-	case errors.As(err, &ee) && ee.ExitCode() == 2:
-		d.say("exit code 2: the run finished; the rejected records above need fixing in the CRM\n")
-	default:
-		return fmt.Errorf("plugipay-sync --once: %w", err)
-	}
-	return nil
+	return stdout.String(), err
 }
 
 // addUsersMadeElsewhere appends three users to the renamed CSV and creates
@@ -325,11 +385,18 @@ func (d *demo) renameOne() (string, error) {
 	return p, os.WriteFile(p, []byte(strings.Join(lines, "\n")), 0o600)
 }
 
-// writes is how many creates and updates the emulator has answered.
-type writes struct{ post, patch int64 }
+// writes is how many creates and updates the emulator has answered (put:
+// the Pin-style API's update; del: deletes; get: reads, which are not
+// writes and not compared by ==, see changed).
+type writes struct{ post, patch, put, del, get int64 }
+
+// changed reports whether any write happened between w and after.
+func (w writes) changed(after writes) bool {
+	return w.post != after.post || w.patch != after.patch || w.put != after.put || w.del != after.del
+}
 
 func (d *demo) writes() (writes, error) {
-	resp, err := http.Get(d.baseURL + "/metrics")
+	resp, err := http.Get(d.origin + "/metrics")
 	if err != nil {
 		return writes{}, fmt.Errorf("read emulator metrics: %w", err)
 	}
@@ -352,6 +419,12 @@ func (d *demo) writes() (writes, error) {
 				w.post += n
 			case http.MethodPatch:
 				w.patch += n
+			case http.MethodPut:
+				w.put += n
+			case http.MethodDelete:
+				w.del += n
+			case http.MethodGet:
+				w.get += n
 			}
 		}
 	}

@@ -6,6 +6,15 @@
 //
 // The secret comes from --secret or, when the flag is not given, from
 // PLUGIPAY_SECRET; it is never logged.
+//
+// With --api paygate or --api pin it serves the PayGate-style fake
+// (destination/paygate/fake, at /v1) or the Pin-style fake
+// (destination/pin/fake, at /1) instead, with the secret key from --secret
+// or PAYGATE_SECRET_KEY / PIN_SECRET_KEY; --seed-pin-csv fills the Pin fake
+// with customers made at checkout. --addr-file then receives the API's base
+// URL, /v1 or /1 included, which is what plugipay-sync's base_url wants
+// (for Plugipay that is the origin). Every API serves GET /metrics at the
+// origin.
 package main
 
 import (
@@ -19,20 +28,30 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
 	"go.uber.org/zap"
 
+	paygatefake "github.com/plugipay-sync/plugipay-sync/destination/paygate/fake"
+	pinfake "github.com/plugipay-sync/plugipay-sync/destination/pin/fake"
 	"github.com/plugipay-sync/plugipay-sync/plugipay/emulator"
 )
 
 // Defaults of the command-line flags.
 const (
-	DefaultAddr       = "127.0.0.1:8787"
-	DefaultKeyID      = "key_demo"
-	DefaultSecret     = "sk_demo_secret"
-	EnvSecret         = "PLUGIPAY_SECRET"
+	DefaultAddr   = "127.0.0.1:8787"
+	DefaultKeyID  = "key_demo"
+	DefaultSecret = "sk_demo_secret"
+	EnvSecret     = "PLUGIPAY_SECRET"
+	// EnvPayGateSecret and EnvPinSecret are read with --api paygate and
+	// --api pin when --secret is not given.
+	EnvPayGateSecret = "PAYGATE_SECRET_KEY"
+	EnvPinSecret     = "PIN_SECRET_KEY"
+	// DefaultTestSecret is the secret of --api paygate and --api pin when
+	// neither --secret nor the environment gives one.
+	DefaultTestSecret = "sk_test_demo_secret"
 	ShutdownTimeout   = 10 * time.Second
 	readHeaderTimeout = 10 * time.Second
 )
@@ -77,14 +96,27 @@ func run(ctx context.Context, stop func(), args []string) int {
 
 // Main is the program: flags, the emulator and its HTTP server.
 type Main struct {
+	// API is the API served: APIPlugipay (default), APIPayGate or APIPin.
+	API string
 	// Addr is the listen address; port 0 picks a free port.
 	Addr string
-	// AddrFile, when set, receives "http://HOST:PORT" once listening.
+	// AddrFile, when set, receives URL once listening.
 	AddrFile string
-	// KeyID and Secret are the one API key the emulator accepts.
+	// KeyID and Secret are the one API key the emulator accepts. With
+	// APIPayGate and APIPin, Secret is the one (test) secret key accepted
+	// and KeyID is unused.
 	KeyID, Secret string
 	// Options configure the emulator (Keys is filled from KeyID and Secret).
+	// With APIPayGate and APIPin, Options.Seed and Options.Faults' rates
+	// that those fakes know are used (see fakeFaults).
 	Options emulator.Options
+	// RequestsPerSecond is the per-key limit of the PayGate and Pin fakes
+	// (0 disables it).
+	RequestsPerSecond int
+	// SeedPinCSV, with APIPin, is a CSV file of customers made at checkout
+	// (header email,first_name,last_name; optional token) seeded before
+	// serving.
+	SeedPinCSV string
 
 	// Logger logs lifecycle events; nil means no logging.
 	Logger *zap.Logger
@@ -93,12 +125,17 @@ type Main struct {
 	// Stderr receives usage output; nil means os.Stderr.
 	Stderr io.Writer
 
-	// URL is the base URL being served, set by Run.
+	// URL is the base URL being served, set by Run: the origin for
+	// Plugipay, the origin plus /v1 (PayGate) or /1 (Pin) otherwise.
 	URL string
+	// Origin is "http://HOST:PORT", where /metrics is served; set by Run.
+	Origin string
 
-	emu *emulator.Server
-	srv *http.Server
-	ln  net.Listener
+	emu     *emulator.Server
+	paygate *paygatefake.Server
+	pin     *pinfake.Server
+	srv     *http.Server
+	ln      net.Listener
 	// done is closed when Serve returns; serveErr holds its error.
 	done     chan struct{}
 	serveErr error
@@ -106,7 +143,7 @@ type Main struct {
 
 // NewMain returns a Main with the defaults.
 func NewMain() *Main {
-	return &Main{Addr: DefaultAddr, KeyID: DefaultKeyID, Secret: DefaultSecret, Logger: zap.NewNop()}
+	return &Main{API: APIPlugipay, Addr: DefaultAddr, KeyID: DefaultKeyID, Secret: DefaultSecret, Logger: zap.NewNop()}
 }
 
 // ParseFlags reads args (without the program name) into m and validates them.
@@ -120,11 +157,15 @@ func (m *Main) ParseFlags(_ context.Context, args []string) error {
 		fs.SetOutput(m.Stderr)
 	}
 	o := &m.Options
+	fs.StringVar(&m.API, "api", m.API, "API to serve: plugipay, paygate (PayGate-style fake at /v1) or pin (Pin-style fake at /1)")
 	fs.StringVar(&m.Addr, "addr", m.Addr, "listen address (port 0 picks a free port)")
-	fs.StringVar(&m.AddrFile, "addr-file", "", "after binding, write http://HOST:PORT to this file (atomically)")
-	fs.StringVar(&m.KeyID, "key-id", m.KeyID, "API key id the emulator accepts")
+	fs.StringVar(&m.AddrFile, "addr-file", "", "after binding, write the base URL to this file (atomically): http://HOST:PORT, plus /v1 or /1 for paygate and pin")
+	fs.StringVar(&m.KeyID, "key-id", m.KeyID, "API key id the emulator accepts (plugipay)")
 	// The default shown by --help is the public demo secret, never $PLUGIPAY_SECRET.
-	fs.StringVar(&m.Secret, "secret", m.Secret, "API secret for --key-id; $"+EnvSecret+" is used when the flag is not given")
+	fs.StringVar(&m.Secret, "secret", m.Secret, "API secret for --key-id; $"+EnvSecret+" is used when the flag is not given.\n"+
+		"With --api paygate (an sk_test_ key) or pin (a test key): $"+EnvPayGateSecret+" or $"+EnvPinSecret+", else "+DefaultTestSecret)
+	fs.IntVar(&m.RequestsPerSecond, "requests-per-second", 0, "paygate, pin: per-key request limit per second (0 disables)")
+	fs.StringVar(&m.SeedPinCSV, "seed-pin-csv", "", "pin: seed customers made at checkout from this CSV (header email,first_name,last_name[,token])")
 	fs.StringVar(&o.AccountID, "account-id", emulator.DefaultAccountID, "workspace id reported in accountId and arn")
 	fs.IntVar(&o.ReadRate, "read-rate", emulator.DefaultReadRate, "per-key GET limit in requests/s (0 disables)")
 	fs.IntVar(&o.WriteRate, "write-rate", emulator.DefaultWriteRate, "per-key POST/PATCH limit in requests/s (0 disables)")
@@ -144,10 +185,34 @@ func (m *Main) ParseFlags(_ context.Context, args []string) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
-	secretFlag := false
-	fs.Visit(func(f *flag.Flag) { secretFlag = secretFlag || f.Name == "secret" })
-	if v := getenv(EnvSecret); v != "" && !secretFlag {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	env := EnvSecret
+	switch m.API {
+	case APIPlugipay:
+	case APIPayGate, APIPin:
+		env = EnvPayGateSecret
+		if m.API == APIPin {
+			env = EnvPinSecret
+		}
+		if !given["secret"] {
+			m.Secret = DefaultTestSecret
+		}
+		if err := checkAPIFlags(m.API, given); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("--api: must be plugipay, paygate or pin (got %q)", m.API)
+	}
+	if v := getenv(env); v != "" && !given["secret"] {
 		m.Secret = v
+	}
+	if m.API == APIPlugipay {
+		for _, name := range []string{"requests-per-second", "seed-pin-csv"} {
+			if given[name] {
+				return fmt.Errorf("--%s: not with --api plugipay (use --read-rate, --write-rate)", name)
+			}
+		}
 	}
 	return m.validate()
 }
@@ -155,6 +220,11 @@ func (m *Main) ParseFlags(_ context.Context, args []string) error {
 func (m *Main) validate() error {
 	o := m.Options
 	switch {
+	case m.API == APIPayGate && !strings.HasPrefix(m.Secret, paygateTestPrefix):
+		// Never echo the secret.
+		return fmt.Errorf("--secret / $%s: the PayGate fake takes a test key (%s...)", EnvPayGateSecret, paygateTestPrefix)
+	case m.RequestsPerSecond < 0:
+		return fmt.Errorf("--requests-per-second: must be >= 0 (got %d)", m.RequestsPerSecond)
 	case m.Addr == "":
 		return errors.New("--addr: must not be empty")
 	case m.KeyID == "":
@@ -189,6 +259,9 @@ func (m *Main) Run(_ context.Context) error {
 	if log == nil {
 		log = zap.NewNop()
 	}
+	if m.API == APIPayGate || m.API == APIPin {
+		return m.runFake(log)
+	}
 	opts := m.Options
 	opts.Keys = map[string]string{m.KeyID: m.Secret}
 	emu, err := emulator.Open(opts)
@@ -202,6 +275,7 @@ func (m *Main) Run(_ context.Context) error {
 	}
 	m.emu, m.ln = emu, ln
 	m.URL = "http://" + ln.Addr().String()
+	m.Origin = m.URL
 	if m.AddrFile != "" {
 		if err := writeFileAtomic(m.AddrFile, []byte(m.URL+"\n")); err != nil {
 			_ = ln.Close()
@@ -256,8 +330,10 @@ func (m *Main) Close() error {
 	if m.serveErr != nil {
 		errs = append(errs, fmt.Errorf("serve: %w", m.serveErr))
 	}
-	if err := m.emu.Close(); err != nil {
-		errs = append(errs, err)
+	if m.emu != nil {
+		if err := m.emu.Close(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }
