@@ -305,6 +305,11 @@ func TestRun_DuplicateExternalIDAcrossBatches(t *testing.T) {
 		t.Fatalf("duplicate marks = %v", ids)
 	}
 
+	// Syncing one by hand refuses a marked user.
+	if res, err := h.reconciler(src).SyncOne(ctx, "usr_0029"); err == nil || res.Action != sync.ActionRejected {
+		t.Fatalf("SyncOne of a marked duplicate = %+v, %v; want rejected", res, err)
+	}
+
 	// Next run: every row of both is rejected, nothing written.
 	h.dst.resetCalls()
 	h.mustRun(src, sync.RunCounts{Read: 32, Unchanged: 28, Rejected: 4})

@@ -64,6 +64,10 @@ func (r *Reconciler) SyncOne(ctx context.Context, externalID string) (OneResult,
 		j.mapping = &m
 	}
 	if f, ok := failures[externalID]; ok {
+		if f.Code == CodeDuplicateExternalID {
+			return OneResult{Action: ActionRejected}, &RecordError{Ref: rec.Ref, ExternalID: externalID,
+				Reason: "marked as a duplicate externalId: more than one source row has it; a run that reads one row clears the mark"}
+		}
 		j.failures = f.Attempts
 	}
 	ru := &run{Reconciler: r, abort: func(error) {}}
