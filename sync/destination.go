@@ -30,7 +30,9 @@ type Destination interface {
 	// cannot filter by external id (Capabilities.FilterByExternalID is
 	// false) it answers ErrNotFound rather than walking every customer.
 	FindByExternalID(ctx context.Context, externalID string) (Customer, error)
-	// FindByEmail yields the customers whose email is exactly email. The
+	// FindByEmail yields the customers whose email is email (exactly, or
+	// ignoring case where the API does not filter and the adapter
+	// compares). The
 	// reconciler never adopts one on its email alone: it matches the
 	// external id (LinkByEmail, an explicit operator action, aside).
 	FindByEmail(ctx context.Context, email string) iter.Seq2[Customer, error]

@@ -17,7 +17,7 @@ func runCheckConfig(_ context.Context, m *Main, args []string) (int, error) {
 	if err := m.loadConfig(); err != nil {
 		return ExitFailed, err
 	}
-	fmt.Fprintf(m.stdout, "%s: valid (source %s, schedule %q, state %s)\n",
-		m.ConfigPath, m.cfg.CRM.Type, m.cfg.Schedule, m.cfg.State.Path)
+	fmt.Fprintf(m.stdout, "%s: valid (source %s, destination %s, schedule %q, state %s)\n",
+		m.ConfigPath, m.cfg.CRM.Type, m.cfg.Destination.Type, m.cfg.Schedule, m.cfg.State.Path)
 	return ExitOK, nil
 }
