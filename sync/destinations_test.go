@@ -346,3 +346,30 @@ func TestRun_DuplicateMarkKeptByPartialRead(t *testing.T) {
 	inc.complete = true
 	h.mustRun(inc, sync.RunCounts{Read: 1, Created: 1})
 }
+
+// The customer of an unanswered create is found and updated to the CRM's
+// new content, and that update's answer is lost too: the pending update
+// still leads the next run to the customer, never to a second create.
+func TestRun_NonUniqueDestinationUnansweredCreateThenUpdate(t *testing.T) {
+	h := newHarness(t)
+	h.dst.caps = &payGateCaps
+	h.dst.afterExec = func(op, id string) error {
+		if id == "usr_0001" {
+			return errLost
+		}
+		return nil
+	}
+	src := users(3)
+	h.mustRun(src, sync.RunCounts{Read: 3, Created: 2, Failed: 1}) // create executed, answer lost
+	r := src.items[1].(sync.Record)
+	r.Name = "Changed Meanwhile"
+	src.items[1] = r
+	h.clk.Add(time.Hour)
+	h.mustRun(src, sync.RunCounts{Read: 3, Unchanged: 2, Failed: 1}) // found; its PATCH executed, answer lost
+	h.dst.afterExec = nil
+	h.clk.Add(time.Hour)
+	h.mustRun(src, sync.RunCounts{Read: 3, Unchanged: 2, Recovered: 1})
+	if n := h.dst.count("usr_0001"); n != 1 {
+		t.Fatalf("usr_0001 exists %d times", n)
+	}
+}

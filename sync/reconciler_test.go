@@ -164,6 +164,9 @@ func (d *fakeDest) UpdateCustomer(_ context.Context, id string, p sync.Patch, ke
 	}
 	d.byID[id] = c
 	d.replays[key] = c
+	if err := d.hook(d.afterExec, "update", c.ExternalID); err != nil {
+		return sync.Customer{}, err
+	}
 	return c, nil
 }
 

@@ -108,7 +108,9 @@ const CreateClockSlack = 15 * time.Minute
 // forgotten when its mapping is stored, so a pending create means one may
 // have executed without an answer (a timeout, a crash). The customers
 // created since it was recorded are listed and matched on the external id
-// the create wrote. An error wrapping ErrNotFound means there is none.
+// the create wrote. A pending update of an unmapped user names the
+// customer such a search found before its update went unconfirmed. An
+// error wrapping ErrNotFound means there is none.
 func (ru *run) findUnconfirmedCreate(ctx context.Context, j job) (Customer, error) {
 	id := j.rec.ExternalID
 	pws, err := ru.store.PendingWrites(ctx, []string{id})
@@ -116,6 +118,19 @@ func (ru *run) findUnconfirmedCreate(ctx context.Context, j job) (Customer, erro
 		return Customer{}, fmt.Errorf("look up pending write: %w", err)
 	}
 	pw, ok := pws[id]
+	if ok && pw.Op == OpUpdate && pw.CustomerID != "" {
+		// An unmapped user with a pending update: an earlier run found the
+		// customer of its unconfirmed create and was updating it when it
+		// lost the answer (or the process). That customer is the user's.
+		c, err := ru.dst.GetCustomer(ctx, pw.CustomerID)
+		switch {
+		case err == nil && c.ExternalID == id:
+			return c, nil
+		case err != nil && !errors.Is(err, ErrNotFound):
+			return Customer{}, fmt.Errorf("get the customer of an unconfirmed update: %w", err)
+		}
+		return Customer{}, &APIError{Kind: ErrNotFound, Code: "not_found", Message: "the customer of the unconfirmed update is gone"}
+	}
 	if !ok || pw.Op != OpCreate {
 		return Customer{}, &APIError{Kind: ErrNotFound, Code: "not_found", Message: "no unconfirmed create"}
 	}
