@@ -28,9 +28,9 @@ func (e *redactedConfigError) Unwrap() error { return e.err }
 // A secret referenced by mistake in another key (schedule: ${PLUGIPAY_SECRET},
 // a misindented secret: line) would otherwise be quoted back by the YAML
 // decoder or by Validate's (got "...") into the terminal and the logs. The
-// secrets are the values of the ${VAR} references on the lines of secret
-// keys (secret:, token:, dsn:) or with secret-like names, and of
-// PLUGIPAY_SECRET. Found by FuzzConfig
+// secrets are the literal values of secret keys (secret:, secret_key:,
+// token:, dsn:), the values of the ${VAR} references on their lines or
+// with secret-like names, and of the *_SECRET* fallback variables. Found by FuzzConfig
 // (issue 8).
 func redactConfigSecrets(err error, path string, lookupEnv func(string) (string, bool)) error {
 	if err == nil || lookupEnv == nil {
@@ -47,8 +47,11 @@ func redactConfigSecrets(err error, path string, lookupEnv func(string) (string,
 	}
 	raw, _ := os.ReadFile(path)
 	for _, line := range strings.Split(string(raw), "\n") {
-		key, _, _ := strings.Cut(strings.TrimSpace(line), ":")
+		key, value, _ := strings.Cut(strings.TrimSpace(line), ":")
 		onSecretKey := secretKey.MatchString(key)
+		if v := literalValue(value); onSecretKey && v != "" && !strings.Contains(v, "${") {
+			secrets = append(secrets, v) // a secret written into the file itself
+		}
 		for _, m := range envRef.FindAllStringSubmatch(line, -1) {
 			if onSecretKey || secretVarName.MatchString(m[1]) {
 				add(m[1])
@@ -64,4 +67,19 @@ func redactConfigSecrets(err error, path string, lookupEnv func(string) (string,
 		return err
 	}
 	return &redactedConfigError{msg: redacted, err: err}
+}
+
+// literalValue is a YAML scalar as written after "key:", without a
+// trailing comment and quotes; values shorter than 4 characters are not
+// worth redacting (they would blank out unrelated text).
+func literalValue(v string) string {
+	v = strings.TrimSpace(v)
+	if i := strings.Index(v, " #"); i >= 0 {
+		v = strings.TrimSpace(v[:i])
+	}
+	v = strings.Trim(v, `"'`)
+	if len(v) < 4 {
+		return ""
+	}
+	return v
 }

@@ -25,8 +25,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"gopkg.in/yaml.v3"
 
+	"github.com/plugipay-sync/plugipay-sync/destination/paygate"
+	paygatefake "github.com/plugipay-sync/plugipay-sync/destination/paygate/fake"
 	"github.com/plugipay-sync/plugipay-sync/plugipay/emulator"
 	"github.com/plugipay-sync/plugipay-sync/state"
+	"github.com/plugipay-sync/plugipay-sync/sync"
 )
 
 // The operational files shipped in the repository.
@@ -165,6 +168,9 @@ func TestMetricCatalogue(t *testing.T) {
 	e := newE2E(t, writeUsers(t, filepath.Join(dir, "u.csv"), 20), emulator.Options{})
 	base, _ := startDaemon(t, e)
 	names := scrapedNames(t, base)
+	for n := range destinationMetricNames(t) {
+		names[n] = true // exported only with a PayGate- or Pin-style destination
+	}
 
 	documented := readmeMetrics(t)
 	if len(documented) < 10 {
@@ -195,6 +201,43 @@ func TestMetricCatalogue(t *testing.T) {
 			t.Errorf("dashboard or alert rules query %s, which the binary does not export", n)
 		}
 	}
+}
+
+// destinationMetricNames are the metric names a PayGate-style destination
+// registers once it has made calls (a daemon on Plugipay exports none).
+func destinationMetricNames(t *testing.T) map[string]bool {
+	t.Helper()
+	fake := paygatefake.New(paygatefake.Options{Keys: []string{"sk_test_catalogue"},
+		Faults: paygatefake.Faults{RateLimitRate: 1}}) // a retried 429 first, for the retries metric
+	srv := httptest.NewServer(fake)
+	defer srv.Close()
+	reg := prometheus.NewRegistry()
+	dst, err := paygate.New(paygate.Options{BaseURL: srv.URL + "/v1", SecretKey: "sk_test_catalogue", MaxAttempts: 2, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := sync.Customer{ExternalID: "u1", Email: "u1@example.com"}
+	if _, err := dst.CreateCustomer(context.Background(), c, ""); err == nil {
+		t.Fatal("create answered 429 twice succeeded")
+	}
+	if err := fake.SetFaults(paygatefake.Faults{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dst.CreateCustomer(context.Background(), c, ""); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, mf := range mfs {
+		names[mf.GetName()] = true
+	}
+	if len(names) < 3 {
+		t.Fatalf("a PayGate destination registered only %v", names)
+	}
+	return names
 }
 
 // TestAlertRules validates and unit-tests the alert rules with promtool.
