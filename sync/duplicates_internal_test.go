@@ -24,7 +24,8 @@ func TestSeenIDs_GrowsWithoutFalseNegatives(t *testing.T) {
 			t.Fatalf("usr_%07d was added but not found", i)
 		}
 	}
-	if falsePositives > 5 {
-		t.Errorf("%d false positives in %d new ids; want about %g", falsePositives, n, seenFalsePositive*n)
+	// About 3e-7 a user at full capacity, less while filling: expect 0.
+	if falsePositives > 2 {
+		t.Errorf("%d false positives in %d new ids", falsePositives, n)
 	}
 }
