@@ -47,12 +47,7 @@ package fake
 
 import (
 	"bytes"
-	crand "crypto/rand"
-	"encoding/binary"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"mime"
 	"net/http"
@@ -60,6 +55,8 @@ import (
 	"strings"
 	gosync "sync"
 	"time"
+
+	"github.com/plugipay-sync/plugipay-sync/destination/internal/fakeapi"
 )
 
 // Routes as RequestCount names them.
@@ -126,15 +123,15 @@ type Server struct {
 	keys map[string]bool
 	now  func() time.Time
 
+	limiter  *fakeapi.Limiter
+	requests fakeapi.Counter
+
 	mu      gosync.Mutex // guards everything below
-	rng     *rand.Rand
+	rng     *rand.Rand   // ids, request ids and faults, in request order
 	byID    map[string]*Customer
 	ordered []*Customer // ascending by (CreatedAt, ID)
 	writes  int
 	faults  Faults
-	rps     int
-	windows map[string]*window
-	counts  map[string]int // "METHOD route" -> requests
 }
 
 // New returns a Server for opts. It panics on a key without the sk_test_
@@ -147,11 +144,10 @@ func New(opts Options) *Server {
 	s := &Server{
 		keys:    map[string]bool{},
 		now:     opts.Now,
+		limiter: fakeapi.NewLimiter(opts.RequestsPerSecond),
+		rng:     fakeapi.NewRand(opts.Seed),
 		byID:    map[string]*Customer{},
 		faults:  opts.Faults,
-		rps:     opts.RequestsPerSecond,
-		windows: map[string]*window{},
-		counts:  map[string]int{},
 	}
 	for _, k := range opts.Keys {
 		if !validKey(k) {
@@ -162,13 +158,6 @@ func New(opts Options) *Server {
 	if s.now == nil {
 		s.now = time.Now
 	}
-	seed := opts.Seed
-	if seed == 0 {
-		var b [8]byte
-		_, _ = crand.Read(b[:])
-		seed = binary.LittleEndian.Uint64(b[:])
-	}
-	s.rng = rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	return s
 }
 
@@ -190,8 +179,8 @@ func redact(k string) string {
 
 // ServeHTTP routes, authenticates and answers one request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	route, id := matchRoute(r.URL.Path)
-	s.count(r.Method, route)
+	route, id := routes.Match(r.URL.Path)
+	s.requests.Add(countedMethod(r.Method), route)
 	w.Header().Set("Request-Id", "req_"+s.randomAlnum(14))
 
 	switch route {
@@ -199,14 +188,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, http.StatusNotFound, CodeRouteNotFound, "unrecognized request URL ("+r.Method+" "+r.URL.Path+")")
 		return
 	case RouteCustomers:
-		if r.Method != http.MethodGet && r.Method != http.MethodPost {
-			w.Header().Set("Allow", "GET, POST")
+		if !fakeapi.Allowed(w, r.Method, http.MethodGet, http.MethodPost) {
 			s.fail(w, http.StatusMethodNotAllowed, CodeMethodNotAllowed, r.Method+" is not allowed on "+RouteCustomers)
 			return
 		}
 	case RouteCustomer:
-		if r.Method != http.MethodGet && r.Method != http.MethodPatch && r.Method != http.MethodDelete {
-			w.Header().Set("Allow", "GET, PATCH, DELETE")
+		if !fakeapi.Allowed(w, r.Method, http.MethodGet, http.MethodPatch, http.MethodDelete) {
 			s.fail(w, http.StatusMethodNotAllowed, CodeMethodNotAllowed, r.Method+" is not allowed on "+RouteCustomer)
 			return
 		}
@@ -216,36 +203,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if !s.allow(w, key) {
+	if !s.limiter.Allow(w, key, s.now(), func(limit, retryAfter int) {
+		s.fail(w, http.StatusTooManyRequests, CodeRateLimited,
+			"too many requests: the limit is "+strconv.Itoa(limit)+" per second; retry after "+strconv.Itoa(retryAfter)+" s")
+	}) {
 		return
 	}
-	write := r.Method != http.MethodGet
-	d := s.draw(write)
-	if d.delay > 0 {
-		t := time.NewTimer(d.delay)
-		select {
-		case <-t.C:
-		case <-r.Context().Done():
-			t.Stop()
-			drop(w)
-			return
-		}
-	}
-	switch {
-	case d.status != 0:
-		if d.status == http.StatusTooManyRequests || d.status == http.StatusServiceUnavailable {
-			w.Header().Set("Retry-After", strconv.Itoa(d.retryAfter))
-		}
-		code := map[int]string{
-			http.StatusInternalServerError: CodeInternal,
-			http.StatusBadGateway:          CodeBadGateway,
-			http.StatusServiceUnavailable:  CodeServiceUnavailable,
-			http.StatusTooManyRequests:     CodeRateLimited,
-		}[d.status]
-		s.fail(w, d.status, code, "injected fault: "+http.StatusText(d.status))
-		return
-	case d.drop:
-		drop(w)
+	d := s.draw(r.Method != http.MethodGet)
+	if d.Inject(w, r, func(status int, msg string) { s.fail(w, status, faultCodes[status], msg) }) {
 		return
 	}
 
@@ -270,24 +235,23 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			status, out = s.update(id, body)
 		}
 	}
-	if d.dropAfterWrite && status < 300 {
-		drop(w)
+	if d.DropAfterWrite && status < 300 {
+		fakeapi.Drop(w)
 		return
 	}
 	s.respond(w, status, out)
 }
 
-// matchRoute maps a path to its route template and customer id.
-func matchRoute(path string) (route, id string) {
-	if path == RouteCustomers {
-		return RouteCustomers, ""
-	}
-	rest, ok := strings.CutPrefix(path, RouteCustomers+"/")
-	if !ok || rest == "" || strings.Contains(rest, "/") {
-		return RouteOther, ""
-	}
-	return RouteCustomer, rest
+// faultCodes are the error codes of injected statuses.
+var faultCodes = map[int]string{
+	http.StatusInternalServerError: CodeInternal,
+	http.StatusBadGateway:          CodeBadGateway,
+	http.StatusServiceUnavailable:  CodeServiceUnavailable,
+	http.StatusTooManyRequests:     CodeRateLimited,
 }
+
+// routes match a request path to its route template and customer id.
+var routes = fakeapi.Routes{Collection: RouteCustomers, Item: RouteCustomer, Other: RouteOther}
 
 // authenticate checks the Bearer key, answering 401 when it fails.
 func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (string, bool) {
@@ -311,12 +275,11 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (string, b
 // readBody reads a POST or PATCH body, enforcing JSON and the size limit.
 // An empty body reads as {}.
 func readBody(r *http.Request) ([]byte, *ErrorBody) {
-	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, MaxBodyBytes))
+	body, tooLarge, err := fakeapi.ReadBody(r, MaxBodyBytes)
+	if tooLarge {
+		return nil, errBody(CodeParameterInvalid, "request body larger than "+strconv.Itoa(MaxBodyBytes)+" bytes")
+	}
 	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return nil, errBody(CodeParameterInvalid, "request body larger than "+strconv.Itoa(MaxBodyBytes)+" bytes")
-		}
 		return nil, errBody(CodeInvalidJSON, "read body: "+err.Error())
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
@@ -368,36 +331,21 @@ func (s *Server) respond(w http.ResponseWriter, status int, out any) {
 	if e, ok := out.(*ErrorBody); ok {
 		out = errorEnvelope{Error: e}
 	}
-	b, err := json.Marshal(out)
-	if err != nil { // only a bug gets here: every answer is plain data
-		status = http.StatusInternalServerError
-		b, _ = json.Marshal(errorEnvelope{&ErrorBody{Type: TypeAPI, Code: CodeInternal, Message: "encode response: " + err.Error()}})
+	if err := fakeapi.WriteJSON(w, status, "application/json", out); err != nil { // only a bug gets here: every answer is plain data
+		_ = fakeapi.WriteJSON(w, http.StatusInternalServerError, "application/json",
+			errorEnvelope{&ErrorBody{Type: TypeAPI, Code: CodeInternal, Message: "encode response: " + err.Error()}})
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(len(b)+1))
-	w.WriteHeader(status)
-	_, _ = w.Write(append(b, '\n'))
 }
 
-// drop closes the connection without an answer: hijack and close on
-// HTTP/1, abort the stream where hijacking is not supported.
-func drop(w http.ResponseWriter) {
-	conn, _, err := http.NewResponseController(w).Hijack()
-	if err != nil {
-		panic(http.ErrAbortHandler)
-	}
-	_ = conn.Close()
-}
-
-func (s *Server) count(method, route string) {
+// countedMethod is method as the request counts name it: an unusual
+// method counts as OTHER, so a client cannot grow the counts without
+// bound.
+func countedMethod(method string) string {
 	switch method {
 	case http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodPut, http.MethodDelete, http.MethodHead, http.MethodOptions:
-	default:
-		method = "OTHER"
+		return method
 	}
-	s.mu.Lock()
-	s.counts[method+" "+route]++
-	s.mu.Unlock()
+	return "OTHER"
 }
 
 const alnum = "abcdefghijklmnopqrstuvwxyz0123456789"
@@ -411,11 +359,7 @@ func (s *Server) randomAlnum(n int) string {
 }
 
 func (s *Server) randomAlnumLocked(n int) string {
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = alnum[s.rng.IntN(len(alnum))]
-	}
-	return string(b)
+	return fakeapi.RandString(s.rng, alnum, n)
 }
 
 var _ http.Handler = (*Server)(nil)

@@ -14,34 +14,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/plugipay-sync/plugipay-sync/destination/internal/fakeapi/fakeapitest"
 	"github.com/plugipay-sync/plugipay-sync/destination/paygate/fake"
 )
 
 const key = "sk_test_abc123"
 
-// clock is a settable server clock.
-type clock struct {
-	mu gosync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
-func newFake(t *testing.T, opts fake.Options) (*fake.Server, string, *clock) {
+func newFake(t *testing.T, opts fake.Options) (*fake.Server, string, *fakeapitest.Clock) {
 	t.Helper()
-	clk := &clock{t: t0}
+	clk := fakeapitest.NewClock(t0)
 	if opts.Keys == nil {
 		opts.Keys = []string{key}
 	}
@@ -165,7 +148,7 @@ func TestUpdate(t *testing.T) {
 	_, base, clk := newFake(t, fake.Options{})
 	a := call(t, base, "POST", "/v1/customers", `{"email":"a@example.com","name":"A","metadata":{"a":"1","b":"2"}}`)
 	id := a.body["id"].(string)
-	clk.Add(time.Minute)
+	clk.Advance(time.Minute)
 
 	tests := []struct {
 		name, body string
@@ -327,7 +310,7 @@ func TestAuthAndRoutes(t *testing.T) {
 
 // seed creates n customers one second apart through the API and returns
 // their ids, oldest first.
-func seed(t *testing.T, base string, clk *clock, n int, email func(i int) string) []string {
+func seed(t *testing.T, base string, clk *fakeapitest.Clock, n int, email func(i int) string) []string {
 	t.Helper()
 	ids := make([]string, n)
 	for i := range n {
@@ -340,7 +323,7 @@ func seed(t *testing.T, base string, clk *clock, n int, email func(i int) string
 			t.Fatalf("seed: %d %s", a.status, a.raw)
 		}
 		ids[i] = a.body["id"].(string)
-		clk.Add(time.Second)
+		clk.Advance(time.Second)
 	}
 	return ids
 }
@@ -527,7 +510,7 @@ func TestRateLimit(t *testing.T) {
 	if a := call(t, base, "GET", "/v1/customers", "", "Authorization", "Bearer sk_test_other"); a.status != 200 {
 		t.Errorf("other key: %d", a.status)
 	}
-	clk.Add(time.Second)
+	clk.Advance(time.Second)
 	if a := call(t, base, "GET", "/v1/customers", ""); a.status != 200 {
 		t.Errorf("next second: %d", a.status)
 	}

@@ -47,22 +47,10 @@ func (s *Server) WritesExecuted() int {
 
 // RequestCount returns how many requests with method hit route
 // (RouteCustomers, RouteCustomer or RouteOther), whatever their answer.
-func (s *Server) RequestCount(method, route string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.counts[method+" "+route]
-}
+func (s *Server) RequestCount(method, route string) int { return s.requests.Count(method, route) }
 
 // TotalRequests returns how many requests the Server received.
-func (s *Server) TotalRequests() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for _, v := range s.counts {
-		n += v
-	}
-	return n
-}
+func (s *Server) TotalRequests() int { return s.requests.Total() }
 
 // Put stores c directly, bypassing the API (test seeding). An empty ID
 // gets a fresh one; a zero CreatedAt or UpdatedAt is the server time.
@@ -122,8 +110,4 @@ func (s *Server) Faults() Faults {
 
 // SetRequestsPerSecond replaces the per-key rate limit at runtime; 0
 // disables it.
-func (s *Server) SetRequestsPerSecond(n int) {
-	s.mu.Lock()
-	s.rps = n
-	s.mu.Unlock()
-}
+func (s *Server) SetRequestsPerSecond(n int) { s.limiter.SetLimit(n) }

@@ -50,15 +50,13 @@
 package fake
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
+
+	"github.com/plugipay-sync/plugipay-sync/destination/internal/fakeapi"
 )
 
 // Route templates, as RequestCount names them.
@@ -157,17 +155,17 @@ type Options struct {
 
 // Server is the fake API. It is safe for concurrent use.
 type Server struct {
-	keys    map[string]Mode
-	now     func() time.Time
-	limiter *limiter
-	faults  *faultInjector
+	keys     map[string]Mode
+	now      func() time.Time
+	limiter  *fakeapi.Limiter
+	faults   *faultInjector
+	requests fakeapi.Counter
 
 	mu       sync.Mutex
 	modes    map[Mode]*store
 	ids      *idGen
 	writes   int
 	cardSeen bool
-	requests map[string]int // "METHOD route" -> count
 }
 
 // New returns a Server for opts. It panics on invalid options (an empty or
@@ -181,13 +179,12 @@ func New(opts Options) *Server {
 		panic(fmt.Sprintf("fake: RequestsPerSecond must be >= 0 (got %d)", opts.RequestsPerSecond))
 	}
 	s := &Server{
-		keys:     map[string]Mode{},
-		now:      opts.Now,
-		limiter:  newLimiter(opts.RequestsPerSecond),
-		faults:   newFaultInjector(opts.Faults, opts.Seed),
-		modes:    map[Mode]*store{ModeTest: newStore(), ModeLive: newStore()},
-		ids:      newIDGen(opts.Seed),
-		requests: map[string]int{},
+		keys:    map[string]Mode{},
+		now:     opts.Now,
+		limiter: fakeapi.NewLimiter(opts.RequestsPerSecond),
+		faults:  newFaultInjector(opts.Faults, opts.Seed),
+		modes:   map[Mode]*store{ModeTest: newStore(), ModeLive: newStore()},
+		ids:     newIDGen(opts.Seed),
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -210,10 +207,10 @@ var _ http.Handler = (*Server)(nil)
 
 // ServeHTTP answers one API request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	route, token := matchRoute(r.URL.Path)
-	body, readErr := io.ReadAll(http.MaxBytesReader(nil, r.Body, MaxBodyBytes))
+	route, token := routes.Match(r.URL.Path)
+	body, tooLarge, readErr := fakeapi.ReadBody(r, MaxBodyBytes)
+	s.requests.Add(r.Method, route)
 	s.mu.Lock()
-	s.requests[r.Method+" "+route]++
 	if !s.cardSeen && carriesCard(r.URL, body) {
 		s.cardSeen = true
 	}
@@ -224,14 +221,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusNotFound, CodeNotFound, "no route for "+r.URL.Path)
 		return
 	case RouteCustomers:
-		if r.Method != http.MethodGet && r.Method != http.MethodPost {
-			w.Header().Set("Allow", "GET, POST")
+		if !fakeapi.Allowed(w, r.Method, http.MethodGet, http.MethodPost) {
 			fail(w, http.StatusMethodNotAllowed, CodeMethodNotAllowed, r.Method+" is not allowed on "+RouteCustomers)
 			return
 		}
 	case RouteCustomer:
-		if r.Method != http.MethodGet && r.Method != http.MethodPut && r.Method != http.MethodDelete {
-			w.Header().Set("Allow", "GET, PUT, DELETE")
+		if !fakeapi.Allowed(w, r.Method, http.MethodGet, http.MethodPut, http.MethodDelete) {
 			fail(w, http.StatusMethodNotAllowed, CodeMethodNotAllowed, r.Method+" is not allowed on "+RouteCustomer)
 			return
 		}
@@ -243,27 +238,21 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusUnauthorized, CodeUnauthenticated, "Not authorised. (Check API Key)")
 		return
 	}
-	if wait, limited := s.limiter.allow(key, s.now()); limited {
-		w.Header().Set("Retry-After", strconv.Itoa(wait))
+	if !s.limiter.Allow(w, key, s.now(), func(limit, _ int) {
 		fail(w, http.StatusTooManyRequests, CodeTooManyRequests,
-			"rate limit of "+strconv.Itoa(s.limiter.get())+" requests per second exceeded")
+			"rate limit of "+strconv.Itoa(limit)+" requests per second exceeded")
+	}) {
 		return
 	}
-	write := r.Method != http.MethodGet
-	d := s.faults.draw(write)
-	if d.status != 0 {
-		if d.status == http.StatusTooManyRequests || d.status == http.StatusServiceUnavailable {
-			w.Header().Set("Retry-After", strconv.Itoa(d.retryAfter))
-		}
-		fail(w, d.status, faultCodes[d.status], "injected fault: "+http.StatusText(d.status))
+	d := s.faults.draw(r.Method != http.MethodGet)
+	if d.Inject(w, r, func(status int, msg string) { fail(w, status, faultCodes[status], msg) }) {
+		return
+	}
+	if tooLarge {
+		fail(w, http.StatusBadRequest, CodeBadRequest, fmt.Sprintf("body is larger than %d bytes", MaxBodyBytes))
 		return
 	}
 	if readErr != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(readErr, &tooBig) {
-			fail(w, http.StatusBadRequest, CodeBadRequest, fmt.Sprintf("body is larger than %d bytes", MaxBodyBytes))
-			return
-		}
 		fail(w, http.StatusBadRequest, CodeBadRequest, "read body: "+readErr.Error())
 		return
 	}
@@ -281,24 +270,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		res = s.delete(mode, token)
 	}
-	if d.dropAfterWrite && res.executed {
-		drop(w)
+	if d.DropAfterWrite && res.executed {
+		fakeapi.Drop(w)
 		return
 	}
 	res.send(w)
 }
 
-// matchRoute maps a path to its route template and customer token.
-func matchRoute(path string) (route, token string) {
-	if path == RouteCustomers {
-		return RouteCustomers, ""
-	}
-	rest, ok := strings.CutPrefix(path, RouteCustomers+"/")
-	if !ok || rest == "" || strings.Contains(rest, "/") {
-		return RouteOther, ""
-	}
-	return RouteCustomer, rest
-}
+// routes match a request path to its route template and customer token.
+var routes = fakeapi.Routes{Collection: RouteCustomers, Item: RouteCustomer, Other: RouteOther}
 
 // authenticate checks HTTP basic auth: a known key as the user name and an
 // empty password.
@@ -324,15 +304,11 @@ func (res result) send(w http.ResponseWriter) {
 		w.WriteHeader(res.status)
 		return
 	}
-	b, err := json.Marshal(res.body)
-	if err != nil { // only a bug gets here: every body is plain data
+	const ct = "application/json; charset=utf-8"
+	if err := fakeapi.WriteJSON(w, res.status, ct, res.body); err != nil { // only a bug gets here: every body is plain data
 		res = errResult(http.StatusInternalServerError, CodeInternalError, "encode response: "+err.Error())
-		b, _ = json.Marshal(res.body)
+		_ = fakeapi.WriteJSON(w, res.status, ct, res.body)
 	}
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.Header().Set("Content-Length", strconv.Itoa(len(b)+1))
-	w.WriteHeader(res.status)
-	_, _ = w.Write(append(b, '\n'))
 }
 
 // wrapped is the envelope of every successful answer with a body.

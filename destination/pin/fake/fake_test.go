@@ -7,9 +7,10 @@ import (
 	"net/http/httptest"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/plugipay-sync/plugipay-sync/destination/internal/fakeapi/fakeapitest"
 )
 
 const (
@@ -17,33 +18,16 @@ const (
 	liveKey = "sk_live_1"
 )
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 type env struct {
 	t     *testing.T
 	srv   *Server
 	hs    *httptest.Server
-	clock *clock
+	clock *fakeapitest.Clock
 }
 
 func newEnv(t *testing.T, opts Options) *env {
 	t.Helper()
-	clk := &clock{t: time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)}
+	clk := fakeapitest.NewClock(time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC))
 	if opts.TestKeys == nil && opts.LiveKeys == nil {
 		opts.TestKeys, opts.LiveKeys = []string{testKey}, []string{liveKey}
 	}

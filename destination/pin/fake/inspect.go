@@ -87,22 +87,10 @@ func (s *Server) CardDataSeen() bool {
 
 // RequestCount returns how many requests with method hit route
 // (RouteCustomers, RouteCustomer or RouteOther), whatever their outcome.
-func (s *Server) RequestCount(method, route string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.requests[method+" "+route]
-}
+func (s *Server) RequestCount(method, route string) int { return s.requests.Count(method, route) }
 
 // TotalRequests returns how many requests the Server received.
-func (s *Server) TotalRequests() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for _, v := range s.requests {
-		n += v
-	}
-	return n
-}
+func (s *Server) TotalRequests() int { return s.requests.Total() }
 
 // SetFaults replaces the injected faults. It rejects invalid faults (see
 // Faults.Validate) and keeps the current ones.
@@ -119,4 +107,4 @@ func (s *Server) Faults() Faults { return s.faults.get() }
 
 // SetRequestsPerSecond replaces the per-key rate limit; 0 or less
 // disables it.
-func (s *Server) SetRequestsPerSecond(n int) { s.limiter.set(n) }
+func (s *Server) SetRequestsPerSecond(n int) { s.limiter.SetLimit(n) }

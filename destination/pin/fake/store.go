@@ -1,8 +1,6 @@
 package fake
 
 import (
-	crand "crypto/rand"
-	"encoding/binary"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -10,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/plugipay-sync/plugipay-sync/destination/internal/fakeapi"
 )
 
 // tokenAlphabet is the URL-safe alphabet of the 22 characters after
@@ -23,27 +23,14 @@ const tokenLen = 22
 // guards it.
 type idGen struct{ rng *rand.Rand }
 
+// newIDGen seeds its own stream (not the fault source's), so turning
+// faults on does not change the tokens.
 func newIDGen(seed uint64) *idGen {
-	return &idGen{rng: rand.New(rand.NewPCG(resolveSeed(seed), 0x5bd1e995))}
+	return &idGen{rng: rand.New(rand.NewPCG(fakeapi.ResolveSeed(seed), 0x5bd1e995))}
 }
 
 func (g *idGen) next() string {
-	var b strings.Builder
-	b.WriteString("cust_")
-	for range tokenLen {
-		b.WriteByte(tokenAlphabet[g.rng.IntN(len(tokenAlphabet))])
-	}
-	return b.String()
-}
-
-// resolveSeed returns seed, or a random one when seed is 0.
-func resolveSeed(seed uint64) uint64 {
-	if seed != 0 {
-		return seed
-	}
-	var b [8]byte
-	_, _ = crand.Read(b[:])
-	return binary.LittleEndian.Uint64(b[:])
+	return "cust_" + fakeapi.RandString(g.rng, tokenAlphabet, tokenLen)
 }
 
 // store is one mode's customers. The Server's mutex guards it.
