@@ -40,118 +40,51 @@ var httpClient = &http.Client{Timeout: 30 * time.Second}
 // an unchanged pass, and a pass with the state DB deleted, whose cache is
 // rebuilt from the external-id metadata key.
 func (d *demo) runPayGate(mockBin, secret string) error {
-	d.secret = secret // fresh per demo, never printed
-	stop, err := d.startMock(mockBin, []string{"--api", "paygate", "--requests-per-second", "0"}, "PAYGATE_SECRET_KEY="+secret)
-	if err != nil {
-		return err
-	}
-	defer stop()
-	d.env = []string{
-		"PLUGIPAY_SYNC_DESTINATION=paygate",
-		"PAYGATE_BASE_URL=" + d.baseURL,
-		"PAYGATE_SECRET_KEY=" + secret,
-		"PAYGATE_REQUESTS_PER_SECOND=0",
-	}
 	ids, err := csvUserIDs(d.csv)
 	if err != nil {
 		return err
 	}
-	d.say("PayGate-style fake listening on %s (rate limit off for the demo; plugipay-sync\n", d.baseURL)
-	d.say("caps itself at destination.paygate.requests_per_second, 25/s by default)\n")
-	d.say("plugipay-sync: config %s as it is, destination chosen by PLUGIPAY_SYNC_DESTINATION=paygate\n", d.config)
+	stop, err := d.startFake(mockBin, destPayGate, "PayGate-style", 25, secret)
+	if err != nil {
+		return err
+	}
+	defer stop()
 
 	state := filepath.Join(d.dir, "state.db")
-	passes := []struct {
-		title   string
-		prepare func() error
-		check   func(before, after writes, summary string)
-	}{
-		{"Pass 1: first sync into an empty PayGate", func() error { return nil },
-			func(before, after writes, summary string) {
+	sameCSV := func() (string, error) { return d.csv, nil }
+	return d.runPasses(state, "fake", func() (int, func(), error) { return d.paygateCustomers(ids) }, []pass{
+		{title: "Pass 1: first sync into an empty PayGate", prepare: sameCSV,
+			check: func(before, after writes, _ int, summary string) {
 				valid, ok := validUsers(summary)
 				d.expect(ok && after.post-before.post == valid, "one create (POST) per valid CRM user (%d creates, %d valid users)", after.post-before.post, valid)
 				d.expect(after.patch == before.patch && after.del == before.del, "no update, no delete (%d PATCH, %d DELETE)", after.patch-before.patch, after.del-before.del)
 			}},
-		{"Pass 2: nothing changed in the CRM", func() error { return nil },
-			func(before, after writes, _ string) {
+		{title: "Pass 2: nothing changed in the CRM", prepare: sameCSV,
+			check: func(before, after writes, _ int, _ string) {
 				d.expect(!before.changed(after), "zero writes (%d creates, %d updates)", after.post-before.post, after.patch-before.patch)
 			}},
-		{"Pass 3: state DB deleted (lost volume): the cache is rebuilt from the " + externalIDKey + " metadata key", func() error {
-			return removeState(state)
-		}, func(before, after writes, _ string) {
-			d.expect(!before.changed(after), "zero writes (%d creates, %d updates)", after.post-before.post, after.patch-before.patch)
-			d.say("  (the rebuild listed the customers in %d GET requests)\n", after.get-before.get)
-		}},
-	}
-	var first int
-	for i, p := range passes {
-		if err := p.prepare(); err != nil {
-			return err
-		}
-		before, err := d.writes()
-		if err != nil {
-			return err
-		}
-		d.say("\n== %s\n", p.title)
-		summary, err := d.syncOnceSummary(state, d.csv)
-		if err != nil {
-			return err
-		}
-		after, err := d.writes()
-		if err != nil {
-			return err
-		}
-		byID, n, err := d.paygateCustomers()
-		if err != nil {
-			return err
-		}
-		d.say("fake: %d customers; this pass sent %d creates (POST) and %d updates (PATCH)\n",
-			n, after.post-before.post, after.patch-before.patch)
-		if i == 0 {
-			first = n
-		}
-		var dups, missingKey, unknown int
-		for id, count := range byID {
-			switch {
-			case id == "":
-				missingKey += count
-			case !ids[id]:
-				unknown += count
-			case count > 1:
-				dups += count - 1
-			}
-		}
-		d.expect(missingKey == 0 && unknown == 0, "every customer carries a CRM user id in metadata.%s (%d without, %d unknown)", externalIDKey, missingKey, unknown)
-		d.expect(dups == 0, "each CRM user id appears exactly once (%d duplicate customers)", dups)
-		d.expect(n == first, "customer count stays %d (%d)", first, n)
-		p.check(before, after, summary)
-	}
-	return d.finish()
+		{title: "Pass 3: state DB deleted (lost volume): the cache is rebuilt from the " + externalIDKey + " metadata key",
+			prepare: func() (string, error) { return d.csv, removeState(state) },
+			check: func(before, after writes, _ int, _ string) {
+				d.expect(!before.changed(after), "zero writes (%d creates, %d updates)", after.post-before.post, after.patch-before.patch)
+				d.say("  (the rebuild listed the customers in %d GET requests)\n", after.get-before.get)
+			}},
+	})
 }
 
 // runPin is the demo against the Pin-style fake, which only checkout
 // creates customers in: they are seeded, linked to CRM users by email,
 // and then only updated.
 func (d *demo) runPin(mockBin, secret string) error {
-	d.secret = secret // fresh per demo, never printed
 	seed, err := d.pinSeed()
 	if err != nil {
 		return err
 	}
-	stop, err := d.startMock(mockBin, []string{"--api", "pin", "--requests-per-second", "0", "--seed-pin-csv", seed.path}, "PIN_SECRET_KEY="+secret)
+	stop, err := d.startFake(mockBin, destPin, "Pin-style", 10, secret, "--seed-pin-csv", seed.path)
 	if err != nil {
 		return err
 	}
 	defer stop()
-	d.env = []string{
-		"PLUGIPAY_SYNC_DESTINATION=pin",
-		"PIN_BASE_URL=" + d.baseURL,
-		"PIN_SECRET_KEY=" + secret,
-		"PIN_REQUESTS_PER_SECOND=0",
-	}
-	d.say("Pin-style fake listening on %s (rate limit off for the demo; plugipay-sync\n", d.baseURL)
-	d.say("caps itself at destination.pin.requests_per_second, 10/s by default)\n")
-	d.say("plugipay-sync: config %s as it is, destination chosen by PLUGIPAY_SYNC_DESTINATION=pin\n", d.config)
 	d.say("seeded %d customers made at checkout: %d CRM users' emails, %d of them under another name,\n",
 		len(seed.customers), pinSeedUsers, pinRenamed)
 	d.say("%d emails with two customers each\n", pinAmbiguous)
@@ -242,15 +175,7 @@ func (d *demo) runPin(mockBin, secret string) error {
 		if err != nil {
 			return err
 		}
-		before, err := d.writes()
-		if err != nil {
-			return err
-		}
-		d.say("\n== %s\n", p.title)
-		if err := d.syncOnce(state, d.csv); err != nil {
-			return err
-		}
-		after, err := d.writes()
+		before, after, _, err := d.syncPass(p.title, state, d.csv)
 		if err != nil {
 			return err
 		}
@@ -266,22 +191,28 @@ func (d *demo) runPin(mockBin, secret string) error {
 	return d.finish()
 }
 
-// finish ends a demo: an error if a check failed.
-func (d *demo) finish() error {
-	if d.failed {
-		return errors.New("the demo's checks failed (see ✗ above)")
+// startFake starts plugipay-mock --api api (with args) taking secret, a
+// fresh test key never printed, selects and configures it for
+// plugipay-sync with environment variables only (as an operator would)
+// and says so: style names the API, defaultRPS is plugipay-sync's default
+// destination.<api>.requests_per_second.
+func (d *demo) startFake(mockBin, api, style string, defaultRPS int, secret string, args ...string) (stop func(), err error) {
+	d.secret = secret
+	prefix := strings.ToUpper(api) // PAYGATE_, PIN_
+	stop, err = d.startMock(mockBin, append([]string{"--api", api, "--requests-per-second", "0"}, args...), prefix+"_SECRET_KEY="+secret)
+	if err != nil {
+		return nil, err
 	}
-	d.say("\nAll checks passed.\n")
-	return nil
-}
-
-func removeState(state string) error {
-	for _, suffix := range []string{"", "-wal", "-shm"} {
-		if err := os.Remove(state + suffix); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return err
-		}
+	d.env = []string{
+		"PLUGIPAY_SYNC_DESTINATION=" + api,
+		prefix + "_BASE_URL=" + d.baseURL,
+		prefix + "_SECRET_KEY=" + secret,
+		prefix + "_REQUESTS_PER_SECOND=0",
 	}
-	return nil
+	d.say("%s fake listening on %s (rate limit off for the demo; plugipay-sync\n", style, d.baseURL)
+	d.say("caps itself at destination.%s.requests_per_second, %d/s by default)\n", api, defaultRPS)
+	d.say("plugipay-sync: config %s as it is, destination chosen by PLUGIPAY_SYNC_DESTINATION=%s\n", d.config, api)
+	return stop, nil
 }
 
 var summaryRE = regexp.MustCompile(`read (\d+)  created \d+  updated \d+  unchanged \d+  recovered \d+  rejected (\d+)`)
@@ -444,9 +375,31 @@ func splitName(name string) (first, last string) {
 	return name[:i], name[i+1:]
 }
 
-// paygateCustomers lists the fake's customers through its API and counts
-// them by metadata[externalIDKey] ("" for none).
-func (d *demo) paygateCustomers() (byID map[string]int, n int, err error) {
+// paygateCustomers is customers for runPasses: the number of the fake's
+// customers, and the check that each carries one of the CRM's user ids
+// (ids) in metadata[externalIDKey], each id on one customer.
+func (d *demo) paygateCustomers(ids map[string]bool) (int, func(), error) {
+	byID, n, err := d.paygateCustomersByID()
+	return n, func() {
+		var dups, missingKey, unknown int
+		for id, count := range byID {
+			switch {
+			case id == "":
+				missingKey += count
+			case !ids[id]:
+				unknown += count
+			case count > 1:
+				dups += count - 1
+			}
+		}
+		d.expect(missingKey == 0 && unknown == 0, "every customer carries a CRM user id in metadata.%s (%d without, %d unknown)", externalIDKey, missingKey, unknown)
+		d.expect(dups == 0, "each CRM user id appears exactly once (%d duplicate customers)", dups)
+	}, err
+}
+
+// paygateCustomersByID lists the fake's customers through its API and
+// counts them by metadata[externalIDKey] ("" for none).
+func (d *demo) paygateCustomersByID() (byID map[string]int, n int, err error) {
 	byID = map[string]int{}
 	after := ""
 	for {

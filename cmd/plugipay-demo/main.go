@@ -125,79 +125,79 @@ func run(args []string, out io.Writer) error {
 	d.say("the real API allows 20 writes/s, and plugipay-sync keeps under that by default)\n")
 
 	state := filepath.Join(d.dir, "state.db")
-	passes := []struct {
-		title   string
-		prepare func() (csv string, err error)
-		check   func(before, after writes, customers int)
-	}{
-		{"Pass 1: first sync into an empty Plugipay", func() (string, error) { return d.csv, nil },
-			func(before, after writes, n int) {
+	sameCSV := func() (string, error) { return d.csv, nil }
+	return d.runPasses(state, "emulator", d.plugipayCustomers, []pass{
+		{title: "Pass 1: first sync into an empty Plugipay", prepare: sameCSV,
+			check: func(before, after writes, n int, _ string) {
 				d.expect(after.post-before.post == int64(n), "one create per customer (%d creates, %d customers)", after.post-before.post, n)
 			}},
-		{"Pass 2: nothing changed in the CRM", func() (string, error) { return d.csv, nil },
-			func(before, after writes, _ int) {
+		{title: "Pass 2: nothing changed in the CRM", prepare: sameCSV,
+			check: func(before, after writes, _ int, _ string) {
 				d.expect(!before.changed(after), "zero writes (%d creates, %d updates)", after.post-before.post, after.patch-before.patch)
 			}},
-		{"Pass 3: state DB deleted (lost volume): the cache is rebuilt from the customer list", func() (string, error) {
-			for _, suffix := range []string{"", "-wal", "-shm"} {
-				if err := os.Remove(state + suffix); err != nil && !errors.Is(err, os.ErrNotExist) {
-					return "", err
-				}
-			}
-			return d.csv, nil
-		}, func(before, after writes, _ int) {
-			d.expect(!before.changed(after), "zero writes (%d creates, %d updates)", after.post-before.post, after.patch-before.patch)
-		}},
-		{"Pass 4: one user renamed in the CRM", func() (string, error) { return d.renameOne() },
-			func(before, after writes, _ int) {
+		{title: "Pass 3: state DB deleted (lost volume): the cache is rebuilt from the customer list",
+			prepare: func() (string, error) { return d.csv, removeState(state) },
+			check: func(before, after writes, _ int, _ string) {
+				d.expect(!before.changed(after), "zero writes (%d creates, %d updates)", after.post-before.post, after.patch-before.patch)
+			}},
+		{title: "Pass 4: one user renamed in the CRM", prepare: d.renameOne,
+			check: func(before, after writes, _ int, _ string) {
 				d.expect(after.patch-before.patch == 1 && after.post == before.post,
 					"exactly one PATCH (%d updates, %d creates)", after.patch-before.patch, after.post-before.post)
 			}},
-		{"Pass 5: three new CRM users, two of them already created in Plugipay by another tool", func() (string, error) { return d.addUsersMadeElsewhere() },
-			func(before, after writes, _ int) {
+		{title: "Pass 5: three new CRM users, two of them already created in Plugipay by another tool", prepare: d.addUsersMadeElsewhere,
+			added: 3,
+			check: func(before, after writes, _ int, _ string) {
 				d.expect(after.post-before.post == 3, "three creates sent (%d): two answer 409 conflict and are recovered", after.post-before.post)
 				d.expect(after.patch-before.patch == 1, "one PATCH (%d), for the recovered customer whose name differs", after.patch-before.patch)
 			}},
-	}
-	var first int
+	})
+}
+
+// pass is one plugipay-sync --once run of runPasses.
+type pass struct {
+	title string
+	// prepare returns the CRM export the pass syncs.
+	prepare func() (csv string, err error)
+	// added is how many customers the pass adds.
+	added int
+	// check checks the pass from the writes the destination answered
+	// before and after it, its customer count and the run summary.
+	check func(before, after writes, customers int, summary string)
+}
+
+// runPasses runs passes on state against a destination that creates
+// (POST) and updates (PATCH), named who in the output. After each pass it
+// reads the destination's customers with customers, which returns their
+// number and the checks of them, shows the count and what the pass sent,
+// runs those checks, checks the count stays that of the first pass (plus
+// what later passes add), then the pass's own checks.
+func (d *demo) runPasses(state, who string, customers func() (int, func(), error), passes []pass) error {
+	var want int
 	for i, p := range passes {
 		csv, err := p.prepare()
 		if err != nil {
 			return err
 		}
-		before, err := d.writes()
+		before, after, summary, err := d.syncPass(p.title, state, csv)
 		if err != nil {
 			return err
 		}
-		d.say("\n== %s\n", p.title)
-		if err := d.syncOnce(state, csv); err != nil {
-			return err
-		}
-		after, err := d.writes()
+		n, checkCustomers, err := customers()
 		if err != nil {
 			return err
 		}
-		n, dups, err := d.customers()
-		if err != nil {
-			return err
-		}
-		d.say("emulator: %d customers; this pass sent %d creates (POST) and %d updates (PATCH)\n",
-			n, after.post-before.post, after.patch-before.patch)
+		d.say("%s: %d customers; this pass sent %d creates (POST) and %d updates (PATCH)\n",
+			who, n, after.post-before.post, after.patch-before.patch)
 		if i == 0 {
-			first = n
+			want = n
 		}
-		if i == len(passes)-1 {
-			first += 3 // the last pass adds three users
-		}
-		d.expect(dups == 0, "no duplicate externalId in Plugipay (%d)", dups)
-		d.expect(n == first, "customer count stays %d (%d)", first, n)
-		p.check(before, after, n)
+		want += p.added
+		checkCustomers()
+		d.expect(n == want, "customer count stays %d (%d)", want, n)
+		p.check(before, after, n, summary)
 	}
-	if d.failed {
-		return errors.New("the demo's checks failed (see ✗ above)")
-	}
-	d.say("\nAll checks passed.\n")
-	return nil
+	return d.finish()
 }
 
 func (d *demo) say(format string, args ...any) { fmt.Fprintf(d.out, format, args...) }
@@ -262,14 +262,45 @@ func (d *demo) startMock(bin string, args []string, env ...string) (stop func(),
 	}
 }
 
-// syncOnce runs plugipay-sync --once and shows its summary and warnings.
-func (d *demo) syncOnce(state, csv string) error {
-	_, err := d.syncOnceSummary(state, csv)
-	return err
+// syncPass runs one titled pass, plugipay-sync --once on state and csv
+// (see syncOnceSummary), and returns the writes the destination had
+// answered before and after it and the run summary.
+func (d *demo) syncPass(title, state, csv string) (before, after writes, summary string, err error) {
+	if before, err = d.writes(); err != nil {
+		return writes{}, writes{}, "", err
+	}
+	d.say("\n== %s\n", title)
+	if summary, err = d.syncOnceSummary(state, csv); err != nil {
+		return writes{}, writes{}, "", err
+	}
+	if after, err = d.writes(); err != nil {
+		return writes{}, writes{}, "", err
+	}
+	return before, after, summary, nil
 }
 
-// syncOnceSummary is syncOnce that also returns plugipay-sync's standard
-// output (the run summary).
+// finish ends a demo: an error if a check failed.
+func (d *demo) finish() error {
+	if d.failed {
+		return errors.New("the demo's checks failed (see ✗ above)")
+	}
+	d.say("\nAll checks passed.\n")
+	return nil
+}
+
+// removeState removes the state DB with its -wal and -shm files.
+func removeState(state string) error {
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		if err := os.Remove(state + suffix); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+// syncOnceSummary runs plugipay-sync --once, shows its summary, warnings
+// and what its exit code means, and returns its standard output (the run
+// summary).
 func (d *demo) syncOnceSummary(state, csv string) (string, error) {
 	stdout, err := d.runSync(state, csv, "--once")
 	var ee *exec.ExitError
@@ -429,6 +460,13 @@ func (d *demo) writes() (writes, error) {
 		}
 	}
 	return w, nil
+}
+
+// plugipayCustomers is customers for runPasses: their number, and the
+// check that no externalId has two.
+func (d *demo) plugipayCustomers() (int, func(), error) {
+	n, dups, err := d.customers()
+	return n, func() { d.expect(dups == 0, "no duplicate externalId in Plugipay (%d)", dups) }, err
 }
 
 // customers walks the emulator's customer list and counts duplicates.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"slices"
@@ -119,19 +118,6 @@ func (m *Main) runFake(log *zap.Logger) error {
 	}
 	metrics := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 
-	ln, err := net.Listen("tcp", m.Addr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", m.Addr, err)
-	}
-	m.ln = ln
-	m.Origin = "http://" + ln.Addr().String()
-	m.URL = m.Origin + basePath
-	if m.AddrFile != "" {
-		if err := writeFileAtomic(m.AddrFile, []byte(m.URL+"\n")); err != nil {
-			_ = ln.Close()
-			return fmt.Errorf("write --addr-file: %w", err)
-		}
-	}
 	// Not a ServeMux: it would clean and redirect paths the fake judges itself.
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/metrics" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
@@ -140,25 +126,14 @@ func (m *Main) runFake(log *zap.Logger) error {
 		}
 		api.ServeHTTP(w, r)
 	})
-	m.srv = &http.Server{Handler: handler, ReadHeaderTimeout: readHeaderTimeout}
-	m.done = make(chan struct{})
-	go func() {
-		defer close(m.done)
-		if err := m.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			m.serveErr = err
-			log.Error("serve failed", zap.Error(err))
-		}
-	}()
-	log.Info(m.API+" fake listening",
+	if err := m.serve(log, basePath, handler); err != nil {
+		return err
+	}
+	log.Info(m.API+" fake listening", append([]zap.Field{
 		zap.String("url", m.URL), // never the secret
 		zap.Int("requestsPerSecond", m.RequestsPerSecond),
 		zap.Int("seededCustomers", seeded),
-		zap.Duration("latency", o.Faults.Latency),
-		zap.Float64("errorRate", o.Faults.ErrorRate),
-		zap.Float64("dropRate", o.Faults.DropRate),
-		zap.Float64("timeoutRate", o.Faults.TimeoutRate),
-		zap.Uint64("seed", o.Seed),
-	)
+	}, faultFields(o)...)...)
 	return nil
 }
 

@@ -3,13 +3,11 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
 	pinfake "github.com/plugipay-sync/plugipay-sync/destination/pin/fake"
@@ -19,48 +17,14 @@ import (
 // fake and returns the status and the body.
 func fakeCall(t *testing.T, api, secret, method, url, body string) (int, string) {
 	t.Helper()
-	r, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if api == APIPin {
-		r.SetBasicAuth(secret, "")
-	} else {
-		r.Header.Set("Authorization", "Bearer "+secret)
-	}
-	if body != "" {
-		r.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := http.DefaultClient.Do(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(raw)
-}
-
-func metricsText(t *testing.T, origin string) string {
-	t.Helper()
-	resp, err := http.Get(origin + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 {
-		t.Fatalf("GET /metrics: %d %s", resp.StatusCode, b)
-	}
-	return string(b)
-}
-
-func readAddrFile(t *testing.T, path string) string {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return strings.TrimSpace(string(b))
+	status, raw := send(t, method, url, body, func(r *http.Request) {
+		if api == APIPin {
+			r.SetBasicAuth(secret, "")
+		} else {
+			r.Header.Set("Authorization", "Bearer "+secret)
+		}
+	})
+	return status, string(raw)
 }
 
 func TestMain_PayGate(t *testing.T) {
@@ -112,11 +76,7 @@ func TestMain_PayGate(t *testing.T) {
 	if err := m.Close(); err != nil {
 		t.Fatal(err)
 	}
-	for _, e := range logs.All() {
-		if line := fmt.Sprint(e.Message, e.ContextMap()); strings.Contains(line, "sk_test_from_env") {
-			t.Fatalf("secret logged: %s", line)
-		}
-	}
+	assertNotLogged(t, logs, "sk_test_from_env")
 	if logs.FilterMessage("paygate fake listening").Len() != 1 {
 		t.Fatal("no startup log")
 	}
@@ -277,10 +237,5 @@ func TestProcess_PinFake(t *testing.T) {
 	if status != 200 || !strings.Contains(body, `"email":"ada@example.com"`) {
 		t.Fatalf("list: %d %s", status, body)
 	}
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("exit after SIGTERM: %v", err)
-	}
+	terminate(t, cmd)
 }

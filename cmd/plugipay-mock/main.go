@@ -268,22 +268,41 @@ func (m *Main) Run(_ context.Context) error {
 	if err != nil {
 		return fmt.Errorf("open emulator: %w", err)
 	}
+	if err := m.serve(log, "", emu); err != nil {
+		_ = emu.Close()
+		return err
+	}
+	m.emu = emu
+	log.Info("plugipay emulator listening", append([]zap.Field{
+		zap.String("url", m.URL),
+		zap.String("keyId", m.KeyID), // never the secret
+		zap.String("accountId", opts.AccountID),
+		zap.Int("readRate", opts.ReadRate),
+		zap.Int("writeRate", opts.WriteRate),
+		zap.Bool("legacy", opts.Legacy),
+		zap.String("state", opts.StatePath),
+	}, faultFields(opts)...)...)
+	return nil
+}
+
+// serve binds m.Addr, sets m.Origin and m.URL (the origin plus basePath),
+// writes m.URL to --addr-file and serves handler in the background until
+// Close.
+func (m *Main) serve(log *zap.Logger, basePath string, handler http.Handler) error {
 	ln, err := net.Listen("tcp", m.Addr)
 	if err != nil {
-		_ = emu.Close()
 		return fmt.Errorf("listen on %s: %w", m.Addr, err)
 	}
-	m.emu, m.ln = emu, ln
-	m.URL = "http://" + ln.Addr().String()
-	m.Origin = m.URL
+	m.ln = ln
+	m.Origin = "http://" + ln.Addr().String()
+	m.URL = m.Origin + basePath
 	if m.AddrFile != "" {
 		if err := writeFileAtomic(m.AddrFile, []byte(m.URL+"\n")); err != nil {
 			_ = ln.Close()
-			_ = emu.Close()
 			return fmt.Errorf("write --addr-file: %w", err)
 		}
 	}
-	m.srv = &http.Server{Handler: emu, ReadHeaderTimeout: readHeaderTimeout}
+	m.srv = &http.Server{Handler: handler, ReadHeaderTimeout: readHeaderTimeout}
 	m.done = make(chan struct{})
 	go func() {
 		defer close(m.done)
@@ -292,21 +311,19 @@ func (m *Main) Run(_ context.Context) error {
 			log.Error("serve failed", zap.Error(err))
 		}
 	}()
-	log.Info("plugipay emulator listening",
-		zap.String("url", m.URL),
-		zap.String("keyId", m.KeyID), // never the secret
-		zap.String("accountId", opts.AccountID),
-		zap.Int("readRate", opts.ReadRate),
-		zap.Int("writeRate", opts.WriteRate),
-		zap.Bool("legacy", opts.Legacy),
-		zap.String("state", opts.StatePath),
-		zap.Duration("latency", opts.Faults.Latency),
-		zap.Float64("errorRate", opts.Faults.ErrorRate),
-		zap.Float64("dropRate", opts.Faults.DropRate),
-		zap.Float64("timeoutRate", opts.Faults.TimeoutRate),
-		zap.Uint64("seed", opts.Seed),
-	)
 	return nil
+}
+
+// faultFields are the startup log's fields of the injected faults and
+// their seed.
+func faultFields(o emulator.Options) []zap.Field {
+	return []zap.Field{
+		zap.Duration("latency", o.Faults.Latency),
+		zap.Float64("errorRate", o.Faults.ErrorRate),
+		zap.Float64("dropRate", o.Faults.DropRate),
+		zap.Float64("timeoutRate", o.Faults.TimeoutRate),
+		zap.Uint64("seed", o.Seed),
+	}
 }
 
 // Emulator returns the running emulator (nil before Run), so tests can

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -41,15 +40,29 @@ func sign(secret, method, target string, ts int64, body []byte, idem string) str
 func call(t *testing.T, base, keyID, secret, method, target, body, idem string) (int, map[string]any) {
 	t.Helper()
 	ts := time.Now().Unix()
-	r, err := http.NewRequest(method, base+target, bytes.NewReader([]byte(body)))
+	status, raw := send(t, method, base+target, body, func(r *http.Request) {
+		r.Header.Set("Authorization", fmt.Sprintf("Plugipay-HMAC-SHA256 keyId=%s, scope=*, signature=%s", keyID, sign(secret, method, target, ts, []byte(body), idem)))
+		r.Header.Set("X-Plugipay-Timestamp", strconv.FormatInt(ts, 10))
+		if idem != "" {
+			r.Header.Set("Idempotency-Key", idem)
+		}
+	})
+	var env map[string]any
+	if err := json.Unmarshal(raw, &env); err != nil {
+		t.Fatalf("not JSON: %s", raw)
+	}
+	return status, env
+}
+
+// send sends one request, authenticated by auth, with body as JSON when
+// not empty, and returns the status and the response body.
+func send(t *testing.T, method, url, body string, auth func(*http.Request)) (int, []byte) {
+	t.Helper()
+	r, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.Header.Set("Authorization", fmt.Sprintf("Plugipay-HMAC-SHA256 keyId=%s, scope=*, signature=%s", keyID, sign(secret, method, target, ts, []byte(body), idem)))
-	r.Header.Set("X-Plugipay-Timestamp", strconv.FormatInt(ts, 10))
-	if idem != "" {
-		r.Header.Set("Idempotency-Key", idem)
-	}
+	auth(r)
 	if body != "" {
 		r.Header.Set("Content-Type", "application/json")
 	}
@@ -59,11 +72,54 @@ func call(t *testing.T, base, keyID, secret, method, target, body, idem string) 
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
-	var env map[string]any
-	if err := json.Unmarshal(raw, &env); err != nil {
-		t.Fatalf("not JSON: %s", raw)
+	return resp.StatusCode, raw
+}
+
+// metricsText reads the mock's /metrics at origin.
+func metricsText(t *testing.T, origin string) string {
+	t.Helper()
+	resp, err := http.Get(origin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
 	}
-	return resp.StatusCode, env
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET /metrics: %d %s", resp.StatusCode, b)
+	}
+	return string(b)
+}
+
+// readAddrFile reads the URL the program wrote to its --addr-file.
+func readAddrFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// assertNotLogged fails the test if secret appears in any logged message
+// or field.
+func assertNotLogged(t *testing.T, logs *observer.ObservedLogs, secret string) {
+	t.Helper()
+	for _, e := range logs.All() {
+		if line := fmt.Sprint(e.Message, e.ContextMap()); strings.Contains(line, secret) {
+			t.Fatalf("secret logged: %s", line)
+		}
+	}
+}
+
+// terminate sends the program SIGTERM and checks it exits with status 0.
+func terminate(t *testing.T, cmd *exec.Cmd) {
+	t.Helper()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit after SIGTERM: %v", err)
+	}
 }
 
 func start(t *testing.T, getenv func(string) string, args ...string) (*Main, *observer.ObservedLogs) {
@@ -152,12 +208,7 @@ func TestProcess_SIGTERM(t *testing.T) {
 	if status, _ := call(t, base, DefaultKeyID, DefaultSecret, "GET", "/api/v1/customers", "", ""); status != 200 {
 		t.Fatalf("GET: %d", status)
 	}
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("exit after SIGTERM: %v", err)
-	}
+	terminate(t, cmd)
 }
 
 func TestMain_Run(t *testing.T) {
@@ -171,11 +222,7 @@ func TestMain_Run(t *testing.T) {
 	}
 	m, logs := start(t, env, "--addr", "127.0.0.1:0", "--addr-file", addrFile, "--key-id", "key_x")
 
-	b, err := os.ReadFile(addrFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	base := strings.TrimSpace(string(b))
+	base := readAddrFile(t, addrFile)
 	if base != m.URL || !strings.HasPrefix(base, "http://127.0.0.1:") || strings.HasSuffix(base, ":0") {
 		t.Fatalf("addr file = %q, URL %q", base, m.URL)
 	}
@@ -187,24 +234,14 @@ func TestMain_Run(t *testing.T) {
 	if status, _ := call(t, base, "key_x", DefaultSecret, "GET", "/api/v1/customers", "", ""); status != 401 {
 		t.Fatalf("default secret accepted although the env set another: %d", status)
 	}
-	resp, err := http.Get(base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	metrics, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if !strings.Contains(string(metrics), `plugipay_mock_requests_total{method="POST",route="/api/v1/customers",status="201"} 1`) {
+	metrics := metricsText(t, base)
+	if !strings.Contains(metrics, `plugipay_mock_requests_total{method="POST",route="/api/v1/customers",status="201"} 1`) {
 		t.Fatalf("metrics:\n%s", metrics)
 	}
 	if err := m.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	for _, e := range logs.All() {
-		line := fmt.Sprint(e.Message, e.ContextMap())
-		if strings.Contains(line, "sk_from_env_1234") {
-			t.Fatalf("secret logged: %s", line)
-		}
-	}
+	assertNotLogged(t, logs, "sk_from_env_1234")
 	if logs.FilterMessage("plugipay emulator listening").Len() != 1 {
 		t.Fatal("no startup log")
 	}

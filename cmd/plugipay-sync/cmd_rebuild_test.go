@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"net/http"
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -32,25 +30,14 @@ func (r requests) sub(o requests) requests {
 
 func (e *e2e) removeState() {
 	e.t.Helper()
-	for _, suffix := range []string{"", "-wal", "-shm"} {
-		if err := os.Remove(e.state + suffix); err != nil && !os.IsNotExist(err) {
-			e.t.Fatal(err)
-		}
-	}
+	removeStateFiles(e.t, e.state)
 }
 
 // command runs a subcommand in-process with the e2e config.
 func (e *e2e) command(name string, args ...string) (int, string) {
 	e.t.Helper()
-	var out, errOut bytes.Buffer
-	m := NewMain(&out, &errOut)
-	defer m.Close()
-	m.LookupEnv = env(map[string]string{"TEST_SECRET": testSecret})
-	code, err := commandTable()[name].Run(context.Background(), m, append([]string{"--config", e.config}, args...))
-	if err != nil {
-		out.WriteString("error: " + err.Error() + "\n")
-	}
-	return code, out.String()
+	code, out, _ := commandInProcess(e.t, e.config, name, args...)
+	return code, out
 }
 
 func (e *e2e) mappingCount() int64 {

@@ -11,7 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
+	"slices"
 	"testing"
 	"time"
 
@@ -24,11 +24,12 @@ import (
 const crashUsers = 1500
 
 // killPoint is one SIGKILL of a --once child: after delay when target is
-// 0, otherwise once the emulator holds target customers.
+// 0, otherwise once the destination holds target customers. fault names
+// the faults injected meanwhile ("" for none).
 type killPoint struct {
-	delay    time.Duration
-	target   int
-	timeouts bool // "executed then timed out" writes injected meanwhile
+	delay  time.Duration
+	target int
+	fault  string
 }
 
 func (k killPoint) String() string {
@@ -36,34 +37,152 @@ func (k killPoint) String() string {
 	if k.target > 0 {
 		s = fmt.Sprintf("at %d customers", k.target)
 	}
-	if k.timeouts {
-		s += " with timeouts"
+	if k.fault != "" {
+		s += " with " + k.fault
 	}
 	return s
 }
 
-// crashSchedule draws the kill points: two early ones (before any write,
-// the first while the state DB is being created), eight spread over the
-// backfill, two near its end, with "executed then timed out" writes on
-// for four of the spread ones.
-func crashSchedule(rng *rand.Rand) []killPoint {
+// killSchedule draws the kill points of a backfill: two early ones
+// (before any write, the first while the state DB is being created),
+// eight spread over [lo, hi) customers, four of which inject fault, and
+// one in each range [end[0], end[0]+end[1]) near the backfill's end.
+func killSchedule(rng *rand.Rand, fault string, lo, hi int, ends ...[2]int) []killPoint {
 	var ks []killPoint
 	for range 2 {
 		ks = append(ks, killPoint{delay: time.Duration(rng.IntN(40)) * time.Millisecond})
 	}
-	const spread, lo, hi = 8, 30, 1440
+	const spread = 8
+	seg := (hi - lo) / spread
 	faulted := rng.Perm(spread)[:4]
 	for i := range spread {
-		seg := (hi - lo) / spread
 		k := killPoint{target: lo + i*seg + rng.IntN(seg)}
-		for _, f := range faulted {
-			k.timeouts = k.timeouts || f == i
+		if slices.Contains(faulted, i) {
+			k.fault = fault
 		}
 		ks = append(ks, k)
 	}
-	ks = append(ks, killPoint{target: 1460 + rng.IntN(15)}, killPoint{target: 1485 + rng.IntN(12)})
+	for _, e := range ends {
+		ks = append(ks, killPoint{target: e[0] + rng.IntN(e[1])})
+	}
 	return ks
 }
+
+// crashDest is what killNine needs of the destination a crash test
+// backfills.
+type crashDest interface {
+	// customers is how many customers the destination holds.
+	customers() int
+	// setFaults turns the faults of a faulted kill point on or off.
+	setFaults(t *testing.T, on bool)
+	// checkState checks the state file against the destination (see
+	// checkMappings) and returns the number of mappings.
+	checkState(t *testing.T, statePath string) int
+	// afterKill reads a killed child's output and returns what the kill's
+	// log line adds.
+	afterKill(t *testing.T, out string) string
+}
+
+// killNine is the kill loop of the crash tests: for each kill point of
+// schedule it runs a --once child on config, SIGKILLs it there (a target
+// already reached moves a little past the current count; one at or past
+// users becomes a short delay) and checks the state: dest.checkState
+// passes and the number of mappings never decreases, since a confirmed
+// mapping must never be lost. It fails the test unless at least 10 kill
+// points killed a running child, and returns how many did.
+func killNine(t *testing.T, rng *rand.Rand, dest crashDest, config, statePath string, users int, schedule []killPoint) int {
+	t.Helper()
+	kills, prevMapped := 0, 0
+	for i, k := range schedule {
+		cur := dest.customers()
+		if k.target > 0 && k.target <= cur {
+			k.target = cur + 1 + rng.IntN(5)
+		}
+		if k.target >= users {
+			k = killPoint{delay: time.Duration(rng.IntN(100)) * time.Millisecond, fault: k.fault}
+		}
+		if k.fault != "" {
+			dest.setFaults(t, true)
+		}
+		killed, out := runAndKill(t, config, dest.customers, k)
+		dest.setFaults(t, false)
+		if killed {
+			kills++
+		}
+		mapped := dest.checkState(t, statePath)
+		t.Logf("kill %2d %-36s killed=%-5v customers %4d -> %4d, mapped %4d%s",
+			i+1, k, killed, cur, dest.customers(), mapped, dest.afterKill(t, out))
+		if !killed {
+			t.Logf("child finished before the kill point:\n%s", lastLines(out, 5))
+		}
+		if mapped < prevMapped {
+			t.Fatalf("after kill %d the state maps %d customers, %d before: a confirmed mapping was lost", i+1, mapped, prevMapped)
+		}
+		prevMapped = mapped
+	}
+	if kills < 10 {
+		t.Fatalf("only %d of the kill points killed a running child; want at least 10", kills)
+	}
+	return kills
+}
+
+// checkRunHistory checks the run history `status` shows from a crashed-into
+// state DB after the final run: the last run succeeded, at least kills-2
+// runs are marked aborted by the run after them (the early kills may land
+// before the child records its run), with everyAborted every earlier run
+// is, and the state maps users customers with no failure.
+func checkRunHistory(t *testing.T, statePath string, kills, users int, everyAborted bool) {
+	t.Helper()
+	code, out, errOut := runCommand(t, "status", "--state", statePath, "--runs", "100", "--output", "json")
+	if code != ExitOK {
+		t.Fatalf("status exit %d: %s", code, errOut)
+	}
+	var rep statusReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatal(err)
+	}
+	aborted := 0
+	for i, r := range rep.Runs {
+		switch {
+		case i == 0 && r.Outcome != "success":
+			t.Errorf("last run outcome %q, want success", r.Outcome)
+		case i > 0 && r.Outcome == "aborted":
+			aborted++
+		case i > 0 && everyAborted:
+			t.Errorf("run %d outcome %q, want aborted (every earlier run was killed)", r.ID, r.Outcome)
+		}
+	}
+	if aborted < kills-2 {
+		t.Errorf("%d runs marked aborted, want at least %d", aborted, kills-2)
+	}
+	if rep.Mappings != int64(users) || rep.Failures.Total != 0 {
+		t.Errorf("status: %d mappings, %d failures; want %d, 0", rep.Mappings, rep.Failures.Total, users)
+	}
+	t.Logf("status: %d runs, %d aborted", len(rep.Runs), aborted)
+}
+
+// emulatorCrash is the Plugipay emulator as a crash test's destination;
+// its faulted kill points inject "executed then timed out" writes.
+type emulatorCrash struct {
+	emu     *emulator.Server
+	latency emulator.Faults
+}
+
+func (d emulatorCrash) customers() int { return d.emu.CustomerCount() }
+
+func (d emulatorCrash) setFaults(t *testing.T, on bool) {
+	f := d.latency
+	if on {
+		f = emulator.Faults{Latency: d.latency.Latency, TimeoutRate: 0.2, HangTimeout: 200 * time.Millisecond}
+	}
+	mustSetFaults(t, d.emu, f)
+}
+
+func (d emulatorCrash) checkState(t *testing.T, statePath string) int {
+	return checkState(t, statePath, d.emu)
+}
+
+func (emulatorCrash) afterKill(*testing.T, string) string { return "" }
 
 // TestCrash_KillNine runs the real program as a child process doing --once
 // backfills, kills it with SIGKILL at random moments (seeded; set
@@ -77,14 +196,7 @@ func TestCrash_KillNine(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts child processes; skipped with -short")
 	}
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("PLUGIPAY_SYNC_CRASH_SEED"); s != "" {
-		var err error
-		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
-			t.Fatalf("PLUGIPAY_SYNC_CRASH_SEED: %v", err)
-		}
-	}
-	t.Logf("seed %d (replay with PLUGIPAY_SYNC_CRASH_SEED=%d)", seed, seed)
+	seed := testSeed(t, "PLUGIPAY_SYNC_CRASH_SEED")
 	rng := rand.New(rand.NewPCG(seed, seed))
 
 	dir := t.TempDir()
@@ -98,37 +210,8 @@ func TestCrash_KillNine(t *testing.T) {
 	writeCrashConfig(t, config, statePath, srv.URL, csvPath)
 
 	start := time.Now()
-	kills, prevMapped := 0, 0
-	for i, k := range crashSchedule(rng) {
-		cur := emu.CustomerCount()
-		if k.target > 0 && k.target <= cur {
-			k.target = cur + 1 + rng.IntN(5)
-		}
-		if k.target >= crashUsers {
-			k = killPoint{delay: time.Duration(rng.IntN(100)) * time.Millisecond, timeouts: k.timeouts}
-		}
-		if k.timeouts {
-			mustSetFaults(t, emu, emulator.Faults{Latency: latency.Latency, TimeoutRate: 0.2, HangTimeout: 200 * time.Millisecond})
-		}
-		before := emu.CustomerCount()
-		killed, out := runAndKill(t, config, emu, k)
-		mustSetFaults(t, emu, latency)
-		if killed {
-			kills++
-		}
-		mapped := checkState(t, statePath, emu)
-		t.Logf("kill %2d %-32s killed=%-5v customers %4d -> %4d, mapped %4d", i+1, k, killed, before, emu.CustomerCount(), mapped)
-		if !killed {
-			t.Logf("child finished before the kill point:\n%s", out)
-		}
-		if mapped < prevMapped {
-			t.Fatalf("after kill %d the state maps %d customers, %d before: a confirmed mapping was lost", i+1, mapped, prevMapped)
-		}
-		prevMapped = mapped
-	}
-	if kills < 10 {
-		t.Fatalf("only %d of the kill points killed a running child; want at least 10", kills)
-	}
+	schedule := killSchedule(rng, "timeouts", 30, 1440, [2]int{1460, 15}, [2]int{1485, 12})
+	kills := killNine(t, rng, emulatorCrash{emu, latency}, config, statePath, crashUsers, schedule)
 
 	code, out := runChild(t, config)
 	if code != ExitOK {
@@ -173,33 +256,7 @@ func TestCrash_KillNine(t *testing.T) {
 
 	// The history, as `status` shows it from the crashed-into state DB:
 	// every killed run is marked aborted by the run after it.
-	code, out, errOut := runCommand(t, "status", "--state", statePath, "--runs", "100", "--output", "json")
-	if code != ExitOK {
-		t.Fatalf("status exit %d: %s", code, errOut)
-	}
-	var rep statusReport
-	if err := json.Unmarshal([]byte(out), &rep); err != nil {
-		t.Fatal(err)
-	}
-	aborted := 0
-	for i, r := range rep.Runs {
-		switch {
-		case i == 0 && r.Outcome != "success":
-			t.Errorf("last run outcome %q, want success", r.Outcome)
-		case i > 0 && r.Outcome == "aborted":
-			aborted++
-		case i > 0:
-			t.Errorf("run %d outcome %q, want aborted (every earlier run was killed)", r.ID, r.Outcome)
-		}
-	}
-	// The early kills may land before the child records its run.
-	if aborted < kills-2 {
-		t.Errorf("%d runs marked aborted, want at least %d", aborted, kills-2)
-	}
-	if rep.Mappings != crashUsers || rep.Failures.Total != 0 {
-		t.Errorf("status: %d mappings, %d failures; want %d, 0", rep.Mappings, rep.Failures.Total, crashUsers)
-	}
-	t.Logf("status: %d runs, %d aborted", len(rep.Runs), aborted)
+	checkRunHistory(t, statePath, kills, crashUsers, true)
 }
 
 // writeCrashConfig writes the crash test's config: a 100ms client timeout
@@ -219,9 +276,10 @@ func childCommand(config string) *exec.Cmd {
 	return cmd
 }
 
-// runAndKill starts a --once child and SIGKILLs it at k. killed is false
-// when the child exited by itself first.
-func runAndKill(t *testing.T, config string, emu *emulator.Server, k killPoint) (killed bool, out string) {
+// runAndKill starts a --once child and SIGKILLs it at k, reading the
+// destination's customer count with count. killed is false when the child
+// exited by itself first.
+func runAndKill(t *testing.T, config string, count func() int, k killPoint) (killed bool, out string) {
 	t.Helper()
 	cmd := childCommand(config)
 	var buf bytes.Buffer
@@ -248,7 +306,7 @@ func runAndKill(t *testing.T, config string, emu *emulator.Server, k killPoint) 
 			t.Fatalf("child neither reached %s nor exited in 30 s:\n%s", k, buf.String())
 		case <-at:
 		case <-tick.C:
-			if k.target == 0 || emu.CustomerCount() < k.target {
+			if k.target == 0 || count() < k.target {
 				continue
 			}
 		}
@@ -273,11 +331,23 @@ func runChild(t *testing.T, config string) (int, string) {
 	return cmd.ProcessState.ExitCode(), string(out)
 }
 
-// checkState runs PRAGMA integrity_check on the state file and checks that
-// every mapping names the customer the emulator holds for its externalId
-// (a mapping is stored only after the write was confirmed). It returns the
-// number of mappings.
+// checkState is checkMappings against the Plugipay emulator: every
+// mapping names the customer the emulator holds for its externalId.
 func checkState(t *testing.T, path string, emu *emulator.Server) int {
+	t.Helper()
+	return checkMappings(t, path, func(ext, id string) error {
+		if c, ok := emu.CustomerByExternalID(ext); !ok || c.ID != id {
+			return fmt.Errorf("mapping %s -> %s, but the emulator holds %+v (found %v)", ext, id, c, ok)
+		}
+		return nil
+	})
+}
+
+// checkMappings runs PRAGMA integrity_check on the state file and checks
+// every mapping with check, which returns an error when the destination
+// does not hold the mapping's customer (a mapping is stored only after the
+// write was confirmed). It returns the number of mappings.
+func checkMappings(t *testing.T, path string, check func(ext, id string) error) int {
 	t.Helper()
 	if _, err := os.Stat(path); os.IsNotExist(err) {
 		return 0 // killed before the state DB was created
@@ -309,9 +379,8 @@ func checkState(t *testing.T, path string, emu *emulator.Server) int {
 		if err := rows.Scan(&ext, &id); err != nil {
 			t.Fatal(err)
 		}
-		c, ok := emu.CustomerByExternalID(ext)
-		if !ok || c.ID != id {
-			t.Fatalf("mapping %s -> %s, but the emulator holds %+v (found %v)", ext, id, c, ok)
+		if err := check(ext, id); err != nil {
+			t.Fatal(err)
 		}
 		n++
 	}

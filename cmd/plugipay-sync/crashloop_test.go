@@ -141,7 +141,7 @@ func TestCrash_Loop(t *testing.T) {
 		if k.target >= crashLoopUsers {
 			k = killPoint{delay: time.Duration(rng.IntN(100)) * time.Millisecond}
 		}
-		killed, out := runAndKill(t, config, pe.emu, k)
+		killed, out := runAndKill(t, config, pe.emu.CustomerCount, k)
 		restarted := slices.Contains(restartAt, i)
 		if restarted {
 			pe.restart()

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"net/http/httptest"
@@ -45,11 +46,7 @@ func (c destConfig) yaml() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "schedule: \"@every 1h\"\nlisten: \"127.0.0.1:0\"\nstate:\n  path: %s\n", c.State)
 	fmt.Fprintf(&b, "destination:\n  type: %s\n  %s:\n    base_url: %s\n", c.Type, c.Type, c.BaseURL)
-	secret := c.SecretKeyLiteral
-	if secret == "" {
-		secret = "${TEST_SECRET}"
-	}
-	fmt.Fprintf(&b, "    secret_key: %s\n    requests_per_second: 0\n", secret)
+	fmt.Fprintf(&b, "    secret_key: %s\n    requests_per_second: 0\n", cmp.Or(c.SecretKeyLiteral, "${TEST_SECRET}"))
 	if c.Timeout != "" {
 		fmt.Fprintf(&b, "    timeout: %s\n", c.Timeout)
 	}
@@ -62,16 +59,9 @@ func (c destConfig) yaml() string {
 	if c.Environment != "" {
 		fmt.Fprintf(&b, "    environment: %s\n", c.Environment)
 	}
-	metadata := c.Metadata
-	if metadata == "" {
-		metadata = "{plan: plan, city: city, signup_source: signup_source}"
-	}
-	fmt.Fprintf(&b, "crm:\n  type: csv\n  csv:\n    path: %s\n    columns:\n      external_id: id\n      email: email\n      name: full_name\n      phone: phone\n      metadata: %s\n", c.CSV, metadata)
-	concurrency := c.Concurrency
-	if concurrency == 0 {
-		concurrency = 4
-	}
-	fmt.Fprintf(&b, "sync:\n  concurrency: %d\n", concurrency)
+	fmt.Fprintf(&b, "crm:\n  type: csv\n  csv:\n    path: %s\n    columns:\n      external_id: id\n      email: email\n      name: full_name\n      phone: phone\n      metadata: %s\n",
+		c.CSV, cmp.Or(c.Metadata, defaultTestMetadata))
+	fmt.Fprintf(&b, "sync:\n  concurrency: %d\n", cmp.Or(c.Concurrency, 4))
 	if c.RetryMin != "" {
 		fmt.Fprintf(&b, "  retry_min: %s\n  retry_max: %s\n", c.RetryMin, c.RetryMin)
 	}
@@ -81,11 +71,7 @@ func (c destConfig) yaml() string {
 	if c.Deletion != "" {
 		fmt.Fprintf(&b, "  deletion: %s\n", c.Deletion)
 	}
-	level := c.LogLevel
-	if level == "" {
-		level = "warn"
-	}
-	fmt.Fprintf(&b, "log:\n  level: %s\n", level)
+	fmt.Fprintf(&b, "log:\n  level: %s\n", cmp.Or(c.LogLevel, "warn"))
 	return b.String()
 }
 
@@ -114,47 +100,21 @@ func newDestRun(t *testing.T) *destRun {
 // summary; it fails the test if the secret shows up in any output.
 func (d *destRun) once(extra ...string) (int, string) {
 	d.t.Helper()
-	var out, errOut bytes.Buffer
-	m := NewMain(&out, &errOut)
-	m.LookupEnv = env(map[string]string{"TEST_SECRET": testSecret})
-	if err := m.ParseFlags(append([]string{"--config", d.config, "--once"}, extra...)); err != nil {
-		d.t.Fatal(err)
-	}
-	code, err := m.Run(context.Background())
-	if err != nil {
-		fmt.Fprintf(&out, "error: %v\n", err)
-	}
-	if strings.Contains(out.String()+errOut.String(), testSecret) {
-		d.t.Fatalf("the secret appeared in the output:\n%s\n%s", out.String(), errOut.String())
-	}
-	return code, out.String()
+	return onceInProcess(d.t, d.config, extra...)
 }
 
 // command runs a subcommand (rebuild-cache, status...) in-process with
-// the config.
+// the config; it fails the test if the secret shows up in any output.
 func (d *destRun) command(name string, args ...string) (int, string) {
 	d.t.Helper()
-	var out, errOut bytes.Buffer
-	m := NewMain(&out, &errOut)
-	defer m.Close()
-	m.LookupEnv = env(map[string]string{"TEST_SECRET": testSecret})
-	code, err := commandTable()[name].Run(context.Background(), m, append([]string{"--config", d.config}, args...))
-	if err != nil {
-		out.WriteString("error: " + err.Error() + "\n")
-	}
-	if strings.Contains(out.String()+errOut.String(), testSecret) {
-		d.t.Fatalf("the secret appeared in the output:\n%s\n%s", out.String(), errOut.String())
-	}
-	return code, out.String()
+	code, out, errOut := commandInProcess(d.t, d.config, name, args...)
+	assertNoSecret(d.t, out, errOut)
+	return code, out
 }
 
 func (d *destRun) removeState() {
 	d.t.Helper()
-	for _, suffix := range []string{"", "-wal", "-shm"} {
-		if err := os.Remove(d.state + suffix); err != nil && !os.IsNotExist(err) {
-			d.t.Fatal(err)
-		}
-	}
+	removeStateFiles(d.t, d.state)
 }
 
 // lastRun returns the counts of the latest run in the state DB (the

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/csv"
 	"fmt"
@@ -64,6 +65,10 @@ func (e *e2e) writeConfig(csvPath, schedule string) {
 		MaxAttempts: 2, Concurrency: 4, AllColumns: true, LogLevel: "warn"}.write(e.t, e.config)
 }
 
+// defaultTestMetadata is the metadata mapping of the test configs when
+// they name none.
+const defaultTestMetadata = "{plan: plan, city: city, signup_source: signup_source}"
+
 // testConfig is the config the tests run the program with: the emulator's
 // key, client rate caps off, and the CSV columns of writeUsers. Empty
 // optional fields are left out of the file (the program's defaults).
@@ -92,11 +97,7 @@ func (c testConfig) write(t *testing.T, path string) {
 	if c.AllColumns {
 		b.WriteString("      phone: phone\n      tax_id: npwp\n")
 	}
-	metadata := c.Metadata
-	if metadata == "" {
-		metadata = "{plan: plan, city: city, signup_source: signup_source}"
-	}
-	fmt.Fprintf(&b, "      metadata: %s\nsync:\n  concurrency: %d\n", metadata, c.Concurrency)
+	fmt.Fprintf(&b, "      metadata: %s\nsync:\n  concurrency: %d\n", cmp.Or(c.Metadata, defaultTestMetadata), c.Concurrency)
 	if c.RetryMin != "" {
 		fmt.Fprintf(&b, "  retry_min: %s\n  retry_max: %s\n", c.RetryMin, c.RetryMax)
 	}
@@ -110,20 +111,61 @@ func (c testConfig) write(t *testing.T, path string) {
 // summary.
 func (e *e2e) once(extra ...string) (int, string) {
 	e.t.Helper()
+	return onceInProcess(e.t, e.config, extra...)
+}
+
+// onceInProcess runs plugipay-sync --once in-process on config, with
+// TEST_SECRET set, and returns its exit code and summary (and the error,
+// if any); it fails the test if the secret shows up in any output.
+func onceInProcess(t *testing.T, config string, extra ...string) (int, string) {
+	t.Helper()
 	var out, errOut bytes.Buffer
 	m := NewMain(&out, &errOut)
 	m.LookupEnv = env(map[string]string{"TEST_SECRET": testSecret})
-	if err := m.ParseFlags(append([]string{"--config", e.config, "--once"}, extra...)); err != nil {
-		e.t.Fatal(err)
+	if err := m.ParseFlags(append([]string{"--config", config, "--once"}, extra...)); err != nil {
+		t.Fatal(err)
 	}
 	code, err := m.Run(context.Background())
 	if err != nil {
 		fmt.Fprintf(&out, "error: %v\n", err)
 	}
-	if strings.Contains(out.String()+errOut.String(), testSecret) {
-		e.t.Fatalf("the secret appeared in the output:\n%s\n%s", out.String(), errOut.String())
-	}
+	assertNoSecret(t, out.String(), errOut.String())
 	return code, out.String()
+}
+
+// commandInProcess runs a subcommand (rebuild-cache, status...) in-process
+// with config and TEST_SECRET set, and returns its exit code, its standard
+// output (and the error, if any) and its standard error.
+func commandInProcess(t *testing.T, config, name string, args ...string) (code int, out, errOut string) {
+	t.Helper()
+	var o, e bytes.Buffer
+	m := NewMain(&o, &e)
+	defer m.Close()
+	m.LookupEnv = env(map[string]string{"TEST_SECRET": testSecret})
+	code, err := commandTable()[name].Run(context.Background(), m, append([]string{"--config", config}, args...))
+	if err != nil {
+		o.WriteString("error: " + err.Error() + "\n")
+	}
+	return code, o.String(), e.String()
+}
+
+// assertNoSecret fails the test if the test secret shows up in a run's
+// standard output or error.
+func assertNoSecret(t *testing.T, out, errOut string) {
+	t.Helper()
+	if strings.Contains(out+errOut, testSecret) {
+		t.Fatalf("the secret appeared in the output:\n%s\n%s", out, errOut)
+	}
+}
+
+// removeStateFiles removes a state DB with its -wal and -shm files.
+func removeStateFiles(t *testing.T, path string) {
+	t.Helper()
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		if err := os.Remove(path + suffix); err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+	}
 }
 
 func (e *e2e) writes() int {

@@ -1,15 +1,12 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -308,96 +305,43 @@ func mustPGFaults(t *testing.T, f *pgfake.Server, faults pgfake.Faults) {
 // pgCrashUsers is how many users the PayGate crash test backfills.
 const pgCrashUsers = 1000
 
-// pgKill is one SIGKILL of a --once child: after delay when target is 0,
-// otherwise once the fake holds target customers. drops turns on writes
-// that execute without an answer meanwhile.
-type pgKill struct {
-	delay  time.Duration
-	target int
-	drops  bool
+// payGateCrash is the PayGate fake as a crash test's destination; its
+// faulted kill points turn on writes that execute without an answer.
+type payGateCrash struct {
+	p       *pgEnv
+	latency pgfake.Faults
+	// adopted counts the customers of unconfirmed creates the children
+	// logged finding.
+	adopted int
 }
 
-func (k pgKill) String() string {
-	s := fmt.Sprintf("after %s", k.delay)
-	if k.target > 0 {
-		s = fmt.Sprintf("at %d customers", k.target)
+// pgFound is what a child logs (at info) for each customer of an
+// unconfirmed create it finds.
+const pgFound = "found the customer of an unconfirmed create"
+
+func (c *payGateCrash) customers() int { return c.p.fake.CustomerCount() }
+
+func (c *payGateCrash) setFaults(t *testing.T, on bool) {
+	f := c.latency
+	if on {
+		f = pgfake.Faults{Latency: c.latency.Latency, DropAfterWriteRate: 0.1}
 	}
-	if k.drops {
-		s += " with lost answers"
-	}
-	return s
+	mustPGFaults(t, c.p.fake, f)
 }
 
-// pgCrashSchedule draws the kill points for a backfill of n users, as
-// crashSchedule does for the Plugipay emulator: two early ones (before any
-// write), eight spread over the backfill (four with lost answers), two
-// near its end.
-func pgCrashSchedule(rng *rand.Rand, n int) []pgKill {
-	var ks []pgKill
-	for range 2 {
-		ks = append(ks, pgKill{delay: time.Duration(rng.IntN(40)) * time.Millisecond})
-	}
-	const spread = 8
-	lo, hi := n/50, n*94/100
-	seg := (hi - lo) / spread
-	faulted := rng.Perm(spread)[:4]
-	for i := range spread {
-		k := pgKill{target: lo + i*seg + rng.IntN(seg)}
-		for _, f := range faulted {
-			k.drops = k.drops || f == i
-		}
-		ks = append(ks, k)
-	}
-	return append(ks, pgKill{target: n*955/1000 + rng.IntN(n/70)}, pgKill{target: n*975/1000 + rng.IntN(n/70)})
+func (c *payGateCrash) checkState(t *testing.T, statePath string) int {
+	return checkPayGateState(t, statePath, c.p.fake)
 }
 
-// runAndKillCounting starts a --once child and SIGKILLs it at k, reading
-// the destination's customer count with count (runAndKill is typed to the
-// Plugipay emulator). killed is false when the child exited first.
-func runAndKillCounting(t *testing.T, config string, count func() int, k pgKill) (killed bool, out string) {
-	t.Helper()
-	cmd := childCommand(config)
-	var buf bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &buf, &buf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	deadline := time.After(30 * time.Second)
-	var at <-chan time.Time
-	if k.target == 0 {
-		at = time.After(k.delay)
-	}
-	tick := time.NewTicker(500 * time.Microsecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-done:
-			return false, buf.String()
-		case <-deadline:
-			cmd.Process.Kill()
-			<-done
-			t.Fatalf("child neither reached %s nor exited in 30 s:\n%s", k, buf.String())
-		case <-at:
-		case <-tick.C:
-			if k.target == 0 || count() < k.target {
-				continue
-			}
-		}
-		if err := cmd.Process.Signal(os.Kill); err != nil {
-			t.Fatal(err)
-		}
-		<-done
-		return cmd.ProcessState.ExitCode() == -1, buf.String()
-	}
+func (c *payGateCrash) afterKill(_ *testing.T, out string) string {
+	found := strings.Count(out, pgFound)
+	c.adopted += found
+	return fmt.Sprintf(", pending %d, found %d", c.p.stateRows("pending_writes"), found)
 }
 
-// checkPayGateState runs PRAGMA integrity_check on the state file, checks
-// that every mapping names a customer of the fake carrying the mapping's
-// user in crm_user_id (a mapping is stored only after the write was
-// confirmed) and that no user has two customers. It returns the number of
-// mappings.
+// checkPayGateState checks that no user has two customers, then is
+// checkMappings against the fake: every mapping names a customer carrying
+// the mapping's user in crm_user_id.
 func checkPayGateState(t *testing.T, path string, f *pgfake.Server) int {
 	t.Helper()
 	for id, c := range pgByUser(f) {
@@ -405,46 +349,12 @@ func checkPayGateState(t *testing.T, path string, f *pgfake.Server) int {
 			t.Fatalf("crm_user_id %q has %d customers: a duplicate", id, c)
 		}
 	}
-	if _, err := os.Stat(path); os.IsNotExist(err) {
-		return 0 // killed before the state DB was created
-	}
-	db := openRaw(t, path)
-	defer db.Close()
-	var res string
-	if err := db.QueryRow(`PRAGMA integrity_check`).Scan(&res); err != nil {
-		t.Fatalf("integrity_check: %v", err)
-	}
-	if res != "ok" {
-		t.Fatalf("integrity_check: %s", res)
-	}
-	var tables int
-	if err := db.QueryRow(`SELECT COUNT(*) FROM sqlite_master WHERE name = 'mappings'`).Scan(&tables); err != nil {
-		t.Fatal(err)
-	}
-	if tables == 0 {
-		return 0 // killed before the schema was created
-	}
-	rows, err := db.Query(`SELECT external_id, customer_id FROM mappings`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	n := 0
-	for rows.Next() {
-		var ext, id string
-		if err := rows.Scan(&ext, &id); err != nil {
-			t.Fatal(err)
+	return checkMappings(t, path, func(ext, id string) error {
+		if c, ok := f.Customer(id); !ok || c.Metadata[pgExternalIDKey] != ext {
+			return fmt.Errorf("mapping %s -> %s, but the fake holds %+v (found %v)", ext, id, c, ok)
 		}
-		c, ok := f.Customer(id)
-		if !ok || c.Metadata[pgExternalIDKey] != ext {
-			t.Fatalf("mapping %s -> %s, but the fake holds %+v (found %v)", ext, id, c, ok)
-		}
-		n++
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return n
+		return nil
+	})
 }
 
 // TestPayGate_CrashKillNine is the acceptance "crash test passes against
@@ -461,14 +371,7 @@ func TestPayGate_CrashKillNine(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts child processes and backfills 1000 users with SIGKILLs; skipped with -short")
 	}
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("PLUGIPAY_SYNC_CRASH_SEED"); s != "" {
-		var err error
-		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
-			t.Fatalf("PLUGIPAY_SYNC_CRASH_SEED: %v", err)
-		}
-	}
-	t.Logf("seed %d (replay with PLUGIPAY_SYNC_CRASH_SEED=%d)", seed, seed)
+	seed := testSeed(t, "PLUGIPAY_SYNC_CRASH_SEED")
 	rng := rand.New(rand.NewPCG(seed, seed))
 
 	const n = pgCrashUsers
@@ -479,49 +382,18 @@ func TestPayGate_CrashKillNine(t *testing.T) {
 	p.cfg.MaxAttempts, p.cfg.RetryMin, p.cfg.Timeout, p.cfg.LogLevel = 3, "1ms", "2s", "info"
 	p.cfg.Metadata = "{plan: plan, city: city}"
 	p.rewriteConfig()
-	const found = "found the customer of an unconfirmed create"
 
 	start := time.Now()
-	kills, prevMapped, adopted := 0, 0, 0
-	for i, k := range pgCrashSchedule(rng, n) {
-		cur := p.fake.CustomerCount()
-		if k.target > 0 && k.target <= cur {
-			k.target = cur + 1 + rng.IntN(5)
-		}
-		if k.target >= n {
-			k = pgKill{delay: time.Duration(rng.IntN(100)) * time.Millisecond, drops: k.drops}
-		}
-		if k.drops {
-			mustPGFaults(t, p.fake, pgfake.Faults{Latency: latency.Latency, DropAfterWriteRate: 0.1})
-		}
-		before := cur
-		killed, out := runAndKillCounting(t, p.config, p.fake.CustomerCount, k)
-		mustPGFaults(t, p.fake, latency)
-		if killed {
-			kills++
-		}
-		adopted += strings.Count(out, found)
-		mapped := checkPayGateState(t, p.state, p.fake)
-		pending := p.stateRows("pending_writes")
-		t.Logf("kill %2d %-36s killed=%-5v customers %4d -> %4d, mapped %4d, pending %d, found %d",
-			i+1, k, killed, before, p.fake.CustomerCount(), mapped, pending, strings.Count(out, found))
-		if !killed {
-			t.Logf("child finished before the kill point:\n%s", lastLines(out, 5))
-		}
-		if mapped < prevMapped {
-			t.Fatalf("after kill %d the state maps %d customers, %d before: a confirmed mapping was lost", i+1, mapped, prevMapped)
-		}
-		prevMapped = mapped
-	}
-	if kills < 10 {
-		t.Fatalf("only %d of the kill points killed a running child; want at least 10", kills)
-	}
+	// As TestCrash_KillNine's schedule, scaled to n users.
+	schedule := killSchedule(rng, "lost answers", n/50, n*94/100, [2]int{n * 955 / 1000, n / 70}, [2]int{n * 975 / 1000, n / 70})
+	dest := &payGateCrash{p: p, latency: latency}
+	kills := killNine(t, rng, dest, p.config, p.state, n, schedule)
 
 	code, out := runChild(t, p.config)
 	if code != ExitOK {
 		t.Fatalf("final run exit %d:\n%s", code, out)
 	}
-	adopted += strings.Count(out, found)
+	adopted := dest.adopted + strings.Count(out, pgFound)
 	final := p.lastRun().Counts
 	posts := pgCount(p.fake).posts
 	t.Logf("%d kills; final run %+v; %d customers of unconfirmed creates found in all; %d POSTs, %d writes executed; total %s",
@@ -541,27 +413,5 @@ func TestPayGate_CrashKillNine(t *testing.T) {
 	}
 
 	// Every killed run is marked aborted by the run after it.
-	code, sout, errOut := runCommand(t, "status", "--state", p.state, "--runs", "100", "--output", "json")
-	if code != ExitOK {
-		t.Fatalf("status exit %d: %s", code, errOut)
-	}
-	var rep statusReport
-	if err := json.Unmarshal([]byte(sout), &rep); err != nil {
-		t.Fatal(err)
-	}
-	aborted := 0
-	for i, r := range rep.Runs {
-		switch {
-		case i == 0 && r.Outcome != "success":
-			t.Errorf("last run outcome %q, want success", r.Outcome)
-		case i > 0 && r.Outcome == "aborted":
-			aborted++
-		}
-	}
-	if aborted < kills-2 {
-		t.Errorf("%d runs marked aborted, want at least %d", aborted, kills-2)
-	}
-	if rep.Mappings != n || rep.Failures.Total != 0 {
-		t.Errorf("status: %d mappings, %d failures; want %d, 0", rep.Mappings, rep.Failures.Total, n)
-	}
+	checkRunHistory(t, p.state, kills, n, false)
 }
