@@ -373,3 +373,25 @@ func TestRun_NonUniqueDestinationUnansweredCreateThenUpdate(t *testing.T) {
 		t.Fatalf("usr_0001 exists %d times", n)
 	}
 }
+
+// A dry run reports a duplicate row however far it is from the first.
+func TestPlan_DuplicateAcrossBatches(t *testing.T) {
+	h := newHarness(t)
+	src := users(20) // batches of 7
+	src.items = append(src.items, sync.Record{ExternalID: "usr_0001", Email: "again@example.com", Ref: "line 30"})
+	var rejected []sync.PlanEntry
+	counts, err := h.reconciler(src).Plan(context.Background(), func(e sync.PlanEntry) {
+		if e.Action == sync.PlanReject {
+			rejected = append(rejected, e)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rejected) != 1 || rejected[0].Ref != "line 30" || !strings.Contains(rejected[0].Reason, "duplicate externalId") {
+		t.Fatalf("rejected = %+v, want the row at line 30 as a duplicate", rejected)
+	}
+	if counts[sync.PlanCreate] != 20 {
+		t.Errorf("counts = %v, want 20 creates", counts)
+	}
+}

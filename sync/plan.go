@@ -89,6 +89,12 @@ func (r *Reconciler) Plan(ctx context.Context, emit func(PlanEntry)) (map[string
 			seen[re.ExternalID] = true
 			continue
 		}
+		if seen[rec.ExternalID] && !slices.ContainsFunc(batch, func(b Record) bool { return b.ExternalID == rec.ExternalID }) {
+			// An earlier batch had this id (one in this batch is counted there).
+			add(PlanEntry{ExternalID: rec.ExternalID, Action: PlanReject, Ref: rec.Ref,
+				Reason: "duplicate externalId in the source (an earlier row has it); from the next run no row of it is synced until one is left"})
+			continue
+		}
 		seen[rec.ExternalID] = true
 		batch = append(batch, rec)
 		if len(batch) == cap(batch) {
