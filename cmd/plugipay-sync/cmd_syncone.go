@@ -38,6 +38,10 @@ func runSyncOne(ctx context.Context, m *Main, args []string) (int, error) {
 		fmt.Fprintf(m.stdout, "%s: %s\n", id, res.Action)
 		return ExitPartial, err
 	}
+	if res.Action == sync.ActionSkipped {
+		fmt.Fprintf(m.stdout, "%s: skipped (left alone by sync.mode: no linked customer in update-only, an existing one in create-only)\n", id)
+		return ExitOK, nil
+	}
 	fmt.Fprintf(m.stdout, "%s: %s (customer %s)\n", id, res.Action, res.CustomerID)
 	return ExitOK, nil
 }

@@ -124,6 +124,12 @@ func TestPin_LinkByEmail(t *testing.T) {
 		t.Errorf("first --once made %d requests (%+v); want none: nothing is linked", dd.total, dd)
 	}
 
+	// Syncing one user by hand says why nothing happened.
+	code, out = d.command("sync", "--external-id", "usr_00003")
+	if code != ExitOK || !strings.Contains(out, "usr_00003: skipped (left alone by sync.mode") {
+		t.Errorf("sync --external-id before linking: exit %d\n%s", code, out)
+	}
+
 	// The dry run reports and stores nothing.
 	before = pinCount(f)
 	code, out = d.command("rebuild-cache", "--match-email", "--dry-run")
