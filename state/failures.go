@@ -22,7 +22,8 @@ func scanFailure(r scanner) (sync.Failure, error) {
 }
 
 // RecordFailure inserts or updates the failure of f.ExternalID and returns
-// the stored failure. Attempts is the stored count plus one (f.Attempts is
+// the stored failure. A duplicate externalId mark is never replaced by
+// another failure. Attempts is the stored count plus one (f.Attempts is
 // ignored), also when the hash changed; UpdatedAt is now.
 func (db *DB) RecordFailure(ctx context.Context, f sync.Failure) (sync.Failure, error) {
 	if f.ExternalID == "" {
@@ -30,6 +31,19 @@ func (db *DB) RecordFailure(ctx context.Context, f sync.Failure) (sync.Failure, 
 	}
 	var out sync.Failure
 	err := db.update(ctx, func(tx *Tx) error {
+		if f.Code != sync.CodeDuplicateExternalID {
+			// A write of a user's first row that fails after its
+			// duplicate was found keeps the mark, not its own failure.
+			mark, err := scanFailure(tx.QueryRowContext(ctx, `SELECT `+failureCols+` FROM failures WHERE external_id = ? AND code = ?`,
+				f.ExternalID, sync.CodeDuplicateExternalID))
+			if err == nil {
+				out = mark
+				return nil
+			}
+			if !errors.Is(err, sql.ErrNoRows) {
+				return err
+			}
+		}
 		row := tx.QueryRowContext(ctx, `INSERT INTO failures (`+failureCols+`)
 VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?)
 ON CONFLICT (external_id) DO UPDATE SET

@@ -40,8 +40,8 @@ func (db *DB) Mappings(ctx context.Context, externalIDs []string) (map[string]sy
 }
 
 // PutMapping inserts or replaces m and, in the same transaction, deletes
-// the user's pending write and failure: the write is confirmed. A zero
-// SyncedAt is set to now.
+// the user's pending write and failure (but not a duplicate externalId
+// mark): the write is confirmed. A zero SyncedAt is set to now.
 func (db *DB) PutMapping(ctx context.Context, m sync.Mapping) error {
 	if err := validMapping(m); err != nil {
 		return fmt.Errorf("state: put mapping: %w", err)
@@ -53,7 +53,10 @@ func (db *DB) PutMapping(ctx context.Context, m sync.Mapping) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM pending_writes WHERE external_id = ?`, m.ExternalID); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `DELETE FROM failures WHERE external_id = ?`, m.ExternalID)
+		// A duplicate mark outlives the write of the row read first: it
+		// is the source's problem, cleared only by a read with one row.
+		_, err := tx.ExecContext(ctx, `DELETE FROM failures WHERE external_id = ? AND code <> ?`,
+			m.ExternalID, sync.CodeDuplicateExternalID)
 		return err
 	})
 	if err != nil {

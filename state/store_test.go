@@ -492,3 +492,38 @@ func TestBindDestination(t *testing.T) {
 		t.Fatalf("after reopen: err = %v", err)
 	}
 }
+
+// A duplicate externalId mark outlives the confirmed or failed write of
+// the user's first row, which can finish after the second row was read.
+func TestDuplicateMarkOutlivesTheFirstRowsWrite(t *testing.T) {
+	ctx := context.Background()
+	db, err := state.Open(ctx, filepath.Join(t.TempDir(), "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	mark := sync.Failure{ExternalID: "u1", Terminal: true, Code: sync.CodeDuplicateExternalID, Message: "two rows"}
+	if _, err := db.RecordFailure(ctx, mark); err != nil {
+		t.Fatal(err)
+	}
+	got, err := db.RecordFailure(ctx, sync.Failure{ExternalID: "u1", Hash: "h", Code: "network_error"})
+	if err != nil || got.Code != sync.CodeDuplicateExternalID {
+		t.Fatalf("a later failure replaced the mark: %+v, %v", got, err)
+	}
+	if err := db.PutMapping(ctx, sync.Mapping{ExternalID: "u1", CustomerID: "cus_1", Hash: "h"}); err != nil {
+		t.Fatal(err)
+	}
+	if ids, _ := db.FailureIDsByCode(ctx, sync.CodeDuplicateExternalID); len(ids) != 1 {
+		t.Fatalf("PutMapping deleted the mark: %v", ids)
+	}
+	// Another failure is still cleared by a confirmed write.
+	if _, err := db.RecordFailure(ctx, sync.Failure{ExternalID: "u2", Code: "network_error"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.PutMapping(ctx, sync.Mapping{ExternalID: "u2", CustomerID: "cus_2", Hash: "h"}); err != nil {
+		t.Fatal(err)
+	}
+	if f, _ := db.Failures(ctx, []string{"u2"}); len(f) != 0 {
+		t.Fatalf("a confirmed write kept its failure: %+v", f)
+	}
+}

@@ -253,7 +253,8 @@ type Store interface {
 	// pending writes and failures alone (the cache rebuild).
 	PutMappings(ctx context.Context, ms []Mapping) error
 	// PutMapping inserts or replaces m and, in the same transaction,
-	// deletes the user's pending write and failure: the write is confirmed.
+	// deletes the user's pending write and failure (except a
+	// CodeDuplicateExternalID mark): the write is confirmed.
 	PutMapping(ctx context.Context, m Mapping) error
 	// DeleteMapping forgets a mapping whose customer no longer exists.
 	DeleteMapping(ctx context.Context, externalID string) error
@@ -269,7 +270,8 @@ type Store interface {
 	DeletePendingWrite(ctx context.Context, externalID string) error
 
 	// RecordFailure inserts or updates the failure of f.ExternalID,
-	// incrementing Attempts.
+	// incrementing Attempts. A CodeDuplicateExternalID mark is kept
+	// (and returned) when f is another failure.
 	RecordFailure(ctx context.Context, f Failure) (Failure, error)
 	// Failures returns the failures of those externalIDs.
 	Failures(ctx context.Context, externalIDs []string) (map[string]Failure, error)
