@@ -120,9 +120,6 @@ const (
 	ModeCreateOnly = "create-only"
 )
 
-// Modes lists the sync modes.
-var Modes = []string{ModeUpsert, ModeUpdateOnly, ModeCreateOnly}
-
 // CheckMode returns an error when mode is unknown or the destination
 // cannot run it.
 func CheckMode(mode string, c Capabilities) error {
