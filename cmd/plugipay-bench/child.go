@@ -141,7 +141,7 @@ func scan(ctx context.Context, csvPath, dbPath string) (childResult, error) {
 	if err != nil {
 		return childResult{}, err
 	}
-	rec := sync.New(src, destination.New(client), db, sync.Options{})
+	rec := sync.New(src, benchDestination(client), db, sync.Options{})
 	start := time.Now()
 	run, err := rec.Run(ctx)
 	secs := time.Since(start).Seconds()
@@ -220,4 +220,16 @@ func runInChild(ctx context.Context, mode, csvPath, dbPath string) (childResult,
 		return childResult{}, fmt.Errorf("child %s: %w (output %q)", mode, err, out)
 	}
 	return res, nil
+}
+
+// overWarmCache is the destination of a run over a generated warm cache.
+// It hides destination.Plugipay's Probe, so the run skips the identity
+// check that every real run makes (one list and three gets, constant per
+// run, covered by the end-to-end tests): the generated state DB maps
+// placeholder customer ids that the bench's emulator does not hold, and
+// the check would rightly refuse it as another workspace.
+type overWarmCache struct{ sync.Destination }
+
+func benchDestination(c *plugipay.Client) sync.Destination {
+	return overWarmCache{destination.New(c)}
 }
