@@ -64,7 +64,7 @@ func TestRealPrometheus_Outage(t *testing.T) {
 	statePath := filepath.Join(dir, "state.db")
 	writeOutageConfig := func(csv string, concurrency int) {
 		testConfig{Schedule: "@every " + schedule.String(), Listen: "127.0.0.1:0", State: statePath, BaseURL: api.URL, CSV: csv,
-			Timeout: "1s", MaxAttempts: 2, Concurrency: concurrency, RetryMin: "1s", RetryMax: "2s", LogLevel: "error"}.write(t, config)
+			Timeout: max(time.Second, schedule/5).String(), MaxAttempts: 2, Concurrency: concurrency, RetryMin: "1s", RetryMax: "2s", LogLevel: "error"}.write(t, config)
 	}
 	writeOutageConfig(csv, 4)
 	e := &e2e{t: t, emu: emu, url: api.URL, dir: dir, config: config, state: statePath}

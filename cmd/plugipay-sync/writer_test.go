@@ -328,3 +328,39 @@ func TestRetryAfterADay(t *testing.T) {
 		t.Errorf("the circuit breaker did not stop the run after 10 failed writes (failed %d of 40):\n%s", failed, out)
 	}
 }
+
+// A hanging API (every write executes and is never answered) no longer
+// holds each changed record for its whole timeout: the circuit breaker
+// stops the run after sync.break_after writes in a row time out, the run
+// is failed (exit 3), and the next run finishes the work without a
+// duplicate.
+func TestCircuitBreaker_HangingAPI(t *testing.T) {
+	const n = 400
+	dir := t.TempDir()
+	csv := writeUsers(t, filepath.Join(dir, "u.csv"), n)
+	e := newE2E(t, csv, emulator.Options{})
+	testConfig{Schedule: "@every 1h", Listen: "127.0.0.1:0", State: e.state, BaseURL: e.url, CSV: csv, Timeout: "100ms",
+		MaxAttempts: 2, Concurrency: 4, RetryMin: "1ms", RetryMax: "1ms", LogLevel: "error"}.write(t, e.config)
+	mustSetFaults(t, e.emu, emulator.Faults{TimeoutRate: 1, HangTimeout: 2 * time.Second})
+	start := time.Now()
+	code, out := e.once()
+	took := time.Since(start)
+	if code != ExitTransient || !strings.Contains(out, "10 writes in a row failed") {
+		t.Fatalf("exit %d, want %d and the breaker's reason:\n%s", code, ExitTransient, out)
+	}
+	// 400 hanging writes at 4 workers and 2 attempts of 100 ms would take
+	// 20 s; the breaker stops after about 10.
+	if took > 10*time.Second {
+		t.Errorf("a run against a hanging API took %s", took)
+	}
+	t.Logf("stopped after %s:\n%s", took.Round(time.Millisecond), out)
+
+	mustSetFaults(t, e.emu, emulator.Faults{})
+	if code, out := e.once(); code != ExitOK {
+		t.Fatalf("the run after: exit %d:\n%s", code, out)
+	}
+	if got := e.emu.CustomerCount(); got != n {
+		t.Errorf("%d customers, want %d", got, n)
+	}
+	e.assertNoDuplicates()
+}
