@@ -110,6 +110,7 @@ func (m *Main) ParseFlags(args []string) error {
 		fmt.Fprintf(fs.Output(), "\nFlags of the daemon and --once:\n")
 		fs.PrintDefaults()
 	}
+	helpToStdout(fs, args, m.stdout)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return errHelp

@@ -240,7 +240,7 @@ func badInputCases() []badCase {
 		{name: "Config/UnknownKey", setup: func(b *badEnv) { b.extra = "sync_typo: 1\n" }, fix: func(b *badEnv) { b.extra = "" },
 			code: ExitConfig, want: []string{"config.yaml: parse: yaml: unmarshal errors:\n  line 24: field sync_typo not found in type main.Config"}},
 		{name: "Config/MissingSecret", setup: func(b *badEnv) { b.secret = "" }, fix: func(b *badEnv) { b.secret = testSecret },
-			code: ExitConfig, want: []string{"config.yaml: environment variable TEST_SECRET is not set (referenced as ${TEST_SECRET}); export it or give a default as ${TEST_SECRET:-value}"}},
+			code: ExitConfig, want: []string{"config.yaml: environment variable TEST_SECRET is not set (referenced as ${TEST_SECRET}); export it (or TEST_SECRET_FILE naming a file that holds it) or give a default as ${TEST_SECRET:-value}"}},
 		{name: "Config/BadCron", setup: func(b *badEnv) { b.sched = "*/5 * * *" }, fix: func(b *badEnv) { b.sched = "@every 1h" },
 			code: ExitConfig, want: []string{`schedule: not a cron expression (expected exactly 5 fields, found 4: [*/5 * * *]); use five fields like "*/5 * * * *" or "@every 5m" (got "*/5 * * *")`}},
 		{name: "Config/NonURLBaseURL", setup: func(b *badEnv) { b.url, b.saved = "plugipay.com/api", b.url }, fix: func(b *badEnv) { b.url = b.saved },

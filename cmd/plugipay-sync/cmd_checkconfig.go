@@ -11,7 +11,7 @@ import (
 func runCheckConfig(_ context.Context, m *Main, args []string) (int, error) {
 	fs := flag.NewFlagSet("check-config", flag.ContinueOnError)
 	m.commonFlags(fs)
-	if err := parseCommandFlags(fs, args); err != nil {
+	if err := parseCommandFlags(fs, args, m.stdout); err != nil {
 		return ExitFailed, err
 	}
 	if err := m.loadConfig(); err != nil {

@@ -89,7 +89,7 @@ func runFailures(ctx context.Context, m *Main, args []string) (int, error) {
 			"Lists the records kept as failed in the state DB, with when each is retried.\n\n")
 		fs.PrintDefaults()
 	}
-	if err := sf.parse(fs, args); err != nil {
+	if err := sf.parse(fs, args, m.stdout); err != nil {
 		return ExitFailed, err
 	}
 	if err := m.openStateOnly(ctx, sf); err != nil {
@@ -138,7 +138,7 @@ func runRetry(ctx context.Context, m *Main, args []string) (int, error) {
 			"for terminal ones, the wait for a change of content). --external-id and --code combine with AND.\n\n")
 		fs.PrintDefaults()
 	}
-	if err := sf.parse(fs, args); err != nil {
+	if err := sf.parse(fs, args, m.stdout); err != nil {
 		return ExitFailed, err
 	}
 	filter := state.FailureFilter{ExternalIDs: ids, Code: *code}

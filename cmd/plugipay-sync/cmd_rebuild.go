@@ -28,7 +28,7 @@ func runRebuildCache(ctx context.Context, m *Main, args []string) (int, error) {
 	rebind := fs.Bool("rebind", false, "bind the state DB to the destination the config names now (after a refusal naming two identities),\n"+
 		"forgetting the mappings whose customers its customer list does not have; the next run re-creates those users once")
 	m.lockFlag(fs)
-	if err := parseCommandFlags(fs, args); err != nil {
+	if err := parseCommandFlags(fs, args, m.stdout); err != nil {
 		return ExitFailed, err
 	}
 	if *dryRun && !*matchEmail {

@@ -43,8 +43,8 @@ func (m *Main) stateCommandFlags(fs *flag.FlagSet, sf *stateFlags) {
 }
 
 // parse parses a state command's flags and checks the shared ones.
-func (sf *stateFlags) parse(fs *flag.FlagSet, args []string) error {
-	if err := parseCommandFlags(fs, args); err != nil {
+func (sf *stateFlags) parse(fs *flag.FlagSet, args []string, stdout io.Writer) error {
+	if err := parseCommandFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	return sf.validate()
@@ -196,7 +196,7 @@ func runStatus(ctx context.Context, m *Main, args []string) (int, error) {
 			"Prints the last runs, the failure queue and the cache size from the state DB alone: no API call, no credentials.\n\n")
 		fs.PrintDefaults()
 	}
-	if err := sf.parse(fs, args); err != nil {
+	if err := sf.parse(fs, args, m.stdout); err != nil {
 		return ExitFailed, err
 	}
 	if *n < 1 {

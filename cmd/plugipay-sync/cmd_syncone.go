@@ -20,7 +20,7 @@ func runSyncOne(ctx context.Context, m *Main, args []string) (int, error) {
 	var id string
 	fs.StringVar(&id, "external-id", "", "the CRM user id to reconcile now (required)")
 	m.lockFlag(fs)
-	if err := parseCommandFlags(fs, args); err != nil {
+	if err := parseCommandFlags(fs, args, m.stdout); err != nil {
 		return ExitFailed, err
 	}
 	if id == "" {

@@ -44,7 +44,10 @@ func (m *Main) commonFlags(fs *flag.FlagSet) {
 }
 
 // parseCommandFlags parses a command's flags, refusing stray arguments.
-func parseCommandFlags(fs *flag.FlagSet, args []string) error {
+// Asked for help, it prints the usage on stdout (so `--help | less`
+// works); a usage error goes to stderr.
+func parseCommandFlags(fs *flag.FlagSet, args []string, stdout io.Writer) error {
+	helpToStdout(fs, args, stdout)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -64,5 +67,19 @@ func printCommands(w io.Writer) {
 	table := commandTable()
 	for _, name := range slices.Sorted(maps.Keys(table)) {
 		fmt.Fprintf(w, "  %-14s %s\n", name, table[name].Summary)
+	}
+}
+
+// helpToStdout sends fs's output to stdout when args ask for help.
+func helpToStdout(fs *flag.FlagSet, args []string, stdout io.Writer) {
+	for _, a := range args {
+		if a == "--" {
+			return
+		}
+		switch a {
+		case "-h", "-help", "--help", "--h":
+			fs.SetOutput(stdout)
+			return
+		}
 	}
 }

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/robfig/cron/v3"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/plugipay-sync/plugipay-sync/crm"
 	"github.com/plugipay-sync/plugipay-sync/crm/hubspot"
@@ -314,6 +314,9 @@ func DefaultConfig() Config {
 func ReadConfigFile(path string, lookupEnv func(string) (string, bool)) (_ Config, err error) {
 	defer func() { err = redactConfigSecrets(err, path, lookupEnv) }()
 	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return Config{}, fmt.Errorf("read config: %w; name the config file with --config FILE (config.example.yaml documents every key)", err)
+	}
 	if err != nil {
 		return Config{}, fmt.Errorf("read config: %w", err)
 	}
@@ -324,51 +327,20 @@ func ReadConfigFile(path string, lookupEnv func(string) (string, bool)) (_ Confi
 	}
 	cfg, err := ParseConfig(bytes.NewReader(b))
 	if err != nil {
+		if bytes.Contains(b, []byte("${")) && strings.Contains(err.Error(), "did not find expected") {
+			err = fmt.Errorf("%w (a ${VAR} inside [...] or {...} must be quoted: \"${VAR}\")", err)
+		}
 		return Config{}, fmt.Errorf("config %s: %w", path, err)
 	}
 	if lookupEnv != nil {
-		cfg.applyEnvFallbacks(lookupEnv)
+		if err := cfg.applyEnvFallbacks(lookupEnv); err != nil {
+			return Config{}, fmt.Errorf("config %s: %w", path, err)
+		}
 	}
 	if err := cfg.Validate(); err != nil {
 		return Config{}, fmt.Errorf("config %s: %w", path, err)
 	}
 	return cfg, nil
-}
-
-var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`)
-
-// ExpandEnv replaces ${VAR} and ${VAR:-default} in the raw config bytes,
-// before YAML parsing, so secrets can stay out of the file. A reference to
-// an unset variable without a default is an error naming it. "$${" escapes
-// a literal "${". Comment lines are left alone.
-func ExpandEnv(b []byte, lookupEnv func(string) (string, bool)) ([]byte, error) {
-	const escaped = "\x00escaped-dollar\x00"
-	var missing []string
-	expand := func(ref string) string {
-		m := envRef.FindStringSubmatch(ref)
-		if v, ok := lookupEnv(m[1]); ok && v != "" {
-			return v
-		}
-		if m[2] != "" {
-			return m[3]
-		}
-		missing = append(missing, m[1])
-		return ""
-	}
-	lines := strings.SplitAfter(string(b), "\n")
-	for i, line := range lines {
-		if strings.HasPrefix(strings.TrimSpace(line), "#") {
-			continue // comments may show ${VAR} syntax without needing VAR
-		}
-		line = strings.ReplaceAll(line, "$${", escaped)
-		lines[i] = envRef.ReplaceAllStringFunc(line, expand)
-	}
-	s := strings.Join(lines, "")
-	if len(missing) > 0 {
-		return nil, fmt.Errorf("environment variable %s is not set (referenced as ${%s}); export it or give a default as ${%s:-value}",
-			missing[0], missing[0], missing[0])
-	}
-	return []byte(strings.ReplaceAll(s, escaped, "${")), nil
 }
 
 // ParseConfig decodes YAML strictly over DefaultConfig: an unknown or
@@ -383,9 +355,11 @@ func ParseConfig(r io.Reader) (Config, error) {
 	return cfg, nil
 }
 
-// applyEnvFallbacks fills empty Plugipay settings from PLUGIPAY_* variables.
-func (c *Config) applyEnvFallbacks(lookupEnv func(string) (string, bool)) {
-	for _, f := range []struct {
+// applyEnvFallbacks fills empty credentials from their conventional
+// variables (PLUGIPAY_*, PAYGATE_SECRET_KEY, PIN_SECRET_KEY, HUBSPOT_TOKEN),
+// or from the file their *_FILE variant names.
+func (c *Config) applyEnvFallbacks(lookupEnv func(string) (string, bool)) error {
+	fallbacks := []struct {
 		dst *string
 		env string
 	}{
@@ -393,27 +367,39 @@ func (c *Config) applyEnvFallbacks(lookupEnv func(string) (string, bool)) {
 		{&c.Plugipay.KeyID, "PLUGIPAY_KEY_ID"},
 		{&c.Plugipay.Secret, "PLUGIPAY_SECRET"},
 		{&c.Plugipay.OnBehalfOf, "PLUGIPAY_ON_BEHALF_OF"},
-	} {
-		if *f.dst == "" {
-			if v, ok := lookupEnv(f.env); ok {
-				*f.dst = v
-			}
+	}
+	if d := c.Destination.PayGate; d != nil {
+		fallbacks = append(fallbacks, struct {
+			dst *string
+			env string
+		}{&d.SecretKey, "PAYGATE_SECRET_KEY"})
+	}
+	if d := c.Destination.Pin; d != nil {
+		fallbacks = append(fallbacks, struct {
+			dst *string
+			env string
+		}{&d.SecretKey, "PIN_SECRET_KEY"})
+	}
+	if h := c.CRM.HubSpot; h != nil {
+		fallbacks = append(fallbacks, struct {
+			dst *string
+			env string
+		}{&h.Token, "HUBSPOT_TOKEN"})
+	}
+	for _, f := range fallbacks {
+		if *f.dst != "" {
+			continue
 		}
+		v, _, err := resolveEnv(lookupEnv, f.env)
+		if err != nil {
+			return err
+		}
+		*f.dst = v
 	}
 	if c.Plugipay.BaseURL == "" {
 		c.Plugipay.BaseURL = DefaultBaseURL
 	}
-	if d := c.Destination.PayGate; d != nil && d.SecretKey == "" {
-		d.SecretKey, _ = lookupEnv("PAYGATE_SECRET_KEY")
-	}
-	if d := c.Destination.Pin; d != nil && d.SecretKey == "" {
-		d.SecretKey, _ = lookupEnv("PIN_SECRET_KEY")
-	}
-	if h := c.CRM.HubSpot; h != nil && h.Token == "" {
-		if v, ok := lookupEnv("HUBSPOT_TOKEN"); ok {
-			h.Token = v
-		}
-	}
+	return nil
 }
 
 // ValidationError is a config value that cannot work: it names the key, the

@@ -1,11 +1,19 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/plugipay-sync/plugipay-sync/plugipay/emulator"
 )
 
 func env(vars map[string]string) func(string) (string, bool) {
@@ -92,7 +100,7 @@ func TestReadConfigFile_Invalid(t *testing.T) {
 		{"base url not a url", strings.Replace(validBase, "plugipay:", "plugipay:\n  base_url: plugipay.com", 1), `plugipay.base_url: must be an http(s) URL with a host, e.g. https://plugipay.com (got "plugipay.com")`},
 		{"plain http remote", strings.Replace(validBase, "plugipay:", "plugipay:\n  base_url: http://api.example.com", 1), `plugipay.base_url: plain http is allowed only for loopback addresses; use https, or set plugipay.insecure_http: true (got "http://api.example.com")`},
 		{"missing secret", strings.Replace(validBase, "${SECRET}", `""`, 1), "plugipay.secret: required; set PLUGIPAY_SECRET, or reference a variable as secret: ${PLUGIPAY_SECRET}"},
-		{"unset env var", strings.Replace(validBase, "${SECRET}", "${NOPE}", 1), "environment variable NOPE is not set (referenced as ${NOPE}); export it or give a default as ${NOPE:-value}"},
+		{"unset env var", strings.Replace(validBase, "${SECRET}", "${NOPE}", 1), "environment variable NOPE is not set (referenced as ${NOPE}); export it (or NOPE_FILE naming a file that holds it) or give a default as ${NOPE:-value}"},
 		{"no csv path", "plugipay: {key_id: k, secret: s}\ncrm:\n  type: csv\n", "crm.csv.path: required with crm.type csv: the CSV export to read"},
 		{"unknown crm", strings.Replace(validBase, "type: csv", "type: salesforce", 1), `crm.type: unknown source; supported: csv, jsonl, sql, hubspot (got "salesforce")`},
 		{"no external id column", "plugipay: {key_id: k, secret: s}\ncrm:\n  csv:\n    path: u.csv\n", "crm.csv.columns.external_id: required: the column holding the CRM's user id"},
@@ -125,23 +133,57 @@ func TestReadConfigFile_SecretNeverInErrors(t *testing.T) {
 }
 
 func TestExpandEnv(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{"a: ${X}", "a: x-value"},
-		{"a: ${UNSET:-fallback}", "a: fallback"},
-		{"a: ${X:-fallback}", "a: x-value"},
-		{"a: ${EMPTY:-d}", "a: d"},
-		{"a: $${X}", "a: ${X}"},
-		{"a: $X", "a: $X"},
-		{"# see ${UNSET}\na: ${X}", "# see ${UNSET}\na: x-value"},
+	hostile := `sk_live_ab #cd: *x"y`
+	secretFile := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secretFile, []byte(hostile+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	lookup := env(map[string]string{"X": "x-value", "EMPTY": "", "N": "9464", "HOSTILE": hostile,
+		"FROMFILE_FILE": secretFile, "MISSINGFILE_FILE": filepath.Join(t.TempDir(), "nope")})
+	tests := []struct {
+		name, in string
+		want     any // the value of key a once parsed
+	}{
+		{"Plain", "a: ${X}", "x-value"},
+		{"Default", "a: ${UNSET:-fallback}", "fallback"},
+		{"SetBeatsDefault", "a: ${X:-fallback}", "x-value"},
+		{"EmptyTakesDefault", "a: ${EMPTY:-d}", "d"},
+		{"Escaped", "a: $${X}", "${X}"},
+		{"NoBraces", "a: $X", "$X"},
+		{"CommentUntouched", "# see ${UNSET}\na: ${X}", "x-value"},
+		{"Inside", "a: pre-${X}-post", "pre-x-value-post"},
+		{"PlainIsRetyped", "a: ${N}", 9464},
+		{"QuotedStaysString", `a: "${N}"`, "9464"},
+		{"HostileSecretByteForByte", "a: ${HOSTILE}", hostile},
+		{"HostileSecretQuoted", `a: "${HOSTILE}"`, hostile},
+		{"FromFile", "a: ${FROMFILE}", hostile},
+		{"InSequence", "a:\n  - ${X}", []any{"x-value"}},
+		{"QuotedInFlow", `a: ["${X}"]`, []any{"x-value"}},
 	}
 	for _, tt := range tests {
-		got, err := ExpandEnv([]byte(tt.in), env(map[string]string{"X": "x-value", "EMPTY": ""}))
-		if err != nil {
-			t.Errorf("ExpandEnv(%q): %v", tt.in, err)
-			continue
-		}
-		if string(got) != tt.want {
-			t.Errorf("ExpandEnv(%q) = %q, want %q", tt.in, got, tt.want)
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ExpandEnv([]byte(tt.in), lookup)
+			if err != nil {
+				t.Fatalf("ExpandEnv(%q): %v", tt.in, err)
+			}
+			var v struct{ A any }
+			if err := yaml.Unmarshal(got, &v); err != nil {
+				t.Fatalf("ExpandEnv(%q) = %q, which does not parse: %v", tt.in, got, err)
+			}
+			if fmt.Sprintf("%#v", v.A) != fmt.Sprintf("%#v", tt.want) {
+				t.Errorf("ExpandEnv(%q) = %q: a = %#v, want %#v", tt.in, got, v.A, tt.want)
+			}
+			if strings.Contains(tt.in, "#") && !strings.Contains(string(got), "# see ${UNSET}") {
+				t.Errorf("the comment was changed: %q", got)
+			}
+		})
+	}
+	for _, bad := range []struct{ in, want string }{
+		{"a: ${UNSET}", "environment variable UNSET is not set"},
+		{"a: ${MISSINGFILE}", "MISSINGFILE_FILE: cannot read "},
+	} {
+		if _, err := ExpandEnv([]byte(bad.in), lookup); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("ExpandEnv(%q): %v, want %q", bad.in, err, bad.want)
 		}
 	}
 }
@@ -166,5 +208,50 @@ func TestConfigExample(t *testing.T) {
 		if !strings.Contains(string(b), key+":") {
 			t.Errorf("config.example.yaml does not document key %q", key)
 		}
+	}
+}
+
+// TestSecret_HostileByteForByte: a secret full of YAML's special characters,
+// given through the environment and through a *_FILE, reaches the signer
+// as it is: the emulator, holding the same secret, accepts the signatures.
+func TestSecret_HostileByteForByte(t *testing.T) {
+	const hostile = `sk_live_ab #cd: *x"y`
+	dir := t.TempDir()
+	csv := writeUsers(t, filepath.Join(dir, "u.csv"), 5)
+	e := newE2E(t, csv, emulator.Options{})
+	e.emu = emulator.New(emulator.Options{Keys: map[string]string{testKeyID: hostile}})
+	srv := httptest.NewServer(e.emu)
+	defer srv.Close()
+	e.url = srv.URL
+	e.writeConfig(csv, "@every 1h")
+	secretFile := filepath.Join(dir, "secret")
+	if err := os.WriteFile(secretFile, []byte(hostile+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"Environment", map[string]string{"TEST_SECRET": hostile}, "created 5"},
+		{"File", map[string]string{"TEST_SECRET_FILE": secretFile}, "unchanged 5"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			m := NewMain(&out, &errOut)
+			m.LookupEnv = env(tc.env)
+			if err := m.ParseFlags([]string{"--config", e.config, "--once"}); err != nil {
+				t.Fatal(err)
+			}
+			code, err := m.Run(context.Background())
+			m.Close()
+			if code != ExitOK || err != nil {
+				t.Fatalf("exit %d, %v:\n%s%s", code, err, out.String(), errOut.String())
+			}
+			wantSummary(t, out.String(), tc.want)
+			if strings.Contains(out.String()+errOut.String(), hostile) {
+				t.Fatal("the secret appeared in the output")
+			}
+		})
 	}
 }

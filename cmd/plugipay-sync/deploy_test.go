@@ -22,7 +22,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/plugipay-sync/plugipay-sync/destination/paygate"
 	paygatefake "github.com/plugipay-sync/plugipay-sync/destination/paygate/fake"
