@@ -24,6 +24,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.yaml.in/yaml/v3"
 
+	corev1 "k8s.io/api/core/v1"
+	psaapi "k8s.io/pod-security-admission/api"
+	psapolicy "k8s.io/pod-security-admission/policy"
+
 	"github.com/plugipay-sync/plugipay-sync/destination/paygate"
 	paygatefake "github.com/plugipay-sync/plugipay-sync/destination/paygate/fake"
 	"github.com/plugipay-sync/plugipay-sync/plugipay/emulator"
@@ -566,5 +570,50 @@ func TestKubernetesManifests_OneWriter(t *testing.T) {
 	}
 	if want := fmt.Sprintf("[%d %d]", ExitPartial, ExitConfig); len(failNow) != 1 || failNow[0] != want {
 		t.Errorf("Job FailJob exit codes %v, want %s (bad data, config); %d and %d are retried", failNow, want, ExitTransient, ExitLocked)
+	}
+}
+
+// TestKubernetesManifests_PodSecurityRestricted runs the pods of the
+// Deployment and the Job through Kubernetes' own Pod Security admission
+// evaluator at the "restricted" level (the profile many clusters enforce).
+func TestKubernetesManifests_PodSecurityRestricted(t *testing.T) {
+	eval, err := psapolicy.NewEvaluator(psapolicy.DefaultChecks(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	restricted := psaapi.LevelVersion{Level: psaapi.LevelRestricted, Version: psaapi.LatestVersion()}
+	found := 0
+	for _, d := range k8sDocs(t) {
+		kind := fmt.Sprint(d["kind"])
+		if kind != "Deployment" && kind != "Job" {
+			continue
+		}
+		found++
+		b, err := json.Marshal(dig(d, "spec", "template"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var pod corev1.PodTemplateSpec
+		if err := json.Unmarshal(b, &pod); err != nil {
+			t.Fatalf("%s pod template: %v", kind, err)
+		}
+		res := psapolicy.AggregateCheckResults(eval.EvaluatePod(restricted, &pod.ObjectMeta, &pod.Spec))
+		if !res.Allowed {
+			t.Errorf("%s fails the restricted Pod Security Standard: %s", kind, res.ForbiddenReason())
+		}
+	}
+	if found != 2 {
+		t.Fatalf("found %d of the Deployment and the Job", found)
+	}
+	job := map[string]any{}
+	for _, d := range k8sDocs(t) {
+		if d["kind"] == "Job" {
+			job = d
+		}
+	}
+	for _, key := range []string{"ttlSecondsAfterFinished", "activeDeadlineSeconds"} {
+		if dig(job, "spec", key) == nil {
+			t.Errorf("the Job has no spec.%s", key)
+		}
 	}
 }
