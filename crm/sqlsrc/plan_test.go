@@ -95,7 +95,7 @@ func indexed(b backend, plan []string, index string) bool {
 // the expanded OR form on PostgreSQL made a 1M-row full scan quadratic).
 func TestPageQuery_UsesIndex(t *testing.T) {
 	for _, b := range backends(t) {
-		t.Run(b.driver, func(t *testing.T) {
+		t.Run(b.name(), func(t *testing.T) {
 			b.need(t)
 			db, name := table(t, b)
 			base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)

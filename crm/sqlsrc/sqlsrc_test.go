@@ -33,6 +33,11 @@ type backend struct {
 	down error
 }
 
+// name names b's subtests.
+func (b backend) name() string {
+	return b.driver + "/" + strings.ToLower(strings.ReplaceAll(b.timestamp, "(6)", ""))
+}
+
 // need skips the test when b is down, or fails it when
 // PLUGIPAY_SYNC_REQUIRE_DB=1.
 func (b backend) need(t *testing.T) {
@@ -59,10 +64,13 @@ func backends(t *testing.T) []backend {
 	if my == "" {
 		my = "root@tcp(127.0.0.1:3306)/test"
 	}
+	// Both column types of each server: PostgreSQL's timestamp holds UTC
+	// wall-clock values, MySQL's TIMESTAMP converts through the session
+	// time zone (pinned to UTC by New).
 	dsn, err := reachable("pgx", pg...)
-	out = append(out, backend{Postgres, dsn, "TIMESTAMPTZ", err})
+	out = append(out, backend{Postgres, dsn, "TIMESTAMPTZ", err}, backend{Postgres, dsn, "TIMESTAMP", err})
 	dsn, err = reachable("mysql", my)
-	out = append(out, backend{MySQL, dsn, "DATETIME(6)", err})
+	out = append(out, backend{MySQL, dsn, "DATETIME(6)", err}, backend{MySQL, dsn, "TIMESTAMP(6)", err})
 	return append(out, backend{SQLite, "file:" + filepath.Join(t.TempDir(), "crm.db"), "TIMESTAMP", nil})
 }
 
@@ -198,7 +206,7 @@ func readAll(t *testing.T, src sync.Source) (got []string, bad []string) {
 
 func TestSource_FullScanKeyset(t *testing.T) {
 	for _, b := range backends(t) {
-		t.Run(b.driver, func(t *testing.T) {
+		t.Run(b.name(), func(t *testing.T) {
 			b.need(t)
 			db, name := table(t, b)
 			base := time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC)
@@ -235,7 +243,7 @@ func TestSource_FullScanKeyset(t *testing.T) {
 
 func TestSource_MappedColumnMissing(t *testing.T) {
 	for _, b := range backends(t) {
-		t.Run(b.driver, func(t *testing.T) {
+		t.Run(b.name(), func(t *testing.T) {
 			b.need(t)
 			_, name := table(t, b)
 			src, err := New(Options{Driver: b.driver, DSN: b.dsn, Table: name, Columns: crm.ColumnMap{ExternalID: "id", Email: "mail"}})
@@ -255,7 +263,7 @@ func TestSource_MappedColumnMissing(t *testing.T) {
 
 func TestSource_Incremental(t *testing.T) {
 	for _, b := range backends(t) {
-		t.Run(b.driver, func(t *testing.T) {
+		t.Run(b.name(), func(t *testing.T) {
 			b.need(t)
 			db, name := table(t, b)
 			base := time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC)
