@@ -83,7 +83,7 @@ func runChild(mode string, stdout io.Writer) error {
 	case modeScan:
 		res, err = scan(ctx, csvPath, dbPath)
 	default:
-		return fmt.Errorf("unknown child mode %q", mode)
+		res, err = runSQLChild(ctx, mode)
 	}
 	if err != nil {
 		return err
@@ -203,12 +203,17 @@ func procStatus(names ...string) ([]int64, error) {
 // runInChild runs mode in a child process of this binary and returns what
 // it measured.
 func runInChild(ctx context.Context, mode, csvPath, dbPath string) (childResult, error) {
+	return runChildEnv(ctx, mode, []string{childCSVEnv + "=" + csvPath, childDBEnv + "=" + dbPath})
+}
+
+// runChildEnv runs mode in a child process with env added to this one's.
+func runChildEnv(ctx context.Context, mode string, env []string) (childResult, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return childResult{}, err
 	}
 	cmd := exec.CommandContext(ctx, exe)
-	cmd.Env = append(os.Environ(), childEnv+"="+mode, childCSVEnv+"="+csvPath, childDBEnv+"="+dbPath)
+	cmd.Env = append(append(os.Environ(), childEnv+"="+mode), env...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
