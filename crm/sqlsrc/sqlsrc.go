@@ -1,10 +1,12 @@
 // Package sqlsrc is the SQL source: users read from a table or a SELECT in
 // PostgreSQL (pgx), MySQL/MariaDB (go-sql-driver/mysql) or SQLite (mattn),
-// streamed with keyset pagination on (updated_at, id), never OFFSET.
+// streamed with keyset pagination on (updated_at, id), never OFFSET, every
+// page of one read in one snapshot (see begin).
 //
 // In incremental mode it reads only rows whose updated_at is at or after
 // the stored watermark minus an overlap window (so a row committed late
-// with an older updated_at is still read), and every N runs, or when the
+// with an older updated_at is still read) and never moves its watermark
+// past a transaction open when it read (see horizon), and every N runs, or when the
 // last full scan is older than a set interval, it reads everything, which
 // is what lets the reconciler see hard-deleted rows as gone.
 package sqlsrc
@@ -55,8 +57,8 @@ const (
 type Options struct {
 	// Driver is Postgres, MySQL (also MariaDB) or SQLite.
 	Driver string
-	// DSN is the driver's data source name. For MySQL parseTime=true is
-	// added.
+	// DSN is the driver's data source name. For MySQL parseTime=true,
+	// loc=UTC and time_zone='+00:00' are set.
 	DSN string
 	// Table names the table (or schema.table); Query gives a SELECT
 	// instead, which is read as a subquery. Set one.
