@@ -5,10 +5,11 @@
 //
 // In incremental mode it reads only rows whose updated_at is at or after
 // the stored watermark minus an overlap window (so a row committed late
-// with an older updated_at is still read) and never moves its watermark
-// past a transaction open when it read (see horizon), and every N runs, or when the
-// last full scan is older than a set interval, it reads everything, which
-// is what lets the reconciler see hard-deleted rows as gone.
+// with an older updated_at is still read), and never moves the watermark
+// past a transaction that was open when it read (see horizon). Every N
+// runs, or when the last full scan is older than a set interval, it reads
+// everything, which is what lets the reconciler see hard-deleted rows as
+// gone.
 package sqlsrc
 
 import (
