@@ -117,8 +117,11 @@ func (s *Source) horizon(ctx context.Context, db *sql.DB) (horizon, error) {
 		if err := db.QueryRowContext(ctx, "SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')").Scan(&now); err != nil {
 			return fail(err)
 		}
+		// No upper bound: SQLite compares text, and a row stored in
+		// another form ("2026-12-01T10:00:00Z") would sort after it all
+		// day. The snapshot bounds the read and next bounds the
+		// watermark.
 		h.now, _ = parseTime(now)
-		h.upper = now
 		return h, nil
 	}
 	h.now = h.now.UTC()
