@@ -9,22 +9,17 @@ import (
 	"encoding/hex"
 	"fmt"
 	"iter"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	stdsync "sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/plugipay-sync/plugipay-sync/crm"
 	"github.com/plugipay-sync/plugipay-sync/crm/sqlsrc"
-	"github.com/plugipay-sync/plugipay-sync/plugipay"
-	"github.com/plugipay-sync/plugipay-sync/plugipay/destination"
-	"github.com/plugipay-sync/plugipay-sync/plugipay/emulator"
 	"github.com/plugipay-sync/plugipay-sync/state"
 	"github.com/plugipay-sync/plugipay-sync/sync"
 )
@@ -260,66 +255,23 @@ func runSQLChild(ctx context.Context, mode string) (childResult, error) {
 		if err != nil {
 			return childResult{}, err
 		}
-		start := time.Now()
-		var n int64
-		var sink byte
-		for rec, err := range src.Records(ctx) {
-			if err != nil {
-				return childResult{}, err
-			}
-			sink ^= sync.ContentHash(rec)[0]
-			n++
-		}
-		_ = sink
-		return childResult{Records: n, Seconds: time.Since(start).Seconds()}, nil
+		return hashAll(ctx, src)
 	case modeSQLScan:
 		src, err := newSQLSource(dsn, table, nil)
 		if err != nil {
 			return childResult{}, err
 		}
-		return sqlSyncRun(ctx, src, dbPath, nil)
+		return syncOnce(ctx, src, dbPath, nil)
 	case modeSQLInc:
-		src, err := newSQLSource(dsn, table, &memWatermarks{})
+		src, err := newSQLSource(dsn, table, &crm.MemoryWatermarks{})
 		if err != nil {
 			return childResult{}, err
 		}
 		// The first run reads everything and sets the watermark; the
 		// second, timed, is the incremental no-op.
-		return sqlSyncRun(ctx, src, dbPath, func(r *sync.Reconciler) error { _, err := r.Run(ctx); return err })
+		return syncOnce(ctx, src, dbPath, func(r *sync.Reconciler) error { _, err := r.Run(ctx); return err })
 	}
 	return childResult{}, fmt.Errorf("unknown child mode %q", mode)
-}
-
-// sqlSyncRun times one run of the reconciler over src with the warm state
-// DB at dbPath, against an emulator at the real limits that counts every
-// request; before runs first, untimed.
-func sqlSyncRun(ctx context.Context, src sync.Source, dbPath string, before func(*sync.Reconciler) error) (childResult, error) {
-	emu := emulator.New(emulator.Options{Keys: map[string]string{benchKeyID: benchSecret},
-		ReadRate: emulator.DefaultReadRate, WriteRate: emulator.DefaultWriteRate})
-	srv := httptest.NewServer(emu)
-	defer srv.Close()
-	client, err := plugipay.New(plugipay.Options{BaseURL: srv.URL, KeyID: benchKeyID, Secret: benchSecret})
-	if err != nil {
-		return childResult{}, err
-	}
-	db, err := state.Open(ctx, dbPath)
-	if err != nil {
-		return childResult{}, err
-	}
-	defer db.Close()
-	r := sync.New(src, destination.New(client), db, sync.Options{})
-	if before != nil {
-		if err := before(r); err != nil {
-			return childResult{}, err
-		}
-	}
-	start := time.Now()
-	run, err := r.Run(ctx)
-	secs := time.Since(start).Seconds()
-	if err != nil {
-		return childResult{}, fmt.Errorf("no-op run: %w", err)
-	}
-	return childResult{Records: run.Counts.Read, Seconds: secs, Requests: emu.TotalRequests(), Counts: run.Counts}, nil
 }
 
 // sqlFloor is the floor of a SQL no-op scan: PostgreSQL's own fastest
@@ -376,27 +328,4 @@ func (h *rowHasher) flush() {
 		h.sink ^= sum[0]
 		h.rows++
 	}
-}
-
-// memWatermarks is a crm.WatermarkStore in memory, for one child.
-type memWatermarks struct {
-	mu stdsync.Mutex
-	m  map[string]crm.Watermark
-}
-
-func (w *memWatermarks) Watermark(_ context.Context, k string) (crm.Watermark, bool, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	v, ok := w.m[k]
-	return v, ok, nil
-}
-
-func (w *memWatermarks) SetWatermark(_ context.Context, k string, v crm.Watermark) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.m == nil {
-		w.m = map[string]crm.Watermark{}
-	}
-	w.m[k] = v
-	return nil
 }

@@ -136,7 +136,7 @@ func TestSync_UpdatesDuringRun(t *testing.T) {
 			base := time.Now().UTC().Add(-2 * time.Hour).Truncate(time.Second)
 			fill(t, db, b, name, 3000, base)
 			exec(t, db, "UPDATE %s SET plan = 'pro'", name)
-			wm := &memWatermarks{}
+			wm := &crm.MemoryWatermarks{}
 			inner, err := New(Options{Driver: b.driver, DSN: b.dsn, Table: name, PageSize: 100,
 				Incremental: true, Overlap: time.Minute, FullScanEvery: 1000, Watermarks: wm,
 				Columns: crm.ColumnMap{ExternalID: "id", Email: "email", Metadata: map[string]string{"plan": "plan"}}})
@@ -210,7 +210,7 @@ func TestSync_LongTransaction(t *testing.T) {
 			base := time.Now().UTC().Add(-time.Hour).Truncate(time.Second)
 			fill(t, db, b, name, 10, base)
 			exec(t, db, "UPDATE %s SET plan = 'pro'", name)
-			wm := &memWatermarks{}
+			wm := &crm.MemoryWatermarks{}
 			src, err := New(Options{Driver: b.driver, DSN: b.dsn, Table: name, PageSize: 4,
 				Incremental: true, Overlap: 500 * time.Millisecond, FullScanEvery: 1000, Watermarks: wm,
 				Columns: crm.ColumnMap{ExternalID: "id", Email: "email", Metadata: map[string]string{"plan": "plan"}}})
@@ -337,7 +337,7 @@ func TestSource_MySQLTimeZoneChange(t *testing.T) {
 				app(fmt.Sprintf("INSERT INTO %%s (id, email, plan, updated_at) VALUES (%d, 'u%d@example.com', 'pro', CURRENT_TIMESTAMP(6))", i, i))
 			}
 			src, err := New(Options{Driver: b.driver, DSN: b.dsn, Table: name, PageSize: 2,
-				Incremental: true, Overlap: time.Minute, FullScanEvery: 1000, Watermarks: &memWatermarks{},
+				Incremental: true, Overlap: time.Minute, FullScanEvery: 1000, Watermarks: &crm.MemoryWatermarks{},
 				Columns: crm.ColumnMap{ExternalID: "id", Metadata: map[string]string{"plan": "plan"}}})
 			if err != nil {
 				t.Fatal(err)

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	stdsync "sync"
 	"testing"
 	"time"
 
@@ -132,29 +131,6 @@ func table(t *testing.T, b backend) (*sql.DB, string) {
 	return db, name
 }
 
-// memWatermarks is a WatermarkStore in memory.
-type memWatermarks struct {
-	mu stdsync.Mutex
-	m  map[string]crm.Watermark
-}
-
-func (w *memWatermarks) Watermark(_ context.Context, k string) (crm.Watermark, bool, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	v, ok := w.m[k]
-	return v, ok, nil
-}
-
-func (w *memWatermarks) SetWatermark(_ context.Context, k string, v crm.Watermark) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.m == nil {
-		w.m = map[string]crm.Watermark{}
-	}
-	w.m[k] = v
-	return nil
-}
-
 // ts formats t for an INSERT into b.
 func ts(b backend, t time.Time) any {
 	if b.driver == SQLite {
@@ -270,7 +246,7 @@ func TestSource_Incremental(t *testing.T) {
 			for i := 1; i <= 5; i++ {
 				insert(t, db, b, name, i, "", "U", fmt.Sprint(i), base.Add(time.Duration(i)*time.Hour))
 			}
-			wm := &memWatermarks{}
+			wm := &crm.MemoryWatermarks{}
 			src, err := New(Options{Driver: b.driver, DSN: b.dsn, Query: "SELECT * FROM " + name, PageSize: 2,
 				Incremental: true, Overlap: 10 * time.Minute, FullScanEvery: 2, Watermarks: wm, DeletedColumn: "deleted_at",
 				Columns: crm.ColumnMap{ExternalID: "id", NameTemplate: "{first_name} {last_name}"}})
