@@ -87,7 +87,8 @@ type horizon struct {
 }
 
 // horizon reads the database clock and, on PostgreSQL (pg_stat_activity,
-// which needs pg_read_all_stats to see other roles' sessions) and
+// this database's sessions only, which needs pg_read_all_stats to see
+// other roles' sessions) and
 // MySQL/MariaDB (information_schema.innodb_trx, which needs the PROCESS
 // privilege), the start of the oldest open transaction. Without the
 // privilege the source falls back to the overlap (known false).
@@ -101,7 +102,8 @@ func (s *Source) horizon(ctx context.Context, db *sql.DB) (horizon, error) {
 		var oldest sql.NullTime
 		err := db.QueryRowContext(ctx, `SELECT clock_timestamp(),
 	(SELECT min(xact_start) FROM pg_stat_activity
-	 WHERE pid <> pg_backend_pid() AND backend_type = 'client backend' AND xact_start IS NOT NULL),
+	 WHERE pid <> pg_backend_pid() AND backend_type = 'client backend' AND xact_start IS NOT NULL
+	   AND datname = current_database()),
 	pg_has_role('pg_read_all_stats', 'USAGE')`).Scan(&h.now, &oldest, &h.known)
 		if err != nil {
 			return fail(err)
