@@ -201,6 +201,7 @@ func (b *bench) sqlScenario(ctx context.Context) error {
 	// Linearity: the source alone at each size, median of three reads.
 	var perRow []float64
 	var desc []string
+	alone := 0.0 // the source alone at the scan's size
 	for _, n := range b.sz.SQLLinear {
 		t := name
 		if n != users {
@@ -220,6 +221,9 @@ func (b *bench) sqlScenario(ctx context.Context) error {
 			}
 			runs = append(runs, r.Seconds)
 		}
+		if n == users {
+			alone = median(runs)
+		}
 		us := median(runs) / float64(n) * 1e6
 		perRow = append(perRow, us)
 		desc = append(desc, fmt.Sprintf("%s: %.2f µs", count(int64(n)), us))
@@ -231,6 +235,11 @@ func (b *bench) sqlScenario(ctx context.Context) error {
 	spread := slices.Max(perRow) / slices.Min(perRow)
 	b.info(s, "source read, time per row (median of 3)", strings.Join(desc, ", "))
 	b.check(s, "linearity: slowest / fastest time per row", fmt.Sprintf("%.2fx", spread), "<= 1.5x", spread <= targetSQLLinear, false)
+	if alone > 0 {
+		// Where the scan's time goes: the source's share against the rest
+		// (the reconciler's lookups in the state DB).
+		b.info(s, "source alone (read, map, hash) / floor", fmt.Sprintf("%s, %.2fx", secs(alone), alone/median(floors)))
+	}
 	return nil
 }
 
