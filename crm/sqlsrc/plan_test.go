@@ -131,3 +131,38 @@ func TestPageQuery_UsesIndex(t *testing.T) {
 		})
 	}
 }
+
+// TestRead_Next checks the watermark a complete read prepares: the newest
+// updated_at read, never past the database clock, and, when open
+// transactions could be listed, never past the oldest one's start.
+func TestRead_Next(t *testing.T) {
+	at := func(h int) time.Time { return time.Date(2026, 12, 1, h, 0, 0, 0, time.UTC) }
+	src, err := New(Options{Driver: SQLite, DSN: "x", Table: "t", Columns: crm.ColumnMap{ExternalID: "id"},
+		Now: func() time.Time { return at(20) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name  string
+		prev  time.Time
+		maxAt time.Time
+		hz    horizon
+		want  time.Time
+	}{
+		{"newest read", at(1), at(5), horizon{now: at(10), known: true}, at(5)},
+		{"nothing read", at(5), time.Time{}, horizon{now: at(10), known: true}, at(5)},
+		{"dated ahead of the clock", at(1), at(15), horizon{now: at(10), known: true}, at(10)},
+		{"open transaction", at(1), at(5), horizon{now: at(10), oldest: at(3), known: true}, at(3)},
+		{"open transaction older than the last watermark", at(4), at(5), horizon{now: at(10), oldest: at(2), known: true}, at(2)},
+		{"open transaction after the newest row", at(1), at(5), horizon{now: at(10), oldest: at(7), known: true}, at(5)},
+		{"transactions not visible: the overlap only", at(1), at(5), horizon{now: at(10), oldest: at(3)}, at(5)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &read{s: src, prev: crm.Watermark{At: tt.prev}, maxAt: tt.maxAt, hz: tt.hz}
+			if got := r.next().At; !got.Equal(tt.want) {
+				t.Errorf("next().At = %s, want %s", got, tt.want)
+			}
+		})
+	}
+}
