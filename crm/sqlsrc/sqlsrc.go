@@ -242,11 +242,10 @@ type read struct {
 	hz    horizon
 	maxAt time.Time
 	vals  []string
-	// The keyset position: the key of the last row read and how many rows
-	// in a row carried it (see page).
+	// The keyset position: the key of the last row read, and how many
+	// consecutive rows carried it (see page).
 	lastAt, lastID any
 	run            int
-	repeats        int
 }
 
 func (s *Source) from() string {
@@ -419,7 +418,6 @@ func (r *read) page(ctx context.Context, q string, params []any, yield func(sync
 		}
 		ref := "id=" + str(raw[0])
 		if r.run > 1 {
-			r.repeats++
 			ref += fmt.Sprintf(" (row %d with this %s, %s)", r.run, s.opts.UpdatedAtColumn, s.opts.IDColumn)
 		}
 		var rec sync.Record
