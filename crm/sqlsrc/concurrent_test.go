@@ -152,47 +152,45 @@ func TestSync_UpdatesDuringRun(t *testing.T) {
 				}
 			}
 
-			// Run 1, a full scan: halfway, rows 10 and 100 (read) and 2900 and
-			// 2950 (not read yet) change.
-			src.during = func(n int) {
-				if n == 1500 {
-					change("c1", 10, 100, 2900, 2950)
+			// during makes the next run change ids to plan after its at-th
+			// record; settle runs the run after it, which must bring exactly
+			// those changes and reject nothing.
+			during := func(at int, plan string, ids ...int) {
+				src.during = func(n int) {
+					if n == at {
+						change(plan, ids...)
+					}
 				}
 			}
-			if got := h.run(src); got.Read != 3000 || got.Created != 3000 || got.Rejected != 0 || got.Archived != 0 {
-				t.Fatalf("run 1 (full, rows changing) = %+v; want 3000 read and created, none rejected or archived", got)
-			}
-			// Run 2, incremental: the four changes, nothing rejected.
-			src.during = nil
-			if got := h.run(src); got.Updated != 4 || got.Rejected != 0 {
-				t.Fatalf("run 2 = %+v; want the 4 changes, none rejected", got)
-			}
-			for _, id := range []int{10, 100, 2900, 2950} {
-				if p := h.plan(id); p != "c1" {
-					t.Errorf("after run 2, customer %d plan = %q, want c1", id, p)
+			settle := func(run, plan string, ids ...int) {
+				t.Helper()
+				src.during = nil
+				if got := h.run(src); got.Updated != int64(len(ids)) || got.Rejected != 0 {
+					t.Fatalf("%s = %+v; want the %d changes, none rejected", run, got, len(ids))
+				}
+				for _, id := range ids {
+					if p := h.plan(id); p != plan {
+						t.Errorf("after %s, customer %d plan = %q, want %s", run, id, p, plan)
+					}
 				}
 			}
 
-			// Run 3, incremental over 1000 touched rows, paging while rows
-			// already read and rows not read yet change again.
-			exec(t, db, "UPDATE %s SET plan = 'team', updated_at = "+param(b, 1)+" WHERE id > 2000", name, ts(b, time.Now()))
-			src.during = func(n int) {
-				if n == 500 {
-					change("c2", 2010, 2100, 2900, 2990)
-				}
+			// Run 1, a full scan: halfway, rows 10 and 100 (read) and 2900 and
+			// 2950 (not read yet) change. Run 2 brings them.
+			during(1500, "c1", 10, 100, 2900, 2950)
+			if got := h.run(src); got.Read != 3000 || got.Created != 3000 || got.Rejected != 0 || got.Archived != 0 {
+				t.Fatalf("run 1 (full, rows changing) = %+v; want 3000 read and created, none rejected or archived", got)
 			}
+			settle("run 2", "c1", 10, 100, 2900, 2950)
+
+			// Run 3, incremental over 1000 touched rows (read in id order),
+			// while rows already read and rows not read yet change again.
+			exec(t, db, "UPDATE %s SET plan = 'team', updated_at = "+param(b, 1)+" WHERE id > 2000", name, ts(b, time.Now()))
+			during(500, "c2", 2010, 2100, 2900, 2990)
 			if got := h.run(src); got.Updated != 1000 || got.Rejected != 0 {
 				t.Fatalf("run 3 (incremental, rows changing) = %+v; want 1000 updated, none rejected", got)
 			}
-			src.during = nil
-			if got := h.run(src); got.Updated != 4 || got.Rejected != 0 {
-				t.Fatalf("run 4 = %+v; want the 4 changes of run 3, none rejected", got)
-			}
-			for _, id := range []int{2010, 2100, 2900, 2990} {
-				if p := h.plan(id); p != "c2" {
-					t.Errorf("after run 4, customer %d plan = %q, want c2", id, p)
-				}
-			}
+			settle("run 4", "c2", 2010, 2100, 2900, 2990)
 		})
 	}
 }
