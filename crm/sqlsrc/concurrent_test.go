@@ -279,7 +279,7 @@ func TestSync_RepeatedKeys(t *testing.T) {
 				}
 				refs = append(refs, rec.Ref)
 			}
-			if len(refs) != 11 || !slices.Contains(refs, "id=7") || !slices.Contains(refs, "id=7 (row 2 with this updated_at, id)") {
+			if len(refs) != 11 || !slices.Contains(refs, "id=7") || !slices.Contains(refs, "id=7 (row 2 with this id)") {
 				t.Fatalf("refs = %q; want 11 rows, both of id 7", refs)
 			}
 			h := newSyncHarness(t)

@@ -11,49 +11,50 @@ import (
 	"github.com/plugipay-sync/plugipay-sync/crm"
 )
 
-// pageQuery is the query of one page: the first (first) or the next after
-// the keyset position, of the rows with an updated_at or, for a full
-// scan's end (nulls), of those without. It returns the query, its
-// parameters and its LIMIT.
+// pageQuery is the query of one page, the first or the next after the
+// keyset position. It returns the query, its parameters and its LIMIT.
 //
-// Issue 15: PostgreSQL does not turn the expanded form
-// "u > $1 OR (u = $1 AND id > $2)" into an index condition; it walked the
-// index from the start on every page and a 1M-row full scan took 94 s.
-// The row value "(u, id) >= ($1, $2)" is an index condition there and in
-// SQLite; MariaDB does the opposite (a full table scan and a sort for the
-// row value, a range for the expanded form led by "u >= ?"). The test
-// TestPageQuery_UsesIndex reads each engine's plan.
+// A full scan pages on the id alone, in the order of the id's index (the
+// primary key, as a rule): it needs no order by change time, because the
+// read's snapshot holds still (see begin), and in id order PostgreSQL
+// reads the heap in about the order it is stored, rows without an
+// updated_at come with the others, and the reconciler's state DB lookups
+// walk its externalId index in order too.
+//
+// An incremental read pages on (updated_at, id). Issue 15: PostgreSQL does
+// not turn the expanded form "u > $1 OR (u = $1 AND id > $2)" into an
+// index condition; it walked the index from the start on every page and a
+// 1M-row full scan took 94 s. The row value "(u, id) >= ($1, $2)" is an
+// index condition there and in SQLite; MariaDB does the opposite (a full
+// table scan and a sort for the row value, a range for the expanded form
+// led by "u >= ?"). Every page is bounded below by the watermark minus the
+// overlap and above by the database clock when the read started: a row
+// dated ahead of the clock is left to a later run, and cannot move the
+// watermark past rows not read yet. TestPageQuery_UsesIndex reads each
+// engine's plan of both.
 //
 // A page starts at the last key inclusive (see page), so its LIMIT is the
-// page size plus the rows of that key already read. An incremental read
-// bounds every page below by the watermark minus the overlap and above by
-// the database clock when the read started: a row written during the run,
-// or dated ahead of the clock, is left to a later run, and cannot move the
-// watermark past rows not read yet.
-func (r *read) pageQuery(first, nulls bool) (string, []any, int) {
+// page size plus the rows of that key already read.
+func (r *read) pageQuery(first bool) (string, []any, int) {
 	s := r.s
 	a := args{d: s.dialect}
 	u, id := r.keys[1], r.keys[0]
 	var where []string
 	order := u + ", " + id
 	switch {
-	case nulls:
-		where = append(where, u+" IS NULL")
+	case r.full:
+		order = id
 		if !first {
 			where = append(where, id+" >= "+a.add(r.lastID))
-		}
-		order = id
-	case r.full:
-		if first {
-			where = append(where, u+" IS NOT NULL")
 		}
 	default:
 		where = append(where, u+" >= "+a.add(s.timeParam(r.lower)))
 		if r.hz.upper != nil {
 			where = append(where, u+" <= "+a.add(r.hz.upper))
 		}
-	}
-	if !first && !nulls {
+		if first {
+			break
+		}
 		if s.rowValue {
 			where = append(where, "("+u+", "+id+") >= ("+a.add(r.lastAt)+", "+a.add(r.lastID)+")")
 		} else {
@@ -68,6 +69,14 @@ func (r *read) pageQuery(first, nulls bool) (string, []any, int) {
 	}
 	q += " ORDER BY " + order + " LIMIT " + strconv.Itoa(limit)
 	return q, a.list, limit
+}
+
+// keyName names the keyset of the read, for refs.
+func (r *read) keyName() string {
+	if r.full {
+		return r.s.opts.IDColumn
+	}
+	return r.s.opts.UpdatedAtColumn + ", " + r.s.opts.IDColumn
 }
 
 // horizon is what a read learns before its snapshot about the writes it

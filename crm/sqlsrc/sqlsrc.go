@@ -1,7 +1,8 @@
 // Package sqlsrc is the SQL source: users read from a table or a SELECT in
 // PostgreSQL (pgx), MySQL/MariaDB (go-sql-driver/mysql) or SQLite (mattn),
-// streamed with keyset pagination on (updated_at, id), never OFFSET, every
-// page of one read in one snapshot (see begin).
+// streamed with keyset pagination (never OFFSET) on id for a full scan and
+// on (updated_at, id) for an incremental read, every page of one read in
+// one snapshot (see begin).
 //
 // In incremental mode it reads only rows whose updated_at is at or after
 // the stored watermark minus an overlap window (so a row committed late
@@ -65,8 +66,10 @@ type Options struct {
 	// instead, which is read as a subquery. Set one.
 	Table string
 	Query string
-	// IDColumn and UpdatedAtColumn are the keyset; both should be NOT NULL
-	// and covered by an index on (updated_at, id).
+	// IDColumn and UpdatedAtColumn are the keysets: a full scan pages on
+	// the id (give it an index: the primary key), an incremental read on
+	// (updated_at, id) (give it an index on both). The id should be
+	// unique and NOT NULL.
 	IDColumn        string
 	UpdatedAtColumn string
 	// DeletedColumn, if set, marks rows whose value is not NULL, false, 0
@@ -337,21 +340,7 @@ func (s *Source) what() string {
 // early (an error yielded, or the consumer stopped).
 func (r *read) stream(ctx context.Context, yield func(sync.Record, error) bool) bool {
 	for first := true; ; first = false {
-		q, params, limit := r.pageQuery(first, false)
-		n, ok := r.page(ctx, q, params, yield)
-		if !ok {
-			return false
-		}
-		if n < limit {
-			break
-		}
-	}
-	if !r.full {
-		return true
-	}
-	r.lastAt, r.lastID, r.run = nil, nil, 0
-	for first := true; ; first = false {
-		q, params, limit := r.pageQuery(first, true)
+		q, params, limit := r.pageQuery(first)
 		n, ok := r.page(ctx, q, params, yield)
 		if !ok {
 			return false
@@ -400,7 +389,7 @@ func (r *read) page(ctx context.Context, q string, params []any, yield func(sync
 		}
 		n++
 		at, id := keyParam(raw[1]), keyParam(raw[0])
-		if r.run > 0 && keyEqual(at, r.lastAt) && keyEqual(id, r.lastID) {
+		if r.run > 0 && keyEqual(id, r.lastID) && (r.full || keyEqual(at, r.lastAt)) {
 			if skip > 0 {
 				skip--
 				continue
@@ -418,7 +407,7 @@ func (r *read) page(ctx context.Context, q string, params []any, yield func(sync
 		}
 		ref := "id=" + str(raw[0])
 		if r.run > 1 {
-			ref += fmt.Sprintf(" (row %d with this %s, %s)", r.run, s.opts.UpdatedAtColumn, s.opts.IDColumn)
+			ref += fmt.Sprintf(" (row %d with this %s)", r.run, r.keyName())
 		}
 		var rec sync.Record
 		var rerr *sync.RecordError
