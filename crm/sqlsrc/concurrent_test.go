@@ -246,7 +246,8 @@ func TestSync_LongTransaction(t *testing.T) {
 }
 
 // TestSync_RepeatedKeys reads a query: whose JOIN gives user 7 two rows
-// with one (updated_at, id), the first ending a page. Issue 15: the
+// with one (updated_at, id), the first ending a page, incrementally and in
+// a full scan. Issue 15: the
 // second was skipped and user 7 synced with one email by sort order. Both
 // rows are now read, with distinct refs, and the reconciler rejects them
 // as a duplicated externalId.
@@ -266,21 +267,40 @@ func TestSync_RepeatedKeys(t *testing.T) {
 				exec(t, db, "INSERT INTO "+emails+" VALUES ("+param(b, 1)+", "+param(b, 2)+")", name, i, fmt.Sprintf("u%d@example.com", i))
 			}
 			exec(t, db, "INSERT INTO "+emails+" VALUES (7, 'second7@example.com')", name)
-			src, err := New(Options{Driver: b.driver, DSN: b.dsn, PageSize: 7,
-				Query:   "SELECT u.id, u.updated_at, e.email FROM " + name + " u JOIN " + emails + " e ON e.user_id = u.id",
+			query := "SELECT u.id, u.updated_at, e.email FROM " + name + " u JOIN " + emails + " e ON e.user_id = u.id"
+			refs := func(src *Source) []string {
+				var out []string
+				for rec, err := range src.Records(context.Background()) {
+					if err != nil {
+						t.Fatal(err)
+					}
+					out = append(out, rec.Ref)
+				}
+				return out
+			}
+			// An incremental read (a watermark an hour before the rows)
+			// pages on (updated_at, id).
+			wm := &crm.MemoryWatermarks{}
+			inc, err := New(Options{Driver: b.driver, DSN: b.dsn, PageSize: 7, Query: query, Incremental: true,
+				Watermarks: wm, FullScanEvery: 1000, Columns: crm.ColumnMap{ExternalID: "id", Email: "email"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := wm.SetWatermark(context.Background(), inc.WatermarkKey(), crm.Watermark{At: base.Add(-time.Hour), LastFullAt: base}); err != nil {
+				t.Fatal(err)
+			}
+			if got := refs(inc); len(got) != 11 || inc.LastReadComplete() || !slices.Contains(got, "id=7") ||
+				!slices.Contains(got, "id=7 (row 2 with this updated_at, id)") {
+				t.Fatalf("incremental read refs = %q; want 11 rows, both of id 7", got)
+			}
+			// A full scan pages on id.
+			src, err := New(Options{Driver: b.driver, DSN: b.dsn, PageSize: 7, Query: query,
 				Columns: crm.ColumnMap{ExternalID: "id", Email: "email"}})
 			if err != nil {
 				t.Fatal(err)
 			}
-			var refs []string
-			for rec, err := range src.Records(context.Background()) {
-				if err != nil {
-					t.Fatal(err)
-				}
-				refs = append(refs, rec.Ref)
-			}
-			if len(refs) != 11 || !slices.Contains(refs, "id=7") || !slices.Contains(refs, "id=7 (row 2 with this id)") {
-				t.Fatalf("refs = %q; want 11 rows, both of id 7", refs)
+			if got := refs(src); len(got) != 11 || !slices.Contains(got, "id=7") || !slices.Contains(got, "id=7 (row 2 with this id)") {
+				t.Fatalf("full scan refs = %q; want 11 rows, both of id 7", got)
 			}
 			h := newSyncHarness(t)
 			if got := h.run(src); got.Read != 11 || got.Rejected != 2 || got.Created != 9 {
