@@ -33,6 +33,8 @@ const (
 	DefaultMaxAttempts = 4
 	DefaultMinBackoff  = 500 * time.Millisecond
 	DefaultMaxBackoff  = 20 * time.Second
+	// DefaultMaxRetryAfter is the longest Retry-After the client honours.
+	DefaultMaxRetryAfter = time.Minute
 	// DefaultReadRate and DefaultWriteRate are the server's published limits
 	// per workspace (requests per second).
 	DefaultReadRate  = 100.0
@@ -83,6 +85,10 @@ type Options struct {
 	// on 429 or 503 replaces the drawn wait.
 	MinBackoff time.Duration
 	MaxBackoff time.Duration
+	// MaxRetryAfter is the longest wait a Retry-After may ask for (zero:
+	// DefaultMaxRetryAfter). A longer one fails the call at once with the
+	// wait in its message, rather than parking the caller for hours.
+	MaxRetryAfter time.Duration
 
 	// ReadRate and WriteRate are the client-side request rates per second
 	// for GET and for POST/PATCH, shared by every goroutine using the
@@ -126,9 +132,10 @@ type Client struct {
 	timeout    time.Duration
 	httpClient *http.Client
 
-	maxAttempts int
-	minBackoff  time.Duration
-	maxBackoff  time.Duration
+	maxAttempts   int
+	minBackoff    time.Duration
+	maxRetryAfter time.Duration
+	maxBackoff    time.Duration
 	// jitter draws a wait in [0, d]; replaced in tests.
 	jitter func(d time.Duration) time.Duration
 	// now returns the signing clock; replaced in tests.
@@ -172,18 +179,19 @@ func New(opts Options) (*Client, error) {
 	}
 
 	c := &Client{
-		base:        base,
-		keyID:       opts.KeyID,
-		secret:      opts.Secret,
-		onBehalfOf:  opts.OnBehalfOf,
-		timeout:     orDefault(opts.Timeout, DefaultTimeout),
-		httpClient:  opts.HTTPClient,
-		maxAttempts: orDefault(opts.MaxAttempts, DefaultMaxAttempts),
-		minBackoff:  orDefault(opts.MinBackoff, DefaultMinBackoff),
-		maxBackoff:  orDefault(opts.MaxBackoff, DefaultMaxBackoff),
-		jitter:      fullJitter,
-		now:         time.Now,
-		logger:      opts.Logger,
+		base:          base,
+		keyID:         opts.KeyID,
+		secret:        opts.Secret,
+		onBehalfOf:    opts.OnBehalfOf,
+		timeout:       orDefault(opts.Timeout, DefaultTimeout),
+		httpClient:    opts.HTTPClient,
+		maxAttempts:   orDefault(opts.MaxAttempts, DefaultMaxAttempts),
+		minBackoff:    orDefault(opts.MinBackoff, DefaultMinBackoff),
+		maxBackoff:    orDefault(opts.MaxBackoff, DefaultMaxBackoff),
+		maxRetryAfter: orDefault(opts.MaxRetryAfter, DefaultMaxRetryAfter),
+		jitter:        fullJitter,
+		now:           time.Now,
+		logger:        opts.Logger,
 	}
 	if c.maxBackoff < c.minBackoff {
 		c.maxBackoff = c.minBackoff
@@ -439,3 +447,36 @@ func decodeEnvelope(status int, body []byte) (*Envelope, *Error) {
 	e.Err = kindFor(status, e.Code)
 	return &env, e
 }
+
+// Key modes, as KeyMode reports them.
+const (
+	ModeTest = "test"
+	ModeLive = "live"
+)
+
+// KeyMode tells a key's mode from its secret (sk_test_..., sk_live_...)
+// or, failing that, its key id (..._test_..., ..._live_...); empty when
+// neither says. Test and live keys of one workspace see separate
+// customers, so a state DB made with one must not be used with the other.
+func KeyMode(keyID, secret string) string {
+	switch {
+	case strings.HasPrefix(secret, "sk_live_"):
+		return ModeLive
+	case strings.HasPrefix(secret, "sk_test_"):
+		return ModeTest
+	case strings.Contains(keyID, "_live_") || strings.HasPrefix(keyID, "live_"):
+		return ModeLive
+	case strings.Contains(keyID, "_test_") || strings.HasPrefix(keyID, "test_"):
+		return ModeTest
+	}
+	return ""
+}
+
+// Host is the API's host name, without port.
+func (c *Client) Host() string { return c.base.Hostname() }
+
+// Mode is the key's mode (see KeyMode).
+func (c *Client) Mode() string { return KeyMode(c.keyID, c.secret) }
+
+// OnBehalfOf is the merchant account a platform key acts for, or empty.
+func (c *Client) OnBehalfOf() string { return c.onBehalfOf }

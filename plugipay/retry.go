@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
@@ -58,6 +59,15 @@ func (c *Client) retryLoop(ctx context.Context, r *request) (*Envelope, error) {
 		delay := c.backoff(attempt)
 		if resp != nil && resp.retryAfter > 0 &&
 			(resp.status == http.StatusTooManyRequests || resp.status == http.StatusServiceUnavailable) {
+			if resp.retryAfter > c.maxRetryAfter {
+				c.logger.Warn("Plugipay asks to wait longer than the cap; giving up on this call",
+					zap.String("op", r.desc), zap.String("code", apiErr.Code),
+					zap.String("request_id", apiErr.RequestID),
+					zap.Duration("retry_after", resp.retryAfter), zap.Duration("cap", c.maxRetryAfter))
+				apiErr.Message = fmt.Sprintf("%s (Retry-After %s is more than the %s this client waits)",
+					apiErr.Message, resp.retryAfter, c.maxRetryAfter)
+				return nil, apiErr
+			}
 			delay = resp.retryAfter
 		}
 		c.logger.Warn("retrying Plugipay request",

@@ -139,3 +139,32 @@ FROM runs ORDER BY id DESC LIMIT ?`, n)
 	}
 	return out, nil
 }
+
+// RunFreshness is what the run history says about how current the sync
+// is, for the health checks and the freshness gauges after a restart.
+type RunFreshness struct {
+	// LastFinished and LastSuccess are when the last run, and the last
+	// run with outcome success or partial, finished; zero if none.
+	LastFinished, LastSuccess time.Time
+	// FailedStreak is how many runs in a row have failed since the last
+	// success (aborted and canceled runs are not counted).
+	FailedStreak int64
+}
+
+// Freshness reads RunFreshness from the run history.
+func (db *DB) Freshness(ctx context.Context) (RunFreshness, error) {
+	var f RunFreshness
+	var last, success sql.NullInt64
+	err := db.db.QueryRowContext(ctx, `SELECT
+	(SELECT max(finished_at) FROM runs WHERE finished_at IS NOT NULL),
+	(SELECT max(finished_at) FROM runs WHERE outcome IN (?, ?)),
+	(SELECT count(*) FROM runs WHERE outcome = ?
+		AND id > coalesce((SELECT max(id) FROM runs WHERE outcome IN (?, ?)), 0))`,
+		sync.OutcomeSuccess, sync.OutcomePartial, sync.OutcomeFailed, sync.OutcomeSuccess, sync.OutcomePartial,
+	).Scan(&last, &success, &f.FailedStreak)
+	if err != nil {
+		return f, fmt.Errorf("state: run freshness: %w", err)
+	}
+	f.LastFinished, f.LastSuccess = decodeTime(last.Int64), decodeTime(success.Int64)
+	return f, nil
+}

@@ -17,7 +17,7 @@ func TestSyncImportsNoAdapter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	allowed := []string{"go.uber.org/zap", "github.com/prometheus/client_golang", "github.com/bits-and-blooms/bloom"}
+	allowed := []string{"go.uber.org/zap", "github.com/prometheus/client_golang", "github.com/bits-and-blooms/bloom", "github.com/sony/gobreaker"}
 	checked := 0
 	for _, f := range files {
 		if strings.HasSuffix(f, "_test.go") {

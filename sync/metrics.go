@@ -1,6 +1,8 @@
 package sync
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 )
@@ -79,4 +81,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.runs.WithLabelValues(o) // export zeroes so rate() works from the start
 	}
 	return m
+}
+
+// Restore sets the freshness gauges from the run history, so a restarted
+// daemon does not report its last success as the epoch (issue 14: the
+// NoRecentSuccess alert fired on a healthy daemon whose first run was
+// long). A zero time leaves its gauge alone.
+func (m *Metrics) Restore(lastRun, lastSuccess time.Time) {
+	if !lastRun.IsZero() {
+		m.lastRun.Set(float64(lastRun.Unix()))
+	}
+	if !lastSuccess.IsZero() {
+		m.lastSuccess.Set(float64(lastSuccess.Unix()))
+	}
 }

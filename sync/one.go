@@ -23,6 +23,9 @@ type OneResult struct {
 // unchanged record costs no API call. The error says why a record was
 // rejected or failed; the failure is stored as a run would store it.
 func (r *Reconciler) SyncOne(ctx context.Context, externalID string) (OneResult, error) {
+	if err := r.VerifyDestination(ctx); err != nil {
+		return OneResult{}, err
+	}
 	var rec Record
 	found := false
 	for got, err := range r.src.Records(ctx) {

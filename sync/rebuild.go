@@ -34,13 +34,25 @@ var ErrNoExternalID = errors.New("the destination keeps no external id; link cus
 // costs one update. Reads are much cheaper than writes in the rate limit,
 // so a cold start spends a list walk (100 customers per request) instead
 // of a conflicting create per user. It also clears the conflict_unresolved
-// failures the walk resolved.
+// failures the walk resolved. It verifies the destination first (see
+// VerifyDestination): a state DB is never rebuilt from another account's
+// customers; Rebind is for that.
 func (r *Reconciler) RebuildCache(ctx context.Context) (RebuildCounts, error) {
+	if r.caps.ExternalID == ExternalIDNone {
+		return RebuildCounts{}, ErrNoExternalID
+	}
+	if err := r.VerifyDestination(ctx); err != nil {
+		return RebuildCounts{}, err
+	}
+	return r.rebuild(ctx, r.opts.Now())
+}
+
+// rebuild is RebuildCache's walk; every mapping it stores is stamped now.
+func (r *Reconciler) rebuild(ctx context.Context, now time.Time) (RebuildCounts, error) {
 	var n RebuildCounts
 	if r.caps.ExternalID == ExternalIDNone {
 		return n, ErrNoExternalID
 	}
-	now := r.opts.Now()
 	batch := make([]Mapping, 0, rebuildBatch)
 	flush := func() error {
 		if len(batch) == 0 {
@@ -54,6 +66,9 @@ func (r *Reconciler) RebuildCache(ctx context.Context) (RebuildCounts, error) {
 		}
 		if err := r.store.PutMappings(ctx, batch); err != nil {
 			return fmt.Errorf("store mappings: %w", err)
+		}
+		if err := r.settleListedCreates(ctx, batch); err != nil {
+			return err
 		}
 		n.Mapped += int64(len(batch))
 		batch = batch[:0]
@@ -147,8 +162,35 @@ func (ru *run) prepare(ctx context.Context) error {
 	}
 	ru.log.Info("rebuilding the cache from the customer list before writing",
 		zap.Int64("run_id", ru.id), zap.Int64("mappings", mapped), zap.Int64("unresolved_conflicts", unresolved))
-	if _, err := ru.RebuildCache(ctx); err != nil {
+	if _, err := ru.rebuild(ctx, ru.opts.Now()); err != nil {
 		return fmt.Errorf("rebuild cache: %w", err)
+	}
+	return nil
+}
+
+// settleListedCreates forgets the pending creates of users the walk just
+// mapped: the list shows the customer exists, so the create executed. Left
+// in place, the pending create of a user the rebuild found unchanged would
+// never be touched again (a run skips unchanged users without reading
+// their pending writes). Pending updates stay: their content may still
+// differ from what the list showed, and the next run sends it with the
+// same key.
+func (r *Reconciler) settleListedCreates(ctx context.Context, batch []Mapping) error {
+	ids := make([]string, len(batch))
+	for i, m := range batch {
+		ids[i] = m.ExternalID
+	}
+	pending, err := r.store.PendingWrites(ctx, ids)
+	if err != nil {
+		return fmt.Errorf("look up pending writes: %w", err)
+	}
+	for id, w := range pending {
+		if w.Op != OpCreate {
+			continue
+		}
+		if err := r.store.DeletePendingWrite(ctx, id); err != nil {
+			return fmt.Errorf("settle the pending create of %q: %w", id, err)
+		}
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sony/gobreaker/v2"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )
@@ -23,6 +24,7 @@ const (
 	DefaultRetryMin      = time.Minute
 	DefaultRetryMax      = 6 * time.Hour
 	DefaultShutdownGrace = 20 * time.Second
+	DefaultBreakAfter    = 10
 )
 
 // Options tune a Reconciler. The zero value of each field means its default.
@@ -64,6 +66,11 @@ type Options struct {
 	AllowMassArchive bool
 	// Mode is ModeUpsert (the default), ModeUpdateOnly or ModeCreateOnly.
 	Mode string
+	// BreakAfter is how many writes in a row may fail transiently
+	// (network, timeout, 5xx, 429) before the run stops early and leaves
+	// the rest for the next run: a hanging API would otherwise hold each
+	// of the changed records for WriteTimeout.
+	BreakAfter int
 }
 
 // Reconciler makes the destination match the source, using the store to
@@ -134,6 +141,9 @@ func New(src Source, dst Destination, store Store, opts Options) *Reconciler {
 	}
 	if opts.Mode == "" {
 		opts.Mode = ModeUpsert
+	}
+	if opts.BreakAfter <= 0 {
+		opts.BreakAfter = DefaultBreakAfter
 	}
 	caps := dst.Capabilities()
 	f := newFields(opts.Managed).within(caps)
@@ -213,6 +223,16 @@ type run struct {
 	// abort stops the run on a fatal destination error (auth, scope).
 	abort    context.CancelCauseFunc
 	fatalErr atomic.Pointer[error]
+	// stopReading stops dispatching but lets the writes in flight finish
+	// (the circuit breaker).
+	stopReading context.CancelCauseFunc
+	// breaker opens after BreakAfter transient write failures in a row.
+	breaker *gobreaker.CircuitBreaker[string]
+	// writesOK and writesFailed count the jobs whose API calls succeeded
+	// and those that failed transiently: a run whose every write failed
+	// is a failed run, not a partial success.
+	writesOK, writesFailed atomic.Int64
+	lastWriteErr           atomic.Pointer[error]
 	// seen are external ids read since the last flushSeen (archive policy).
 	seen []string
 	// dups finds external ids several source rows carry.
@@ -251,7 +271,16 @@ func (r *Reconciler) Run(ctx context.Context) (RunRecord, error) {
 	}
 	ru := &run{Reconciler: r, id: id}
 	r.current.Store(ru)
-	runErr := ru.execute(ctx)
+	// Prove the credentials and the workspace even when nothing changed:
+	// an unchanged run makes no other call, so a revoked key or a swapped
+	// workspace would otherwise pass as "unchanged" (issue 14).
+	runErr := r.VerifyDestination(ctx)
+	if runErr == nil {
+		runErr = ru.execute(ctx)
+	}
+	if n := ru.writesFailed.Load(); runErr == nil && n > 0 && ru.writesOK.Load() == 0 {
+		runErr = fmt.Errorf("%w: every write of the run failed (%d)", ErrUnreachable, n)
+	}
 	if runErr == nil && r.archiving() && r.readComplete() {
 		// Only a complete run has seen every user.
 		runErr = ru.archiveGone(ctx)
@@ -351,6 +380,8 @@ func (ru *run) execute(parent context.Context) error {
 	})
 	defer stopGrace()
 	ru.abort = func(err error) { abort(err); workAbort(err) }
+	ru.stopReading = abort
+	ru.breaker = ru.newBreaker()
 	if err := ru.prepare(ctx); err != nil {
 		return err
 	}
@@ -518,11 +549,26 @@ func (ru *run) classify(ctx context.Context, batch []Record, jobs chan<- job) er
 // handle runs one job with panic recovery and a timeout, and records its
 // outcome.
 func (ru *run) handle(ctx context.Context, j job) {
+	stopping := ctx.Err // the run's, not the record's timeout
 	ctx, cancel := context.WithTimeoutCause(ctx, ru.opts.WriteTimeout,
 		fmt.Errorf("record took longer than %s", ru.opts.WriteTimeout))
 	defer cancel()
-	action, err := ru.safeReconcile(ctx, j)
+	action, err := ru.breaker.Execute(func() (string, error) {
+		a, err := ru.safeReconcile(ctx, j)
+		if err != nil && stopping() == nil && !errors.Is(err, ErrInvalid) && !errors.Is(err, ErrFatal) && !errors.Is(err, ErrIdempotency) {
+			ru.lastWriteErr.Store(&err)
+			return a, err
+		}
+		return a, destinationOK{err}
+	})
+	if ok, isOK := err.(destinationOK); isOK {
+		err = ok.err
+	}
+	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
+		return // not attempted: the run is stopping, the next one sends it
+	}
 	if err == nil {
+		ru.writesOK.Add(1)
 		switch action {
 		case ActionCreated:
 			ru.counts.created.Add(1)
@@ -572,6 +618,9 @@ func (ru *run) fail(ctx context.Context, j job, err error) {
 	f.Terminal = errors.Is(err, ErrInvalid)
 	if !f.Terminal {
 		f.NextAttempt = f.UpdatedAt.Add(ru.backoff(j.failures + 1))
+		if !errors.Is(err, ErrIdempotency) {
+			ru.writesFailed.Add(1)
+		}
 	}
 	stored, serr := ru.store.RecordFailure(context.WithoutCancel(ctx), f)
 	fields := []zap.Field{
@@ -592,6 +641,50 @@ func (ru *run) fail(ctx context.Context, j job, err error) {
 	}
 	ru.counts.failed.Add(1)
 	ru.log.Warn("record failed; retried on a later run", append(fields, zap.Int("attempts", stored.Attempts), zap.Time("next_attempt", stored.NextAttempt))...)
+}
+
+// newBreaker returns the run's circuit breaker: it opens after BreakAfter
+// transient write failures in a row and then stops the run, leaving the
+// records not yet written for the next run. A write the destination
+// refused as invalid is not a failure of the destination.
+func (ru *run) newBreaker() *gobreaker.CircuitBreaker[string] {
+	return gobreaker.NewCircuitBreaker[string](gobreaker.Settings{
+		Name: "destination",
+		ReadyToTrip: func(c gobreaker.Counts) bool {
+			return c.ConsecutiveFailures >= uint32(ru.opts.BreakAfter)
+		},
+		IsSuccessful: func(err error) bool {
+			_, ok := err.(destinationOK)
+			return err == nil || ok
+		},
+		OnStateChange: func(_ string, _, to gobreaker.State) {
+			if to != gobreaker.StateOpen {
+				return
+			}
+			err := fmt.Errorf("%w: %d writes in a row failed; stopping the run early, the rest is left for the next run",
+				ErrUnreachable, ru.opts.BreakAfter)
+			if last := ru.lastWriteErr.Load(); last != nil {
+				err = fmt.Errorf("%w (last: %w)", err, *last)
+			}
+			if ru.fatalErr.CompareAndSwap(nil, &err) {
+				ru.log.Error("circuit breaker open", zap.Int64("run_id", ru.id), zap.Error(err))
+				ru.stopReading(err)
+			}
+		},
+	})
+}
+
+// destinationOK carries a job's outcome through the breaker when it says
+// nothing against the destination: a success, content refused as invalid,
+// a refused key (handled on its own), or a write cut short by the run
+// stopping.
+type destinationOK struct{ err error }
+
+func (d destinationOK) Error() string {
+	if d.err == nil {
+		return "ok"
+	}
+	return d.err.Error()
 }
 
 // backoff is the wait before retrying a record after its n-th failure.

@@ -315,6 +315,20 @@ func (h *harness) mustRun(src sync.Source, want sync.RunCounts) sync.RunRecord {
 	return rec
 }
 
+// mustRunUnreachable runs src, expecting a run whose every write failed:
+// outcome failed, an error wrapping ErrUnreachable, and counts want.
+func (h *harness) mustRunUnreachable(src sync.Source, want sync.RunCounts) sync.RunRecord {
+	h.t.Helper()
+	rec, err := h.run(src)
+	if !errors.Is(err, sync.ErrUnreachable) || rec.Outcome != sync.OutcomeFailed {
+		h.t.Fatalf("run: outcome %s, err %v; want failed with ErrUnreachable", rec.Outcome, err)
+	}
+	if rec.Counts != want {
+		h.t.Fatalf("counts = %+v\nwant     %+v", rec.Counts, want)
+	}
+	return rec
+}
+
 func TestRun_CreateThenNoop(t *testing.T) {
 	h := newHarness(t)
 	src := users(20)
@@ -505,7 +519,8 @@ func TestRun_TransientFailureBacksOff(t *testing.T) {
 		t.Errorf("retried inside the backoff window (%d creates)", c)
 	}
 	h.clk.Add(sync.DefaultRetryMin + time.Second)
-	h.mustRun(src, sync.RunCounts{Read: 3, Unchanged: 2, Failed: 1}) // second failure
+	// The second failure is the run's only write: a failed run (issue 14).
+	h.mustRunUnreachable(src, sync.RunCounts{Read: 3, Unchanged: 2, Failed: 1})
 	f, _ := h.store.Failures(context.Background(), []string{"usr_0002"})
 	if got := f["usr_0002"]; got.Attempts != 2 || got.NextAttempt.Sub(h.clk.Now()) != 2*sync.DefaultRetryMin {
 		t.Errorf("after 2 failures: attempts %d, next attempt in %s; want 2 and %s",

@@ -97,7 +97,7 @@ func (b *bench) syncRun(ctx context.Context, csvPath, dbPath string, client *plu
 	if err != nil {
 		return sync.RunRecord{}, 0, err
 	}
-	r := sync.New(src, destination.New(client), db, sync.Options{Concurrency: b.sz.Concurrency})
+	r := sync.New(src, benchDestination(client), db, sync.Options{Concurrency: b.sz.Concurrency})
 	start := time.Now()
 	rec, err := r.Run(ctx)
 	return rec, time.Since(start).Seconds(), err

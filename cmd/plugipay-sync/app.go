@@ -8,6 +8,7 @@ import (
 	"io"
 	"maps"
 	"os"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -43,6 +44,9 @@ type Main struct {
 	LogPII bool
 	// AllowMassArchive lifts sync.max_archive_ratio for this run.
 	AllowMassArchive bool
+	// WaitLock is how long a writer waits for another process's writer
+	// lock on the state DB; 0 fails at once (ExitLocked).
+	WaitLock time.Duration
 	// DryRun (with Once) prints the plan and writes nothing; Output is its
 	// format, table or json.
 	DryRun bool
@@ -58,6 +62,9 @@ type Main struct {
 	// ProgressInterval is how often a --once run off a terminal logs its
 	// progress; 0 means DefaultProgressInterval.
 	ProgressInterval time.Duration
+	// Command names the running command in the writer lock's holder
+	// record; empty means the daemon or --once.
+	Command string
 
 	stdout, stderr io.Writer
 	// term is the progress line when stdout is a terminal, else nil.
@@ -67,8 +74,13 @@ type Main struct {
 	log   *zap.Logger
 	reg   *prometheus.Registry
 	store *state.DB
-	rec   *sync.Reconciler
-	gauge *storeGauges
+	// lock is the state DB's writer lock, held by every command that may
+	// write (see lockState) until Close.
+	lock *state.Lock
+	// health is what /readyz and the freshness gauges know.
+	health *health
+	rec    *sync.Reconciler
+	gauge  *storeGauges
 	// syncMetrics are shared by every reconciler built (see reload).
 	syncMetrics *sync.Metrics
 	reloadOK    prometheus.Gauge
@@ -92,6 +104,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.BoolVar(&m.DryRun, "dry-run", false, "with --once: print what the run would do (per action counts, field-level diffs) and write nothing to Plugipay or the state DB")
 	fs.StringVar(&m.Output, "output", planOutputTable, "format of --dry-run: table or json (JSON lines)")
 	fs.StringVar(&m.HealthCheck, "healthcheck", "", "GET this URL and exit 0 if it answers 200, else 1 (the image's HEALTHCHECK; needs no curl)")
+	m.lockFlag(fs)
 	fs.Usage = func() {
 		printCommands(fs.Output())
 		fmt.Fprintf(fs.Output(), "\nFlags of the daemon and --once:\n")
@@ -128,7 +141,7 @@ func (m *Main) Run(ctx context.Context) (int, error) {
 	}
 	if err := m.open(ctx); err != nil {
 		m.Close()
-		return ExitFailed, err
+		return exitCode(err), err
 	}
 	defer m.Close()
 	if m.Once && m.DryRun {
@@ -143,10 +156,11 @@ func (m *Main) Run(ctx context.Context) (int, error) {
 	return ExitOK, nil
 }
 
-// open loads the config and builds every component, injecting them by hand.
+// open loads the config and builds every component, injecting them by
+// hand. Its errors carry their exit code (see exitCode).
 func (m *Main) open(ctx context.Context) error {
 	if err := m.loadConfig(); err != nil {
-		return err
+		return withExit(ExitConfig, err)
 	}
 	if m.DryRun && m.Once {
 		if err := m.openPlanStore(ctx); err != nil {
@@ -155,7 +169,34 @@ func (m *Main) open(ctx context.Context) error {
 	} else if err := m.openStore(ctx); err != nil {
 		return err
 	}
-	return m.openReconciler()
+	return withExit(ExitConfig, m.openReconciler())
+}
+
+// lockFlag registers --wait-lock on a command that writes.
+func (m *Main) lockFlag(fs *flag.FlagSet) {
+	fs.DurationVar(&m.WaitLock, "wait-lock", 0, "if another process holds the state DB's writer lock, wait up to this long for it (e.g. 10m); 0 exits at once with code 5")
+}
+
+// lockState takes the writer lock of the state DB at path for command, so
+// that no two processes write through one state DB (issue 14). Every
+// command that may write calls it before opening the DB.
+func (m *Main) lockState(ctx context.Context, path, command string) error {
+	if m.lock != nil {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return withExit(ExitFailed, fmt.Errorf("state.path %s: %w", path, err))
+	}
+	l, err := state.AcquireLock(ctx, path, m.WaitLock, command)
+	if err != nil {
+		code := ExitFailed
+		if errors.Is(err, state.ErrLocked) {
+			code = ExitLocked
+		}
+		return withExit(code, fmt.Errorf("state.path %s: %w", path, err))
+	}
+	m.lock = l
+	return nil
 }
 
 // loadConfig reads and validates the config and builds the logger.
@@ -194,16 +235,31 @@ func (m *Main) readConfig() (Config, error) {
 	return cfg, nil
 }
 
-// openStore opens the state DB named by the config.
+// openStore takes the writer lock and opens the state DB named by the
+// config.
 func (m *Main) openStore(ctx context.Context) error {
+	if err := m.lockState(ctx, m.cfg.State.Path, m.command()); err != nil {
+		return err
+	}
 	var err error
 	if m.store, err = state.Open(ctx, m.cfg.State.Path); err != nil {
-		return fmt.Errorf("state.path: %w", err)
+		return withExit(ExitFailed, fmt.Errorf("state.path: %w", err))
 	}
 	if err := m.store.BindDestination(ctx, destinationIdentity(m.cfg)); err != nil {
-		return fmt.Errorf("state.path %s: %w", m.cfg.State.Path, err)
+		return withExit(ExitConfig, fmt.Errorf("state.path %s: %w", m.cfg.State.Path, err))
 	}
 	return nil
+}
+
+// command names this process in the lock file (no secrets: flags only).
+func (m *Main) command() string {
+	if m.Command != "" {
+		return m.Command
+	}
+	if m.Once {
+		return "plugipay-sync --once"
+	}
+	return "plugipay-sync daemon"
 }
 
 // openReconciler builds the metrics registry, the source, the Plugipay
@@ -219,6 +275,8 @@ func (m *Main) openReconciler() error {
 	buildInfo.WithLabelValues(Version, Commit, goVersion()).Set(1)
 	m.gauge = newStoreGauges(m.reg)
 	m.syncMetrics = sync.NewMetrics(m.reg)
+	m.health = newHealth(m.reg, time.Now())
+	m.health.setSchedule(m.cfg.Schedule, m.cfg.Health.StaleAfterRuns, time.Now())
 	m.reloadOK = promauto.With(m.reg).NewGauge(prometheus.GaugeOpts{
 		Name: "plugipay_sync_config_last_reload_successful",
 		Help: "1 if the last config reload (SIGHUP) succeeded or none was tried, 0 if the new config was rejected and the old one kept.",
@@ -264,6 +322,7 @@ func (m *Main) buildReconciler(cfg Config) (*sync.Reconciler, error) {
 		Deletion:         cfg.Sync.Deletion,
 		MaxArchiveRatio:  cfg.Sync.MaxArchiveRatio,
 		AllowMassArchive: m.AllowMassArchive,
+		BreakAfter:       cfg.Sync.BreakAfter,
 	}), nil
 }
 
@@ -274,7 +333,7 @@ func (m *Main) buildDestination(cfg Config) (sync.Destination, error) {
 		a := d.PayGate.APIConfig
 		dst, err := paygate.New(paygate.Options{BaseURL: a.BaseURL, SecretKey: a.SecretKey,
 			ExternalIDKey: d.PayGate.ExternalIDKey, Timeout: a.Timeout, MaxAttempts: a.MaxAttempts,
-			RequestsPerSecond: a.RequestsPerSecond, Registerer: m.reg, Logger: m.log.Named("paygate")})
+			RequestsPerSecond: a.RequestsPerSecond, MaxRetryAfter: a.MaxRetryAfter, Registerer: m.reg, Logger: m.log.Named("paygate")})
 		if err != nil {
 			return nil, fmt.Errorf("destination.paygate: %w", err)
 		}
@@ -283,23 +342,24 @@ func (m *Main) buildDestination(cfg Config) (sync.Destination, error) {
 		a := d.Pin.APIConfig
 		dst, err := pin.New(pin.Options{BaseURL: a.BaseURL, SecretKey: a.SecretKey, Mode: d.Pin.Environment,
 			Timeout: a.Timeout, MaxAttempts: a.MaxAttempts, RequestsPerSecond: a.RequestsPerSecond,
-			Registerer: m.reg, Logger: m.log.Named("pin")})
+			MaxRetryAfter: a.MaxRetryAfter, Registerer: m.reg, Logger: m.log.Named("pin")})
 		if err != nil {
 			return nil, fmt.Errorf("destination.pin: %w", err)
 		}
 		return dst, nil
 	}
 	client, err := plugipay.New(plugipay.Options{
-		BaseURL:     cfg.Plugipay.BaseURL,
-		KeyID:       cfg.Plugipay.KeyID,
-		Secret:      cfg.Plugipay.Secret,
-		OnBehalfOf:  cfg.Plugipay.OnBehalfOf,
-		Timeout:     cfg.Plugipay.Timeout,
-		MaxAttempts: cfg.Plugipay.MaxAttempts,
-		ReadRate:    rateOption(cfg.Plugipay.ReadsPerSecond),
-		WriteRate:   rateOption(cfg.Plugipay.WritesPerSecond),
-		Logger:      m.log.Named("plugipay"),
-		Registerer:  m.reg,
+		BaseURL:       cfg.Plugipay.BaseURL,
+		KeyID:         cfg.Plugipay.KeyID,
+		Secret:        cfg.Plugipay.Secret,
+		OnBehalfOf:    cfg.Plugipay.OnBehalfOf,
+		Timeout:       cfg.Plugipay.Timeout,
+		MaxAttempts:   cfg.Plugipay.MaxAttempts,
+		MaxRetryAfter: cfg.Plugipay.MaxRetryAfter,
+		ReadRate:      rateOption(cfg.Plugipay.ReadsPerSecond),
+		WriteRate:     rateOption(cfg.Plugipay.WritesPerSecond),
+		Logger:        m.log.Named("plugipay"),
+		Registerer:    m.reg,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("plugipay: %w", err)
@@ -464,7 +524,7 @@ func (m *Main) runOnce(ctx context.Context) (int, error) {
 		// The sync itself finished; the refusal needs a person to look.
 		return ExitPartial, err
 	case err != nil:
-		return ExitFailed, err
+		return exitCode(err), err
 	case rec.Outcome == sync.OutcomePartial:
 		return ExitPartial, nil
 	}
@@ -492,6 +552,12 @@ func (m *Main) Close() {
 			m.log.Error("close state DB", zap.Error(err))
 		}
 		m.store = nil
+	}
+	if m.lock != nil {
+		if err := m.lock.Release(); err != nil && m.log != nil {
+			m.log.Error("release the state DB's writer lock", zap.Error(err))
+		}
+		m.lock = nil
 	}
 	if m.planDir != "" {
 		os.RemoveAll(m.planDir)

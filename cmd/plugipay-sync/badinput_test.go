@@ -194,7 +194,7 @@ func badInputCases() []badCase {
 			want: []string{"read 3  created 3  updated 0  unchanged 0  recovered 0  rejected 0  failed 0"}},
 		{name: "CSV/NonUTF8", setup: bad("bad_utf8,u@example.co.id,Na\xffme,,,pro,Bandung,web\n"), code: ExitPartial,
 			want: []string{"created 3", "rejected 1", `"external_id":"bad_utf8","reason":"name (column \"full_name\") is not valid UTF-8"`}},
-		{name: "CSV/Empty", setup: func(b *badEnv) { b.writeCSV("") }, fix: restoreCSV, code: ExitFailed,
+		{name: "CSV/Empty", setup: func(b *badEnv) { b.writeCSV("") }, fix: restoreCSV, code: ExitTransient,
 			want: []string{"run 1: failed", "read 0  created 0", "users.csv: empty file, want a header row"}},
 		{name: "CSV/HeaderOnly", setup: func(b *badEnv) { b.writeCSV(badHeader) }, fix: restoreCSV, code: ExitOK,
 			want: []string{"run 1: success", "read 0  created 0"}},
@@ -238,15 +238,15 @@ func badInputCases() []badCase {
 		// The config and the state DB: the run stops before reading
 		// anything; once fixed, the next run syncs every good user.
 		{name: "Config/UnknownKey", setup: func(b *badEnv) { b.extra = "sync_typo: 1\n" }, fix: func(b *badEnv) { b.extra = "" },
-			code: ExitFailed, want: []string{"config.yaml: parse: yaml: unmarshal errors:\n  line 24: field sync_typo not found in type main.Config"}},
+			code: ExitConfig, want: []string{"config.yaml: parse: yaml: unmarshal errors:\n  line 24: field sync_typo not found in type main.Config"}},
 		{name: "Config/MissingSecret", setup: func(b *badEnv) { b.secret = "" }, fix: func(b *badEnv) { b.secret = testSecret },
-			code: ExitFailed, want: []string{"config.yaml: environment variable TEST_SECRET is not set (referenced as ${TEST_SECRET}); export it or give a default as ${TEST_SECRET:-value}"}},
+			code: ExitConfig, want: []string{"config.yaml: environment variable TEST_SECRET is not set (referenced as ${TEST_SECRET}); export it or give a default as ${TEST_SECRET:-value}"}},
 		{name: "Config/BadCron", setup: func(b *badEnv) { b.sched = "*/5 * * *" }, fix: func(b *badEnv) { b.sched = "@every 1h" },
-			code: ExitFailed, want: []string{`schedule: not a cron expression (expected exactly 5 fields, found 4: [*/5 * * *]); use five fields like "*/5 * * * *" or "@every 5m" (got "*/5 * * *")`}},
+			code: ExitConfig, want: []string{`schedule: not a cron expression (expected exactly 5 fields, found 4: [*/5 * * *]); use five fields like "*/5 * * * *" or "@every 5m" (got "*/5 * * *")`}},
 		{name: "Config/NonURLBaseURL", setup: func(b *badEnv) { b.url, b.saved = "plugipay.com/api", b.url }, fix: func(b *badEnv) { b.url = b.saved },
-			code: ExitFailed, want: []string{`plugipay.base_url: must be an http(s) URL with a host, e.g. https://plugipay.com (got "plugipay.com/api")`}},
+			code: ExitConfig, want: []string{`plugipay.base_url: must be an http(s) URL with a host, e.g. https://plugipay.com (got "plugipay.com/api")`}},
 		{name: "Config/UnreachableHost", setup: func(b *badEnv) { b.url, b.saved = "http://127.0.0.1:1", b.url }, fix: func(b *badEnv) { b.url = b.saved },
-			code: ExitFailed, want: []string{`error: rebuild cache: list customers: network_error: Get "http://127.0.0.1:1/api/v1/customers?[query omitted]": dial tcp 127.0.0.1:1: connect: connection refused`}},
+			code: ExitTransient, want: []string{`error: prove the credentials: the destination is unreachable or failing: network_error: Get "http://127.0.0.1:1/api/v1/customers?[query omitted]": dial tcp 127.0.0.1:1: connect: connection refused`}},
 		{name: "Config/StateDirNotWritable", setup: func(b *badEnv) {
 			// A path under a regular file: no directory can be made
 			// there, even by root, whom chmod 0500 would not stop.
@@ -256,7 +256,7 @@ func badInputCases() []badCase {
 			}
 			b.saved, b.state = b.state, filepath.Join(blocker, "sub", "state.db")
 		}, fix: func(b *badEnv) { b.state = b.saved },
-			code: ExitFailed, want: []string{"state.path: state: open ", "blocker/sub/state.db: mkdir ", "/blocker: not a directory"}},
+			code: ExitFailed, want: []string{"state.path ", "blocker/sub/state.db: mkdir ", "/blocker: not a directory"}},
 		{name: "Config/CorruptStateDB", setup: func(b *badEnv) {
 			if err := os.WriteFile(b.state, bytes.Repeat([]byte("not a database "), 400), 0o600); err != nil {
 				b.t.Fatal(err)
@@ -291,19 +291,19 @@ func badInputCases() []badCase {
 		// API syncs everything.
 		{name: "Plugipay/401", setup: func(b *badEnv) {
 			b.url, b.saved = plugipayAnswering(b.t, 401, "application/json", `{"error":{"code":"invalid_key","message":"unknown API key id"},"meta":{"requestId":"req_401"}}`), b.url
-		}, fix: restoreURL, code: ExitFailed, want: []string{"error: rebuild cache: list customers: 401 invalid_key: unknown API key id (request req_401)"}},
+		}, fix: restoreURL, code: ExitConfig, want: []string{"error: prove the credentials: 401 invalid_key: unknown API key id (request req_401)"}},
 		{name: "Plugipay/403", setup: func(b *badEnv) {
 			b.url, b.saved = plugipayAnswering(b.t, 403, "application/json", `{"error":{"code":"forbidden","message":"key lacks customers:read"},"meta":{"requestId":"req_403"}}`), b.url
-		}, fix: restoreURL, code: ExitFailed, want: []string{"error: rebuild cache: list customers: 403 forbidden: key lacks customers:read (request req_403)"}},
+		}, fix: restoreURL, code: ExitConfig, want: []string{"error: prove the credentials: 403 forbidden: key lacks customers:read (request req_403)"}},
 		{name: "Plugipay/NonJSON", setup: func(b *badEnv) {
 			b.url, b.saved = plugipayAnswering(b.t, 200, "text/plain", "OK"), b.url
-		}, fix: restoreURL, code: ExitFailed, want: []string{`error: rebuild cache: list customers: 200 invalid_response: response body is not a JSON envelope (HTTP 200): "OK"`}},
+		}, fix: restoreURL, code: ExitTransient, want: []string{`error: prove the credentials: the destination is unreachable or failing: 200 invalid_response: response body is not a JSON envelope (HTTP 200): "OK"`}},
 		{name: "Plugipay/ErrorEnvelopeWith200", setup: func(b *badEnv) {
 			b.url, b.saved = plugipayAnswering(b.t, 200, "application/json", `{"data":null,"error":{"code":"internal_error","message":"database unavailable"},"meta":{"requestId":"req_200"}}`), b.url
-		}, fix: restoreURL, code: ExitFailed, want: []string{"error: rebuild cache: list customers: 200 internal_error: database unavailable (request req_200)"}},
+		}, fix: restoreURL, code: ExitTransient, want: []string{"error: prove the credentials: the destination is unreachable or failing: 200 internal_error: database unavailable (request req_200)"}},
 		{name: "Plugipay/ProxyHTMLPage", setup: func(b *badEnv) {
 			b.url, b.saved = plugipayAnswering(b.t, 502, "text/html", "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center><hr><center>nginx</center></body></html>"), b.url
-		}, fix: restoreURL, code: ExitFailed, want: []string{`error: rebuild cache: list customers: 502 invalid_response: response body is not a JSON envelope (HTTP 502): "<html><head><title>502 Bad Gateway</title>`}},
+		}, fix: restoreURL, code: ExitTransient, want: []string{`error: prove the credentials: the destination is unreachable or failing: 502 invalid_response: response body is not a JSON envelope (HTTP 502): "<html><head><title>502 Bad Gateway</title>`}},
 	}
 }
 

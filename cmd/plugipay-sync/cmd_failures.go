@@ -131,6 +131,7 @@ func runRetry(ctx context.Context, m *Main, args []string) (int, error) {
 	code := fs.String("code", "", "retry every failure whose last error code is CODE")
 	all := fs.Bool("all", false, "retry every failure")
 	dryRun := fs.Bool("dry-run", false, "show what would be reset, change nothing")
+	m.lockFlag(fs)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: plugipay-sync retry [--config FILE | --state PATH] (--external-id ID... | --code CODE | --all) [--dry-run]\n\n"+
 			"Makes failed records eligible again now: the next run sends them, skipping their backoff (or,\n"+
@@ -147,8 +148,11 @@ func runRetry(ctx context.Context, m *Main, args []string) (int, error) {
 	case !*all && len(ids) == 0 && *code == "":
 		return ExitFailed, errors.New("say which failures to retry: --external-id ID, --code CODE or --all")
 	}
+	if !*dryRun {
+		sf.lockFor = "plugipay-sync retry"
+	}
 	if err := m.openStateOnly(ctx, sf); err != nil {
-		return ExitFailed, err
+		return exitCode(err), err
 	}
 	var (
 		list []sync.Failure

@@ -133,10 +133,10 @@ func TestRetry_E2E(t *testing.T) {
 		t.Fatalf("seed run exit %d:\n%s", code, out)
 	}
 	writeUsers(t, csvPath, 4)
-	mustSetFaults(t, e.emu, emulator.Faults{DropRate: 1})
+	mustSetFaults(t, e.emu, emulator.Faults{DropRate: 1, WritesOnly: true})
 	code, out := e.once()
-	if code == ExitOK {
-		t.Fatalf("run exit %d with every request dropped:\n%s", code, out)
+	if code != ExitTransient {
+		t.Fatalf("run exit %d with every write dropped, want %d:\n%s", code, ExitTransient, out)
 	}
 	wantSummary(t, out, "failed 3")
 

@@ -25,30 +25,49 @@ func runRebuildCache(ctx context.Context, m *Main, args []string) (int, error) {
 	m.commonFlags(fs)
 	matchEmail := fs.Bool("match-email", false, "link users to customers by email (destinations without an external id); ambiguous matches are listed and none of them linked")
 	dryRun := fs.Bool("dry-run", false, "with --match-email: report what would be linked and store nothing")
+	rebind := fs.Bool("rebind", false, "bind the state DB to the destination the config names now (after a refusal naming two identities),\n"+
+		"forgetting the mappings whose customers its customer list does not have; the next run re-creates those users once")
+	m.lockFlag(fs)
 	if err := parseCommandFlags(fs, args); err != nil {
 		return ExitFailed, err
 	}
 	if *dryRun && !*matchEmail {
 		return ExitFailed, fmt.Errorf("--dry-run goes with --match-email")
 	}
+	if *rebind && *matchEmail {
+		return ExitFailed, fmt.Errorf("--rebind and --match-email are separate steps: rebind first, then link by email")
+	}
+	m.Command = "plugipay-sync rebuild-cache"
 	if err := m.open(ctx); err != nil {
-		return ExitFailed, err
+		return exitCode(err), err
 	}
 	if *matchEmail {
 		return m.linkByEmail(ctx, !*dryRun)
 	}
+	if *rebind {
+		n, dropped, err := m.rec.Rebind(ctx)
+		fmt.Fprintf(m.stdout, "listed %d  mapped %d  forgotten %d (their customers are not in this account; the next run re-creates those users)\n",
+			n.Listed, n.Mapped, dropped)
+		if err != nil {
+			return exitCode(err), err
+		}
+		return ExitOK, nil
+	}
 	n, err := m.rec.RebuildCache(ctx)
 	fmt.Fprintf(m.stdout, "listed %d  mapped %d  without externalId %d  duplicates %d\n", n.Listed, n.Mapped, n.WithoutExternalID, n.Duplicates)
 	if err != nil {
-		return ExitFailed, err
+		return exitCode(err), err
 	}
 	return ExitOK, nil
 }
 
 func (m *Main) linkByEmail(ctx context.Context, apply bool) (int, error) {
+	if err := m.rec.VerifyDestination(ctx); err != nil {
+		return exitCode(err), err
+	}
 	rep, err := m.rec.LinkByEmail(ctx, apply)
 	if err != nil {
-		return ExitFailed, err
+		return exitCode(err), err
 	}
 	verb := "linked"
 	if !apply {

@@ -29,6 +29,9 @@ const (
 // (status, failures, retry): they need neither API credentials nor the
 // network.
 type stateFlags struct {
+	// lockFor, when set, takes the writer lock for that command: the
+	// command changes the state DB.
+	lockFor   string
 	statePath string
 	output    string
 }
@@ -64,19 +67,24 @@ func (m *Main) openStateOnly(ctx context.Context, sf stateFlags) error {
 	if path == "" {
 		cfg, err := readStateConfig(m.ConfigPath, m.expandLookup())
 		if err != nil {
-			return err
+			return withExit(ExitConfig, err)
 		}
 		path = cfg.State.Path
 	}
 	if _, err := os.Stat(path); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("state DB %s does not exist (has plugipay-sync run yet? is state.path or --state right?)", path)
+			return withExit(ExitConfig, fmt.Errorf("state DB %s does not exist (has plugipay-sync run yet? is state.path or --state right?)", path))
 		}
-		return fmt.Errorf("state DB: %w", err)
+		return withExit(ExitFailed, fmt.Errorf("state DB: %w", err))
+	}
+	if sf.lockFor != "" {
+		if err := m.lockState(ctx, path, sf.lockFor); err != nil {
+			return err
+		}
 	}
 	db, err := state.Open(ctx, path)
 	if err != nil {
-		return err
+		return withExit(ExitFailed, err)
 	}
 	m.store = db
 	return nil

@@ -19,21 +19,23 @@ func runSyncOne(ctx context.Context, m *Main, args []string) (int, error) {
 	m.commonFlags(fs)
 	var id string
 	fs.StringVar(&id, "external-id", "", "the CRM user id to reconcile now (required)")
+	m.lockFlag(fs)
 	if err := parseCommandFlags(fs, args); err != nil {
 		return ExitFailed, err
 	}
 	if id == "" {
 		return ExitFailed, errors.New("--external-id is required")
 	}
+	m.Command = "plugipay-sync sync --external-id"
 	if err := m.open(ctx); err != nil {
-		return ExitFailed, err
+		return exitCode(err), err
 	}
 	res, err := m.rec.SyncOne(ctx, id)
 	switch {
 	case errors.Is(err, sync.ErrNotInSource):
 		return ExitFailed, err
 	case err != nil && res.Action == "":
-		return ExitFailed, err
+		return exitCode(err), err
 	case err != nil:
 		fmt.Fprintf(m.stdout, "%s: %s\n", id, res.Action)
 		return ExitPartial, err

@@ -36,7 +36,16 @@ type Config struct {
 	Destination DestinationConfig `yaml:"destination"`
 	CRM         CRMConfig         `yaml:"crm"`
 	Sync        SyncConfig        `yaml:"sync"`
+	Health      HealthConfig      `yaml:"health"`
 	Log         LogConfig         `yaml:"log"`
+}
+
+// HealthConfig tunes /readyz.
+type HealthConfig struct {
+	// StaleAfterRuns: /readyz turns not ready when no run has succeeded
+	// for this many schedule intervals (a run still making progress, as a
+	// long backfill does, keeps it ready). 0 turns the check off.
+	StaleAfterRuns int `yaml:"stale_after_runs"`
 }
 
 // StateConfig locates the SQLite state database.
@@ -58,6 +67,9 @@ type PlugipayConfig struct {
 	ReadsPerSecond  float64 `yaml:"reads_per_second"`
 	WritesPerSecond float64 `yaml:"writes_per_second"`
 	InsecureHTTP    bool    `yaml:"insecure_http"`
+	// MaxRetryAfter is the longest Retry-After the client waits; a longer
+	// one fails the call at once.
+	MaxRetryAfter time.Duration `yaml:"max_retry_after"`
 }
 
 // Destination types.
@@ -84,6 +96,7 @@ type APIConfig struct {
 	MaxAttempts       int           `yaml:"max_attempts"`
 	RequestsPerSecond float64       `yaml:"requests_per_second"`
 	InsecureHTTP      bool          `yaml:"insecure_http"`
+	MaxRetryAfter     time.Duration `yaml:"max_retry_after"`
 }
 
 // PayGateConfig configures a PayGate-style API.
@@ -123,7 +136,7 @@ func (c *PinConfig) UnmarshalYAML(unmarshal func(any) error) error {
 }
 
 func defaultAPIConfig(rps float64) APIConfig {
-	return APIConfig{Timeout: DefaultTimeout, MaxAttempts: 4, RequestsPerSecond: rps}
+	return APIConfig{Timeout: DefaultTimeout, MaxAttempts: 4, RequestsPerSecond: rps, MaxRetryAfter: DefaultMaxRetryAfter}
 }
 
 // CRMConfig selects and configures the CRM source.
@@ -243,6 +256,9 @@ type SyncConfig struct {
 	// Mode is upsert, update-only or create-only; empty means upsert
 	// where the destination can create customers, update-only elsewhere.
 	Mode string `yaml:"mode"`
+	// BreakAfter is how many writes in a row may fail transiently before
+	// the run stops early (the circuit breaker).
+	BreakAfter int `yaml:"break_after"`
 }
 
 // LogConfig configures logging.
@@ -258,15 +274,21 @@ const (
 	DefaultState    = "plugipay-sync.db"
 	DefaultBaseURL  = "https://plugipay.com"
 	DefaultTimeout  = 30 * time.Second
+	// DefaultMaxRetryAfter is the longest Retry-After any API client
+	// waits: a server asking for more fails the call at once.
+	DefaultMaxRetryAfter = time.Minute
+	// DefaultStaleAfterRuns is health.stale_after_runs.
+	DefaultStaleAfterRuns = 3
 )
 
 // DefaultConfig returns the configuration used for every key a file leaves out.
 func DefaultConfig() Config {
 	return Config{
-		Schedule:    DefaultSchedule,
-		Listen:      DefaultListen,
-		State:       StateConfig{Path: DefaultState},
-		Plugipay:    PlugipayConfig{Timeout: DefaultTimeout, MaxAttempts: 4, ReadsPerSecond: 100, WritesPerSecond: 20},
+		Schedule: DefaultSchedule,
+		Listen:   DefaultListen,
+		State:    StateConfig{Path: DefaultState},
+		Plugipay: PlugipayConfig{Timeout: DefaultTimeout, MaxAttempts: 4, ReadsPerSecond: 100, WritesPerSecond: 20,
+			MaxRetryAfter: DefaultMaxRetryAfter},
 		Destination: DestinationConfig{Type: DestPlugipay},
 		CRM: CRMConfig{Type: "csv", Normalize: NormalizeConfig{
 			TrimSpace: true, LowerEmailDomain: true, CollapseNameSpace: true, DropEmptyMetadata: true,
@@ -279,8 +301,10 @@ func DefaultConfig() Config {
 			RetryMax:        6 * time.Hour,
 			Deletion:        "ignore",
 			MaxArchiveRatio: 0.05,
+			BreakAfter:      sync.DefaultBreakAfter,
 		},
-		Log: LogConfig{Format: "json", Level: "info"},
+		Health: HealthConfig{StaleAfterRuns: DefaultStaleAfterRuns},
+		Log:    LogConfig{Format: "json", Level: "info"},
 	}
 }
 
@@ -423,6 +447,12 @@ func (c *Config) Validate() error {
 	if _, err := CronParser.Parse(c.Schedule); err != nil {
 		return invalid("schedule", c.Schedule, "not a cron expression (%v); use five fields like \"*/5 * * * *\" or \"@every 5m\"", err)
 	}
+	if everyTooOften(c.Schedule) {
+		return invalid("schedule", c.Schedule, "fires more often than once a second; use at least \"@every 1s\" (minutes are usual)")
+	}
+	if iv, _ := scheduleInterval(c.Schedule, time.Now()); iv == 0 {
+		return invalid("schedule", c.Schedule, "never fires (no such date in the next five years); check the day-of-month and month fields")
+	}
 	if c.Listen != "" {
 		if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 			return invalid("listen", c.Listen, "must be host:port or :port, e.g. \":9464\"; empty disables the metrics listener")
@@ -453,6 +483,10 @@ func (c *Config) Validate() error {
 		return invalid("sync.deletion", s.Deletion, "must be ignore or archive")
 	case s.MaxArchiveRatio <= 0 || s.MaxArchiveRatio > 1:
 		return invalid("sync.max_archive_ratio", fmt.Sprint(s.MaxArchiveRatio), "must be greater than 0 and at most 1, e.g. 0.05 for 5%%")
+	case s.BreakAfter < 1:
+		return invalid("sync.break_after", fmt.Sprint(s.BreakAfter), "must be at least 1: how many writes in a row may fail before the run stops early")
+	case c.Health.StaleAfterRuns < 0:
+		return invalid("health.stale_after_runs", fmt.Sprint(c.Health.StaleAfterRuns), "must not be negative (0 turns the check off)")
 	}
 	switch c.Log.Format {
 	case "json", "console":
@@ -553,6 +587,16 @@ func (a *APIConfig) validate(section, keyHint, keyEnv string) error {
 	if a.RequestsPerSecond < 0 {
 		return invalid(section+".requests_per_second", fmt.Sprint(a.RequestsPerSecond), "must be 0 (no cap) or positive")
 	}
+	return validMaxRetryAfter(section+".max_retry_after", a.MaxRetryAfter)
+}
+
+// validMaxRetryAfter checks a max_retry_after key: long enough for a
+// server's usual rate-limit window, short enough that a worker is never
+// parked for hours.
+func validMaxRetryAfter(key string, d time.Duration) error {
+	if d < time.Second || d > time.Hour {
+		return invalid(key, d.String(), "must be between 1s and 1h, e.g. 1m: the longest Retry-After waited; a server asking for more fails the call at once")
+	}
 	return nil
 }
 
@@ -582,7 +626,7 @@ func (p *PlugipayConfig) validate() error {
 	if p.WritesPerSecond < 0 {
 		return invalid("plugipay.writes_per_second", fmt.Sprint(p.WritesPerSecond), "must be 0 (no cap) or positive; Plugipay allows 20")
 	}
-	return nil
+	return validMaxRetryAfter("plugipay.max_retry_after", p.MaxRetryAfter)
 }
 
 func isLoopback(host string) bool {

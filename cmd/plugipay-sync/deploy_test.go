@@ -18,7 +18,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -271,21 +270,7 @@ func TestRealPrometheus(t *testing.T) {
 	base, _ := startDaemon(t, e)
 	target := strings.TrimPrefix(base, "http://")
 
-	port := freePort(t)
-	cfg := fmt.Sprintf("global: {scrape_interval: 1s, evaluation_interval: 1s}\nscrape_configs:\n  - job_name: plugipay-sync\n    static_configs: [{targets: [%q]}]\n", target)
-	cfgPath := filepath.Join(dir, "prometheus.yml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	var logs bytes.Buffer
-	cmd := exec.Command(prom, "--config.file="+cfgPath, "--storage.tsdb.path="+filepath.Join(dir, "tsdb"),
-		"--web.listen-address=127.0.0.1:"+port)
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	api := "http://127.0.0.1:" + port
+	api, logs := startPrometheus(t, prom, dir, target, "")
 
 	// Wait until Prometheus has several scrapes of a daemon that has run.
 	deadline := time.Now().Add(60 * time.Second)
@@ -324,6 +309,33 @@ func TestRealPrometheus(t *testing.T) {
 			}
 		}
 	}
+}
+
+// startPrometheus runs a real Prometheus in dir scraping target every
+// second, evaluating the rules file rules (if any) every second, and
+// returns its API address and its log.
+func startPrometheus(t *testing.T, prom, dir, target, rules string) (api string, logs *bytes.Buffer) {
+	t.Helper()
+	port := freePort(t)
+	ruleFiles := ""
+	if rules != "" {
+		ruleFiles = fmt.Sprintf("rule_files: [%q]\n", rules)
+	}
+	cfg := fmt.Sprintf("global: {scrape_interval: 1s, evaluation_interval: 1s}\n%sscrape_configs:\n  - job_name: plugipay-sync\n    static_configs: [{targets: [%q]}]\n",
+		ruleFiles, target)
+	cfgPath := filepath.Join(dir, "prometheus.yml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logs = new(bytes.Buffer)
+	cmd := exec.Command(prom, "--config.file="+cfgPath, "--storage.tsdb.path="+filepath.Join(dir, "tsdb"),
+		"--web.listen-address=127.0.0.1:"+port)
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return "http://127.0.0.1:" + port, logs
 }
 
 func freePort(t *testing.T) string {
@@ -453,7 +465,8 @@ func TestKubernetesManifests(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.store.Close()
-	h := m.handler(new(atomic.Pointer[string]))
+	m.health = newHealth(m.reg, time.Now())
+	h := m.handler()
 	dockerfile, err := os.ReadFile("../../Dockerfile")
 	if err != nil {
 		t.Fatal(err)
@@ -505,5 +518,53 @@ func TestKubernetesManifests(t *testing.T) {
 	}
 	if p := fmt.Sprint(dig(kinds["ServiceMonitor"], "spec", "endpoints", 0, "path")); p != "/metrics" {
 		t.Errorf("ServiceMonitor scrapes %s", p)
+	}
+}
+
+// TestKubernetesManifests_OneWriter checks that the shipped manifests can
+// never run two writers on one state DB (issue 14): the state claim is
+// ReadWriteOncePod and the only claim the Deployment (one replica,
+// Recreate) and the Job mount, and the Job fails at once on the exit
+// codes that retrying cannot fix.
+func TestKubernetesManifests_OneWriter(t *testing.T) {
+	kinds := map[string]map[string]any{}
+	for _, d := range k8sDocs(t) {
+		kinds[fmt.Sprint(d["kind"])] = d
+	}
+	pvc := kinds["PersistentVolumeClaim"]
+	claim := fmt.Sprint(dig(pvc, "metadata", "name"))
+	if modes := fmt.Sprint(dig(pvc, "spec", "accessModes")); modes != "[ReadWriteOncePod]" {
+		t.Errorf("state PVC access modes %s, want [ReadWriteOncePod]", modes)
+	}
+	if r := fmt.Sprint(dig(kinds["Deployment"], "spec", "replicas")); r != "1" {
+		t.Errorf("Deployment replicas %s, want 1", r)
+	}
+	if s := fmt.Sprint(dig(kinds["Deployment"], "spec", "strategy", "type")); s != "Recreate" {
+		t.Errorf("Deployment strategy %s, want Recreate", s)
+	}
+	for _, kind := range []string{"Deployment", "Job"} {
+		vols, _ := dig(kinds[kind], "spec", "template", "spec", "volumes").([]any)
+		found := false
+		for _, v := range vols {
+			if c := dig(v, "persistentVolumeClaim", "claimName"); c != nil {
+				if fmt.Sprint(c) != claim {
+					t.Errorf("%s mounts claim %v, want only %s", kind, c, claim)
+				}
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("%s does not mount the state claim %s", kind, claim)
+		}
+	}
+	rules, _ := dig(kinds["Job"], "spec", "podFailurePolicy", "rules").([]any)
+	var failNow []string
+	for _, r := range rules {
+		if fmt.Sprint(dig(r, "action")) == "FailJob" {
+			failNow = append(failNow, fmt.Sprint(dig(r, "onExitCodes", "values")))
+		}
+	}
+	if want := fmt.Sprintf("[%d %d]", ExitPartial, ExitConfig); len(failNow) != 1 || failNow[0] != want {
+		t.Errorf("Job FailJob exit codes %v, want %s (bad data, config); %d and %d are retried", failNow, want, ExitTransient, ExitLocked)
 	}
 }

@@ -268,8 +268,8 @@ func TestDestination_ConfigErrors(t *testing.T) {
 				t.Fatal(err)
 			}
 			code, err := m.Run(context.Background())
-			if code != ExitFailed || err == nil {
-				t.Fatalf("program exit %d, error %v; want %d and an error", code, err, ExitFailed)
+			if code != ExitConfig || err == nil {
+				t.Fatalf("program exit %d, error %v; want %d and an error", code, err, ExitConfig)
 			}
 			for _, w := range tc.wanted {
 				if !strings.Contains(err.Error(), w) {
@@ -324,8 +324,8 @@ func TestDestination_StateBoundToFirstDestination(t *testing.T) {
 		destConfig{Type: DestPayGate, BaseURL: srv.URL + "/v1", State: e.state, CSV: filepath.Join(dir, "u.csv")}.write(t, d.config)
 		code, out := d.once()
 		t.Logf("exit %d:\n%s", code, out)
-		if code != ExitFailed {
-			t.Fatalf("exit %d, want %d", code, ExitFailed)
+		if code != ExitConfig {
+			t.Fatalf("exit %d, want %d", code, ExitConfig)
 		}
 		for _, want := range []string{"state.path " + e.state, `made for "plugipay"`, `names "paygate"`, "point state.path at a new file"} {
 			wantSummary(t, out, want)
@@ -356,8 +356,8 @@ func TestDestination_StateBoundToFirstDestination(t *testing.T) {
 		cfg.write(t, d.config)
 		before := f.TotalRequests()
 		code, out := d.once()
-		if code != ExitFailed {
-			t.Fatalf("exit %d, want %d:\n%s", code, ExitFailed, out)
+		if code != ExitConfig {
+			t.Fatalf("exit %d, want %d:\n%s", code, ExitConfig, out)
 		}
 		for _, want := range []string{"state.path " + d.state, `made for "pin test"`, `names "pin live"`} {
 			wantSummary(t, out, want)

@@ -3,10 +3,11 @@
 // them with a local SQLite cache of what was last synced, and creates or
 // updates customers through Plugipay's API.
 //
-// Exit codes of a --once run: 0 every record synced; 2 the run finished but
-// some records were rejected or failed (they are kept and retried); 1 the
-// run could not run (bad config, auth refused, API unreachable, state DB
-// unusable) or was interrupted.
+// Exit codes (exitcode.go, and the README's table): 0 every record synced;
+// 2 bad data (some records rejected or failed, kept and retried); 3 the
+// API or CRM unreachable or failing (run again later); 4 config,
+// credentials or destination identity wrong; 5 another process holds the
+// state DB's writer lock; 1 anything else, or interrupted.
 package main
 
 import (
@@ -24,13 +25,6 @@ import (
 var (
 	Version = "dev"
 	Commit  = "unknown"
-)
-
-// Exit codes.
-const (
-	ExitOK      = 0
-	ExitFailed  = 1
-	ExitPartial = 2
 )
 
 func main() {
@@ -53,7 +47,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 				return ExitOK
 			}
 			if err != nil {
-				fmt.Fprintf(stderr, "plugipay-sync %s: %v\n", args[0], err)
+				fmt.Fprintf(stderr, "plugipay-sync %s: %v\n", args[0], explain(err))
 			}
 			return code
 		}
@@ -67,7 +61,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	code, err := m.Run(ctx)
 	if err != nil {
-		fmt.Fprintf(stderr, "plugipay-sync: %v\n", err)
+		fmt.Fprintf(stderr, "plugipay-sync: %v\n", explain(err))
 	}
 	return code
 }

@@ -119,18 +119,27 @@ func (e *e2e) once(extra ...string) (int, string) {
 // if any); it fails the test if the secret shows up in any output.
 func onceInProcess(t *testing.T, config string, extra ...string) (int, string) {
 	t.Helper()
-	var out, errOut bytes.Buffer
-	m := NewMain(&out, &errOut)
-	m.LookupEnv = env(map[string]string{"TEST_SECRET": testSecret})
+	code, out, errOut := onceWithSecret(t, config, testSecret, extra...)
+	assertNoSecret(t, out, errOut)
+	return code, out
+}
+
+// onceWithSecret runs plugipay-sync --once in-process on config with
+// TEST_SECRET set to secret, and returns its exit code, its summary (and
+// the error, if any) and its standard error.
+func onceWithSecret(t *testing.T, config, secret string, extra ...string) (code int, out, errOut string) {
+	t.Helper()
+	var o, e bytes.Buffer
+	m := NewMain(&o, &e)
+	m.LookupEnv = env(map[string]string{"TEST_SECRET": secret})
 	if err := m.ParseFlags(append([]string{"--config", config, "--once"}, extra...)); err != nil {
 		t.Fatal(err)
 	}
 	code, err := m.Run(context.Background())
 	if err != nil {
-		fmt.Fprintf(&out, "error: %v\n", err)
+		fmt.Fprintf(&o, "error: %v\n", err)
 	}
-	assertNoSecret(t, out.String(), errOut.String())
-	return code, out.String()
+	return code, o.String(), e.String()
 }
 
 // commandInProcess runs a subcommand (rebuild-cache, status...) in-process
@@ -205,12 +214,11 @@ func TestOnce_SampleData(t *testing.T) {
 		t.Fatalf("emulator holds %d customers, want 1195", n)
 	}
 
-	before := e.writes()
-	reqs := e.emu.TotalRequests()
+	reqs := e.requests()
 	_, out = e.once()
 	wantSummary(t, out, "created 0  updated 0  unchanged 1195  recovered 0  rejected 5  failed 0")
-	if e.emu.TotalRequests() != reqs || e.writes() != before {
-		t.Fatalf("unchanged pass made %d API requests", e.emu.TotalRequests()-reqs)
+	if d := e.requests().sub(reqs); !d.preflightOnly() {
+		t.Fatalf("unchanged pass made %+v, want only the preflight's reads", d)
 	}
 
 	for _, suffix := range []string{"", "-wal", "-shm"} {
@@ -303,8 +311,8 @@ func TestOnce_ExitCodes(t *testing.T) {
 		e.url = srv.URL
 		e.writeConfig(filepath.Join(dir, "u.csv"), "@every 1h")
 		code, out := e.once()
-		if code != ExitFailed {
-			t.Fatalf("exit %d, want %d:\n%s", code, ExitFailed, out)
+		if code != ExitConfig {
+			t.Fatalf("exit %d, want %d:\n%s", code, ExitConfig, out)
 		}
 		wantSummary(t, out, "invalid_signature")
 		if e.emu.CustomerCount() != 0 {
@@ -317,12 +325,12 @@ func TestOnce_ExitCodes(t *testing.T) {
 		e.url = "http://127.0.0.1:1" // nothing listens on port 1
 		e.writeConfig(filepath.Join(dir, "u.csv"), "@every 1h")
 		code, out := e.once()
-		if code != ExitFailed && code != ExitPartial {
-			t.Fatalf("exit %d:\n%s", code, out)
+		if code != ExitTransient {
+			t.Fatalf("exit %d, want %d (an outage: run the Job again):\n%s", code, ExitTransient, out)
 		}
-		// The state DB is empty, so the run first walks the customer
-		// list, which fails: nothing was written.
-		wantSummary(t, out, "rebuild cache: list customers: network_error")
+		// Every run first proves its credentials, which fails: nothing
+		// was written.
+		wantSummary(t, out, "prove the credentials: the destination is unreachable or failing: network_error")
 	})
 	t.Run("BadConfig", func(t *testing.T) {
 		e := newE2E(t, "missing.csv", emulator.Options{})
@@ -330,8 +338,8 @@ func TestOnce_ExitCodes(t *testing.T) {
 			t.Fatal(err)
 		}
 		code, out := e.once()
-		if code != ExitFailed {
-			t.Fatalf("exit %d, want %d", code, ExitFailed)
+		if code != ExitConfig {
+			t.Fatalf("exit %d, want %d", code, ExitConfig)
 		}
 		wantSummary(t, out, "field shedule not found")
 	})

@@ -29,10 +29,10 @@ const ShutdownTimeout = 25 * time.Second
 // listener, and the cron schedule with one run right at start.
 func (m *Main) serve(ctx context.Context) error {
 	var (
-		wg       stdsync.WaitGroup
-		runs     stdsync.WaitGroup
-		notReady atomic.Pointer[string]
+		wg   stdsync.WaitGroup
+		runs stdsync.WaitGroup
 	)
+	m.health.restore(ctx, m.store, m.syncMetrics, m.log)
 	var srv *http.Server
 	if m.cfg.Listen != "" {
 		// Bind before serving, so a busy port fails the start.
@@ -40,7 +40,7 @@ func (m *Main) serve(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("listen: %w", err)
 		}
-		srv = &http.Server{Handler: m.handler(&notReady), ReadHeaderTimeout: 10 * time.Second}
+		srv = &http.Server{Handler: m.handler(), ReadHeaderTimeout: 10 * time.Second}
 		wg.Go(func() {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				m.log.Error("metrics listener stopped", zap.Error(err))
@@ -68,17 +68,17 @@ func (m *Main) serve(ctx context.Context) error {
 			return
 		}
 		defer runMu.Unlock()
-		rec, err := recPtr.Load().Run(ctx)
-		m.gauge.refresh(context.WithoutCancel(ctx), m.store, m.log)
-		switch {
-		case errors.Is(err, sync.ErrFatal):
-			msg := err.Error()
-			notReady.Store(&msg)
-		case err == nil:
-			notReady.Store(nil)
+		r := recPtr.Load()
+		stopWatch := m.watchProgress(r)
+		rec, err := r.Run(ctx)
+		stopWatch()
+		m.health.runFinished(rec, err)
+		if f, ferr := m.store.Freshness(context.WithoutCancel(ctx)); ferr == nil {
+			m.health.setStreak(f.FailedStreak)
 		}
+		m.gauge.refresh(context.WithoutCancel(ctx), m.store, m.log)
 		if err != nil && rec.Outcome != sync.OutcomeCanceled {
-			m.log.Error("run failed", zap.Int64("run_id", rec.ID), zap.Error(err))
+			m.log.Error("run failed", zap.Int64("run_id", rec.ID), zap.Error(explain(err)))
 		}
 	}
 
@@ -169,14 +169,41 @@ func (m *Main) reload(c *cron.Cron, id *cron.EntryID, job func(), rec *atomic.Po
 	}
 	rec.Store(r)
 	m.cfg = cfg
+	m.health.setSchedule(cfg.Schedule, cfg.Health.StaleAfterRuns, time.Now())
 	m.reloadOK.Set(1)
 	m.reloadTime.SetToCurrentTime()
 	m.log.Info("config reloaded", zap.String("config", m.ConfigPath), zap.String("schedule", cfg.Schedule))
 }
 
+// watchProgress marks the health's run as moving whenever r's counts
+// change, until the returned stop is called.
+func (m *Main) watchProgress(r *sync.Reconciler) (stop func()) {
+	m.health.runStarted(time.Now())
+	done := make(chan struct{})
+	var wg stdsync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		var last sync.RunCounts
+		for {
+			select {
+			case <-done:
+				return
+			case now := <-t.C:
+				if c, ok := r.Progress(); ok && c != last {
+					last = c
+					m.health.progressed(now)
+				}
+			}
+		}
+	})
+	return func() { close(done); wg.Wait() }
+}
+
 // handler serves /metrics, /healthz (the process is alive) and /readyz
-// (config loaded, state DB reachable, the last run not refused by the API).
-func (m *Main) handler(notReady *atomic.Pointer[string]) http.Handler {
+// (the state DB reachable, the last run able to use the destination, and a
+// run succeeded recently; see health.ready).
+func (m *Main) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -191,8 +218,8 @@ func (m *Main) handler(notReady *atomic.Pointer[string]) http.Handler {
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": err.Error()})
 			return
 		}
-		if msg := notReady.Load(); msg != nil {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": *msg})
+		if ok, reason := m.health.ready(time.Now()); !ok {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": reason})
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})

@@ -69,6 +69,9 @@ type Options struct {
 	// RequestsPerSecond caps the calls of all workers together; 0 means
 	// no cap (DefaultRequestsPerSecond is the config's default).
 	RequestsPerSecond float64
+	// MaxRetryAfter is the longest Retry-After honoured (see
+	// rest.Options.MaxRetryAfter); 0 means rest.DefaultMaxRetryAfter.
+	MaxRetryAfter time.Duration
 	// HTTPClient sends the requests; nil means a client of its own.
 	HTTPClient *http.Client
 	// Registerer receives the transport's metrics; nil records none.
@@ -81,11 +84,13 @@ type Options struct {
 type Destination struct {
 	c      *rest.Client
 	extKey string
+	mode   string
 }
 
 var (
 	_ sync.Destination        = (*Destination)(nil)
 	_ sync.CreatedSinceLister = (*Destination)(nil)
+	_ sync.Prober             = (*Destination)(nil)
 )
 
 // New checks o and returns its Destination.
@@ -120,6 +125,7 @@ func New(o Options) (*Destination, error) {
 		Timeout:           o.Timeout,
 		MaxAttempts:       o.MaxAttempts,
 		RequestsPerSecond: o.RequestsPerSecond,
+		MaxRetryAfter:     o.MaxRetryAfter,
 		Registerer:        o.Registerer,
 		Authorize:         func(r *http.Request) { r.Header.Set("Authorization", auth) },
 		ParseError:        parseError,
@@ -128,7 +134,21 @@ func New(o Options) (*Destination, error) {
 	if err != nil {
 		return nil, fmt.Errorf("paygate: %w", err)
 	}
-	return &Destination{c: c, extKey: o.ExternalIDKey}, nil
+	mode := "test"
+	if strings.HasPrefix(o.SecretKey, "sk_live_") {
+		mode = "live"
+	}
+	return &Destination{c: c, extKey: o.ExternalIDKey, mode: mode}, nil
+}
+
+// Probe lists one customer, proving the key. The API reports no account
+// id, so the identity is the host and the key's mode.
+func (d *Destination) Probe(ctx context.Context) (sync.Identity, error) {
+	var p listPage
+	if err := d.c.Do(ctx, "list", http.MethodGet, "/customers?limit=1", nil, &p, true); err != nil {
+		return sync.Identity{}, fmt.Errorf("paygate: list customers: %w", err)
+	}
+	return sync.Identity{API: "paygate", Host: d.c.Host(), Mode: d.mode}, nil
 }
 
 // parseError reads {"error": {"type", "code", "message"}}.

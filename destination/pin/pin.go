@@ -74,6 +74,9 @@ type Options struct {
 	// RequestsPerSecond caps the calls of all workers together; 0 means
 	// no cap.
 	RequestsPerSecond float64
+	// MaxRetryAfter is the longest Retry-After honoured (see
+	// rest.Options.MaxRetryAfter); 0 means rest.DefaultMaxRetryAfter.
+	MaxRetryAfter time.Duration
 	// HTTPClient sends the requests; nil means a client of its own.
 	HTTPClient *http.Client
 	// Registerer receives the transport's metrics; nil records none.
@@ -88,7 +91,10 @@ type Pin struct {
 	mode string
 }
 
-var _ sync.Destination = (*Pin)(nil)
+var (
+	_ sync.Destination = (*Pin)(nil)
+	_ sync.Prober      = (*Pin)(nil)
+)
 
 // New checks o and returns the destination.
 func New(o Options) (*Pin, error) {
@@ -129,6 +135,7 @@ func New(o Options) (*Pin, error) {
 		Timeout:           o.Timeout,
 		MaxAttempts:       o.MaxAttempts,
 		RequestsPerSecond: o.RequestsPerSecond,
+		MaxRetryAfter:     o.MaxRetryAfter,
 		Registerer:        o.Registerer,
 		Authorize:         func(r *http.Request) { r.SetBasicAuth(key, "") },
 		ParseError:        parseError,
@@ -138,6 +145,18 @@ func New(o Options) (*Pin, error) {
 		return nil, fmt.Errorf("pin: %w", err)
 	}
 	return &Pin{c: c, mode: o.Mode}, nil
+}
+
+// Probe reads the first page of customers, proving the key. The API
+// reports no account id, so the identity is the host and the mode.
+func (p *Pin) Probe(ctx context.Context) (sync.Identity, error) {
+	var out struct {
+		Response []customer `json:"response"`
+	}
+	if err := p.c.Do(ctx, "list", http.MethodGet, "/customers?page=1", nil, &out, true); err != nil {
+		return sync.Identity{}, fmt.Errorf("pin: list customers: %w", err)
+	}
+	return sync.Identity{API: "pin", Host: p.c.Host(), Mode: p.mode}, nil
 }
 
 // Mode returns the mode label ("test" or "live").

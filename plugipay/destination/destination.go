@@ -17,13 +17,33 @@ import (
 // Plugipay is a sync.Destination backed by a Plugipay client.
 type Plugipay struct {
 	customers *plugipay.CustomerService
+	identity  sync.Identity
 }
 
-var _ sync.Destination = (*Plugipay)(nil)
+var (
+	_ sync.Destination = (*Plugipay)(nil)
+	_ sync.Prober      = (*Plugipay)(nil)
+)
 
 // New returns the destination for client.
 func New(client *plugipay.Client) *Plugipay {
-	return &Plugipay{customers: client.Customers}
+	return &Plugipay{customers: client.Customers, identity: sync.Identity{
+		API: "plugipay", Host: client.Host(), Mode: client.Mode(), OnBehalfOf: client.OnBehalfOf(),
+	}}
+}
+
+// Probe lists one customer: a signed read that proves the key, and whose
+// answer names the workspace (accountId) when it holds any customer.
+func (p *Plugipay) Probe(ctx context.Context) (sync.Identity, error) {
+	page, err := p.customers.List(ctx, plugipay.ListParams{Limit: 1})
+	if err != nil {
+		return sync.Identity{}, mapError(err)
+	}
+	id := p.identity
+	for _, c := range page.Data {
+		id.Account = c.AccountID
+	}
+	return id, nil
 }
 
 // Capabilities: Plugipay keeps the external id in a field of its own,

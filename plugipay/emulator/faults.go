@@ -51,6 +51,10 @@ type Faults struct {
 	// RetryAfter is the Retry-After of injected 503s and 429s, in seconds;
 	// 0 means 1.
 	RetryAfter int
+	// WritesOnly limits the error, drop and rate-limit faults to writes
+	// (POST, PATCH): an API that still answers reads but fails every
+	// write, as a degraded backend does. Latency applies to every request.
+	WritesOnly bool
 }
 
 // Validate reports a rate outside [0, 1], rates adding up to more than 1,
@@ -137,7 +141,7 @@ func (fi *faultInjector) draw(write bool) decision {
 	if f.LatencyJitter > 0 {
 		d.delay += time.Duration(fi.rng.Int64N(int64(f.LatencyJitter)))
 	}
-	if f.ErrorRate <= 0 && f.DropRate <= 0 && f.RateLimitRate <= 0 && f.TimeoutRate <= 0 {
+	if f.ErrorRate <= 0 && f.DropRate <= 0 && f.RateLimitRate <= 0 && f.TimeoutRate <= 0 || f.WritesOnly && !write {
 		return d
 	}
 	x := fi.rng.Float64()

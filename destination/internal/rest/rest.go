@@ -33,9 +33,8 @@ const (
 	DefaultMaxAttempts = 4
 	// maxBody bounds how much of an answer is read.
 	maxBody = 8 << 20
-	// maxRetryAfter caps a server's Retry-After, so a bad header cannot
-	// park a worker for hours; the write timeout bounds it further.
-	maxRetryAfter = 5 * time.Minute
+	// DefaultMaxRetryAfter is the longest Retry-After honoured.
+	DefaultMaxRetryAfter = time.Minute
 )
 
 // Options configure a Client.
@@ -64,7 +63,16 @@ type Options struct {
 	// Logger receives retries; nil logs nothing. Bodies and headers are
 	// never logged.
 	Logger *zap.Logger
+	// MaxRetryAfter is the longest wait a server's Retry-After may ask
+	// for; a longer one fails the call at once, with the wait in the
+	// error, instead of parking a worker for hours (issue 14: a
+	// Retry-After of a day). 0 means DefaultMaxRetryAfter.
+	MaxRetryAfter time.Duration
 }
+
+// Host is the API's host name, without port (part of a destination's
+// identity).
+func (c *Client) Host() string { return c.base.Hostname() }
 
 // Client sends JSON calls to one API.
 type Client struct {
@@ -96,6 +104,9 @@ func New(o Options) (*Client, error) {
 	}
 	if o.MaxAttempts == 0 {
 		o.MaxAttempts = DefaultMaxAttempts
+	}
+	if o.MaxRetryAfter <= 0 {
+		o.MaxRetryAfter = DefaultMaxRetryAfter
 	}
 	c := &Client{o: o, base: base, hc: o.HTTPClient, log: o.Logger}
 	if c.hc == nil {
@@ -170,6 +181,17 @@ func (c *Client) retryLoop(ctx context.Context, op, method, path string, payload
 			return o.err
 		}
 		delay := backoff(attempt)
+		if o.retryAfter > c.o.MaxRetryAfter {
+			c.log.Warn("the server asks to wait longer than the cap; giving up on this call",
+				zap.String("destination", c.o.Destination), zap.String("op", op),
+				zap.Duration("retry_after", o.retryAfter), zap.Duration("cap", c.o.MaxRetryAfter))
+			var ae *sync.APIError
+			if errors.As(o.err, &ae) {
+				ae.Message = fmt.Sprintf("%s (Retry-After %s is more than the %s this client waits)",
+					ae.Message, o.retryAfter, c.o.MaxRetryAfter)
+			}
+			return o.err
+		}
 		if o.retryAfter > 0 {
 			delay = o.retryAfter
 		}
@@ -304,10 +326,10 @@ func retryAfter(v string) time.Duration {
 		return 0
 	}
 	if s, err := strconv.Atoi(v); err == nil && s >= 0 {
-		return min(time.Duration(s)*time.Second, maxRetryAfter)
+		return time.Duration(min(s, 1<<31)) * time.Second
 	}
 	if t, err := http.ParseTime(v); err == nil {
-		return min(max(time.Until(t), 0), maxRetryAfter)
+		return max(time.Until(t), 0)
 	}
 	return 0
 }
