@@ -80,3 +80,29 @@ func (p *PendingWatermark) Commit(ctx context.Context, store WatermarkStore, key
 	}
 	return store.SetWatermark(ctx, key, *w)
 }
+
+// MemoryWatermarks is a WatermarkStore in memory, for tests and the bench.
+// The zero value is ready; it is safe for concurrent use.
+type MemoryWatermarks struct {
+	mu sync.Mutex
+	m  map[string]Watermark
+}
+
+// Watermark returns the watermark stored under source.
+func (w *MemoryWatermarks) Watermark(_ context.Context, source string) (Watermark, bool, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	v, ok := w.m[source]
+	return v, ok, nil
+}
+
+// SetWatermark stores v under source.
+func (w *MemoryWatermarks) SetWatermark(_ context.Context, source string, v Watermark) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.m == nil {
+		w.m = map[string]Watermark{}
+	}
+	w.m[source] = v
+	return nil
+}

@@ -83,7 +83,7 @@ func runChild(mode string, stdout io.Writer) error {
 	case modeScan:
 		res, err = scan(ctx, csvPath, dbPath)
 	default:
-		return fmt.Errorf("unknown child mode %q", mode)
+		res, err = runSQLChild(ctx, mode)
 	}
 	if err != nil {
 		return err
@@ -107,6 +107,12 @@ func floor(ctx context.Context, csvPath string) (childResult, error) {
 	if err != nil {
 		return childResult{}, err
 	}
+	return hashAll(ctx, src)
+}
+
+// hashAll times reading src to the end with a content hash of each
+// record: a source's part of a no-op scan.
+func hashAll(ctx context.Context, src sync.Source) (childResult, error) {
 	start := time.Now()
 	var n int64
 	var sink byte
@@ -124,6 +130,17 @@ func floor(ctx context.Context, csvPath string) (childResult, error) {
 // scan runs the real reconciler over csvPath with the warm state DB at
 // dbPath, against an emulator that counts every request it gets.
 func scan(ctx context.Context, csvPath, dbPath string) (childResult, error) {
+	src, err := newSource(csvPath)
+	if err != nil {
+		return childResult{}, err
+	}
+	return syncOnce(ctx, src, dbPath, nil)
+}
+
+// syncOnce times one run of the real reconciler over src with the warm
+// state DB at dbPath, against an emulator at the real limits that counts
+// every request it gets; before, if set, runs first, untimed.
+func syncOnce(ctx context.Context, src sync.Source, dbPath string, before func(*sync.Reconciler) error) (childResult, error) {
 	emu := emulator.New(emulator.Options{Keys: map[string]string{benchKeyID: benchSecret},
 		ReadRate: emulator.DefaultReadRate, WriteRate: emulator.DefaultWriteRate})
 	srv := httptest.NewServer(emu)
@@ -137,11 +154,12 @@ func scan(ctx context.Context, csvPath, dbPath string) (childResult, error) {
 		return childResult{}, err
 	}
 	defer db.Close()
-	src, err := newSource(csvPath)
-	if err != nil {
-		return childResult{}, err
-	}
 	rec := sync.New(src, benchDestination(client), db, sync.Options{})
+	if before != nil {
+		if err := before(rec); err != nil {
+			return childResult{}, err
+		}
+	}
 	start := time.Now()
 	run, err := rec.Run(ctx)
 	secs := time.Since(start).Seconds()
@@ -203,12 +221,17 @@ func procStatus(names ...string) ([]int64, error) {
 // runInChild runs mode in a child process of this binary and returns what
 // it measured.
 func runInChild(ctx context.Context, mode, csvPath, dbPath string) (childResult, error) {
+	return runChildEnv(ctx, mode, []string{childCSVEnv + "=" + csvPath, childDBEnv + "=" + dbPath})
+}
+
+// runChildEnv runs mode in a child process with env added to this one's.
+func runChildEnv(ctx context.Context, mode string, env []string) (childResult, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return childResult{}, err
 	}
 	cmd := exec.CommandContext(ctx, exe)
-	cmd.Env = append(os.Environ(), childEnv+"="+mode, childCSVEnv+"="+csvPath, childDBEnv+"="+dbPath)
+	cmd.Env = append(append(os.Environ(), childEnv+"="+mode), env...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

@@ -15,6 +15,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -24,6 +25,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -61,19 +63,24 @@ type sizes struct {
 	StoreRows    int // (7): mappings upserted
 	StoreLookups int // (7): ids looked up
 	Concurrency  int
-	Repeat       int // (1), (4), (7): best of Repeat alternated runs of each side
+	Repeat       int   // (1), (4), (7): best of Repeat alternated runs of each side
+	SQLUsers     int   // (8): rows in the PostgreSQL table of the no-op scans
+	SQLLinear    []int // (8): table sizes of the linearity measurement
+	SQLPairs     int   // (8): interleaved floor/scan pairs (the median counts)
 }
 
 var fullSizes = sizes{
 	ScanUsers: 1_000_000, SmallUsers: 100_000, ChangeEvery: 100,
 	Backfill: 1200, Overhead: 2000, ColdStart: 100_000, Naive: 1000,
 	StoreRows: 200_000, StoreLookups: 200_000, Concurrency: 8, Repeat: 3,
+	SQLUsers: 1_000_000, SQLLinear: []int{100_000, 1_000_000, 10_000_000}, SQLPairs: 5,
 }
 
 var quickSizes = sizes{
 	ScanUsers: 4000, SmallUsers: 400, ChangeEvery: 100,
 	Backfill: 20, Overhead: 100, ColdStart: 1000, Naive: 50,
 	StoreRows: 5000, StoreLookups: 5000, Concurrency: 8, Repeat: 1,
+	SQLUsers: 2000, SQLLinear: []int{1000, 2000}, SQLPairs: 1,
 }
 
 func main() {
@@ -125,6 +132,7 @@ type bench struct {
 	// big is the scan-size CSV and its warm state DB, shared by (1), (2),
 	// (6) and (7).
 	bigCSV, bigDB string
+	sqlDSN        string // (8)
 }
 
 func (b *bench) add(r row) { b.rows = append(b.rows, r) }
@@ -158,11 +166,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) ([]row, e
 	quick := fs.Bool("quick", false, "tiny sizes (seconds): checks that every scenario works, not how fast")
 	dir := fs.String("dir", "", "directory for the generated data (default: a new temp dir, removed at the end)")
 	prof := fs.String("cpuprofile", "", "directory to write CPU profiles of the no-op scan children to (floor.pprof, scan.pprof)")
-	only := fs.String("only", "", "comma-separated scenario numbers to run (1-7; 1 and 6 run together); default all")
+	only := fs.String("only", "", "comma-separated scenario numbers to run (1-8; 1 and 6 run together); default all")
 	sz := fullSizes
 	fs.IntVar(&sz.ScanUsers, "users", 0, "users in the no-op scan and incremental run (default 1,000,000)")
 	fs.IntVar(&sz.Backfill, "backfill", 0, "new users in the backfill at the real limits (default 1,200 = 60 s)")
 	fs.IntVar(&sz.ColdStart, "cold", 0, "customers in the emulator for the cold start (default 100,000)")
+	sqlDSN := fs.String("sql-dsn", cmp.Or(os.Getenv(childSQLDSNEnv), DefaultBenchPostgresDSN), "PostgreSQL of scenario 8 (env "+childSQLDSNEnv+")")
+	fs.IntVar(&sz.SQLUsers, "sql-users", 0, "rows in scenario 8's table (default 1,000,000)")
+	sqlLinear := fs.String("sql-linear", "", "comma-separated table sizes of scenario 8's linearity measurement (default 100000,1000000,10000000)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -186,6 +197,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) ([]row, e
 	sz.ChangeEvery, sz.Overhead, sz.Naive = base.ChangeEvery, base.Overhead, base.Naive
 	sz.StoreRows, sz.StoreLookups, sz.Concurrency, sz.Repeat = base.StoreRows, base.StoreLookups, base.Concurrency, base.Repeat
 	sz.Naive = min(sz.Naive, sz.ColdStart)
+	if sz.SQLUsers == 0 {
+		sz.SQLUsers = base.SQLUsers
+	}
+	sz.SQLLinear, sz.SQLPairs = base.SQLLinear, base.SQLPairs
+	if *sqlLinear != "" {
+		sz.SQLLinear = nil
+		for f := range strings.SplitSeq(*sqlLinear, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n <= 0 {
+				return nil, fmt.Errorf("-sql-linear: %q is not a row count", f)
+			}
+			sz.SQLLinear = append(sz.SQLLinear, n)
+		}
+	}
 
 	if *prof != "" {
 		abs, err := filepath.Abs(*prof)
@@ -208,7 +233,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) ([]row, e
 	}
 	runs := func(n string) bool { return len(want) == 0 || want[n] }
 
-	b := &bench{sz: sz, log: stderr, dir: *dir}
+	b := &bench{sz: sz, log: stderr, dir: *dir, sqlDSN: *sqlDSN}
 	if b.dir == "" {
 		d, err := os.MkdirTemp("", "plugipay-bench-")
 		if err != nil {
@@ -232,6 +257,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) ([]row, e
 		{"4", b.overhead},
 		{"5", b.coldStart},
 		{"7", b.store},
+		{"8", b.sqlScenario},
 	}
 	for _, s := range steps {
 		if !runs(s.n) {

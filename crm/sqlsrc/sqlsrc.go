@@ -1,12 +1,16 @@
 // Package sqlsrc is the SQL source: users read from a table or a SELECT in
 // PostgreSQL (pgx), MySQL/MariaDB (go-sql-driver/mysql) or SQLite (mattn),
-// streamed with keyset pagination on (updated_at, id), never OFFSET.
+// streamed with keyset pagination (never OFFSET) on id for a full scan and
+// on (updated_at, id) for an incremental read, every page of one read in
+// one snapshot (see begin).
 //
 // In incremental mode it reads only rows whose updated_at is at or after
 // the stored watermark minus an overlap window (so a row committed late
-// with an older updated_at is still read), and every N runs, or when the
-// last full scan is older than a set interval, it reads everything, which
-// is what lets the reconciler see hard-deleted rows as gone.
+// with an older updated_at is still read), and never moves the watermark
+// past a transaction that was open when it read (see horizon). Every N
+// runs, or when the last full scan is older than a set interval, it reads
+// everything, which is what lets the reconciler see hard-deleted rows as
+// gone.
 package sqlsrc
 
 import (
@@ -55,15 +59,17 @@ const (
 type Options struct {
 	// Driver is Postgres, MySQL (also MariaDB) or SQLite.
 	Driver string
-	// DSN is the driver's data source name. For MySQL parseTime=true is
-	// added.
+	// DSN is the driver's data source name. For MySQL parseTime=true,
+	// loc=UTC and time_zone='+00:00' are set.
 	DSN string
 	// Table names the table (or schema.table); Query gives a SELECT
 	// instead, which is read as a subquery. Set one.
 	Table string
 	Query string
-	// IDColumn and UpdatedAtColumn are the keyset; both should be NOT NULL
-	// and covered by an index on (updated_at, id).
+	// IDColumn and UpdatedAtColumn are the keysets: a full scan pages on
+	// the id (give it an index: the primary key), an incremental read on
+	// (updated_at, id) (give it an index on both). The id should be
+	// unique and NOT NULL.
 	IDColumn        string
 	UpdatedAtColumn string
 	// DeletedColumn, if set, marks rows whose value is not NULL, false, 0
@@ -119,6 +125,16 @@ func New(opts Options) (*Source, error) {
 			return nil, fmt.Errorf("crm.sql.dsn: not a MySQL DSN (user:pass@tcp(host:3306)/db): %v", err)
 		}
 		cfg.ParseTime = true
+		// Pin the session to UTC: TIMESTAMP values are converted to the
+		// session time zone, which otherwise follows the server's
+		// time_zone (issue 15: a change from +07:00 to +00:00 hid updated
+		// rows for 7 hours). Parameters are sent, and DATETIMEs read, in
+		// UTC too.
+		cfg.Loc = time.UTC
+		if cfg.Params == nil {
+			cfg.Params = map[string]string{}
+		}
+		cfg.Params["time_zone"] = "'+00:00'"
 		opts.DSN = cfg.FormatDSN()
 	}
 	switch {
@@ -170,11 +186,11 @@ func (s *Source) LastReadComplete() bool {
 	return s.complete
 }
 
-// Records streams the rows, one page per query. A row whose values fail
-// the checks is yielded as a *sync.RecordError with Ref "id=<id>". A
-// connection or query failure, a mapped column the table lacks, and ctx
-// being done end the stream. A read that reaches the end prepares the new
-// watermark, which Commit stores.
+// Records streams the rows, one page per query, all read in one snapshot
+// (see begin). A row whose values fail the checks is yielded as a
+// *sync.RecordError with Ref "id=<id>". A connection or query failure, a
+// mapped column the table lacks, and ctx being done end the stream. A read
+// that reaches the end prepares the new watermark, which Commit stores.
 func (s *Source) Records(ctx context.Context) iter.Seq2[sync.Record, error] {
 	return func(yield func(sync.Record, error) bool) {
 		s.mu.Lock()
@@ -192,6 +208,18 @@ func (s *Source) Records(ctx context.Context) iter.Seq2[sync.Record, error] {
 			yield(sync.Record{}, err)
 			return
 		}
+		// The horizon is read before the snapshot is taken: see horizon.
+		if r.hz, err = s.horizon(ctx, db); err != nil {
+			yield(sync.Record{}, err)
+			return
+		}
+		q, done, err := s.begin(ctx, db)
+		if err != nil {
+			yield(sync.Record{}, err)
+			return
+		}
+		defer done()
+		r.q = q
 		if !r.stream(ctx, yield) {
 			return
 		}
@@ -199,18 +227,28 @@ func (s *Source) Records(ctx context.Context) iter.Seq2[sync.Record, error] {
 	}
 }
 
+// querier is a *sql.Tx (the snapshot) or, where there is none, the *sql.DB.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
 // read is one Records call.
 type read struct {
 	s    *Source
-	db   *sql.DB
+	q    querier
 	cols []string  // quoted select list: id, updated_at, [deleted], mapped fields
 	keys [2]string // quoted id and updated_at columns
 	// full is a full scan; lower is the incremental lower bound.
 	full  bool
 	prev  crm.Watermark
 	lower time.Time
+	hz    horizon
 	maxAt time.Time
 	vals  []string
+	// The keyset position: the key of the last row read, and how many
+	// consecutive rows carried it (see page).
+	lastAt, lastID any
+	run            int
 }
 
 func (s *Source) from() string {
@@ -242,7 +280,7 @@ func (s *Source) newRead(ctx context.Context, db *sql.DB) (*read, error) {
 		}
 		return "", fmt.Errorf("%s: column %q not in %s (have: %s)", key, col, s.what(), strings.Join(have, ", "))
 	}
-	r := &read{s: s, db: db, full: true}
+	r := &read{s: s, full: true}
 	var names []string
 	for _, c := range []struct{ key, col string }{
 		{"crm.sql.id_column", s.opts.IDColumn},
@@ -301,83 +339,37 @@ func (s *Source) what() string {
 // stream pages through the rows; it returns false when the stream ended
 // early (an error yielded, or the consumer stopped).
 func (r *read) stream(ctx context.Context, yield func(sync.Record, error) bool) bool {
-	s := r.s
-	var lastAt, lastID any
-	first := true
-	for {
-		a := args{d: s.dialect}
-		var where []string
-		if first {
-			if !r.full {
-				where = append(where, s.cols(r, 1)+" >= "+a.add(s.timeParam(r.lower)))
-			}
-		} else {
-			// Expanded form: MySQL uses indexes for it better than a row value.
-			u, id := s.cols(r, 1), s.cols(r, 0)
-			where = append(where, "("+u+" > "+a.add(lastAt)+" OR ("+u+" = "+a.add(lastAt)+" AND "+id+" > "+a.add(lastID)+"))")
-		}
-		if first && r.full {
-			where = append(where, s.cols(r, 1)+" IS NOT NULL")
-		}
-		q := "SELECT " + strings.Join(r.cols, ", ") + " FROM " + s.from()
-		if len(where) > 0 {
-			q += " WHERE " + strings.Join(where, " AND ")
-		}
-		q += " ORDER BY " + s.cols(r, 1) + ", " + s.cols(r, 0) + " LIMIT " + strconv.Itoa(s.opts.PageSize)
-		n, at, id, ok := r.page(ctx, q, a.list, yield)
-		if !ok {
-			return false
-		}
-		if n < s.opts.PageSize {
-			break
-		}
-		lastAt, lastID, first = at, id, false
-	}
-	if r.full {
-		return r.nullRows(ctx, yield)
-	}
-	return true
-}
-
-// cols returns the column i of the keyset (0 id, 1 updated_at), quoted.
-func (s *Source) cols(r *read, i int) string { return r.keys[i] }
-
-// nullRows reads, in a full scan, the rows whose updated_at is NULL, which
-// the keyset cannot order: they are synced, but only full scans see them.
-func (r *read) nullRows(ctx context.Context, yield func(sync.Record, error) bool) bool {
-	s := r.s
-	var lastID any
 	for first := true; ; first = false {
-		a := args{d: s.dialect}
-		where := s.cols(r, 1) + " IS NULL"
-		if !first {
-			where += " AND " + s.cols(r, 0) + " > " + a.add(lastID)
-		}
-		q := "SELECT " + strings.Join(r.cols, ", ") + " FROM " + s.from() + " WHERE " + where +
-			" ORDER BY " + s.cols(r, 0) + " LIMIT " + strconv.Itoa(s.opts.PageSize)
-		n, _, id, ok := r.page(ctx, q, a.list, yield)
+		q, params, limit := r.pageQuery(first)
+		n, ok := r.page(ctx, q, params, yield)
 		if !ok {
 			return false
 		}
-		if n < s.opts.PageSize {
+		if n < limit {
 			return true
 		}
-		lastID = id
 	}
 }
 
-// page runs one query and yields its rows; it returns how many rows it
-// read and the keyset of the last.
-func (r *read) page(ctx context.Context, q string, params []any, yield func(sync.Record, error) bool) (n int, lastAt, lastID any, ok bool) {
+// page runs one query and yields its rows; it returns how many rows the
+// query returned.
+//
+// A page starts at the key of the last row read, inclusive, and skips the
+// rows of that key already read: a query: whose JOIN gives one id several
+// rows with one (updated_at, id) then has each of them read once even when
+// a page ends between them (issue 15: "id > 7" skipped the second row
+// silently). Each repeat is yielded with its own Ref, so the reconciler
+// reports the id as duplicated rather than syncing one row by sort order.
+func (r *read) page(ctx context.Context, q string, params []any, yield func(sync.Record, error) bool) (n int, ok bool) {
 	s := r.s
 	if err := ctx.Err(); err != nil {
 		yield(sync.Record{}, fmt.Errorf("crm: sql: %w", context.Cause(ctx)))
-		return 0, nil, nil, false
+		return 0, false
 	}
-	rows, err := r.db.QueryContext(ctx, q, params...)
+	rows, err := r.q.QueryContext(ctx, q, params...)
 	if err != nil {
 		yield(sync.Record{}, fmt.Errorf("crm: sql: query %s: %w", s.what(), err))
-		return 0, nil, nil, false
+		return 0, false
 	}
 	defer rows.Close()
 	raw := make([]any, len(r.cols))
@@ -389,13 +381,24 @@ func (r *read) page(ctx context.Context, q string, params []any, yield func(sync
 	if s.opts.DeletedColumn != "" {
 		off = 3
 	}
+	skip := r.run // rows of the last key that the previous page read
 	for rows.Next() {
 		if err := rows.Scan(ptrs...); err != nil {
 			yield(sync.Record{}, fmt.Errorf("crm: sql: scan %s: %w", s.what(), err))
-			return n, nil, nil, false
+			return n, false
 		}
 		n++
-		lastAt, lastID = keyParam(raw[1]), keyParam(raw[0])
+		at, id := keyParam(raw[1]), keyParam(raw[0])
+		if r.run > 0 && keyEqual(id, r.lastID) && (r.full || keyEqual(at, r.lastAt)) {
+			if skip > 0 {
+				skip--
+				continue
+			}
+			r.run++
+		} else {
+			skip = 0
+			r.lastAt, r.lastID, r.run = at, id, 1
+		}
 		if t, ok := s.toTime(raw[1]); ok && t.After(r.maxAt) {
 			r.maxAt = t
 		}
@@ -403,6 +406,9 @@ func (r *read) page(ctx context.Context, q string, params []any, yield func(sync
 			r.vals[i] = str(raw[off+i])
 		}
 		ref := "id=" + str(raw[0])
+		if r.run > 1 {
+			ref += fmt.Sprintf(" (row %d with this %s)", r.run, r.keyName())
+		}
 		var rec sync.Record
 		var rerr *sync.RecordError
 		if off == 3 && truthy(raw[2]) {
@@ -419,14 +425,14 @@ func (r *read) page(ctx context.Context, q string, params []any, yield func(sync
 			ok = yield(rec, nil)
 		}
 		if !ok {
-			return n, nil, nil, false
+			return n, false
 		}
 	}
 	if err := rows.Err(); err != nil {
 		yield(sync.Record{}, fmt.Errorf("crm: sql: read %s: %w", s.what(), err))
-		return n, nil, nil, false
+		return n, false
 	}
-	return n, lastAt, lastID, true
+	return n, true
 }
 
 // finish prepares the new watermark after a read that reached the end;
@@ -438,7 +444,7 @@ func (s *Source) finish(r *read) {
 	if !s.opts.Incremental {
 		return
 	}
-	s.pending.Set(r.prev.Next(r.maxAt, r.full, s.opts.Now()))
+	s.pending.Set(r.next())
 }
 
 // Commit stores the watermark the last complete read prepared (see
@@ -448,6 +454,18 @@ func (s *Source) Commit(ctx context.Context) error {
 		return fmt.Errorf("crm: sql: %w", err)
 	}
 	return nil
+}
+
+// keyEqual compares two scanned keyset values.
+func keyEqual(a, b any) bool {
+	switch a := a.(type) {
+	case time.Time:
+		b, ok := b.(time.Time)
+		return ok && a.Equal(b)
+	case nil, string, int64, int32, float64, bool:
+		return a == b
+	}
+	return fmt.Sprint(a) == fmt.Sprint(b)
 }
 
 // keyParam turns a scanned keyset value into a query parameter.
@@ -534,12 +552,16 @@ type dialect struct {
 	quoteChar  string
 	dollar     bool // $1 placeholders
 	textTime   bool // timestamps compared as SQLite text
+	// rowValue: the engine turns (updated_at, id) >= (?, ?) into an index
+	// range (PostgreSQL, SQLite); MySQL and MariaDB scan the whole table
+	// for it and get the expanded form instead (see pageQuery).
+	rowValue bool
 }
 
 var dialects = map[string]dialect{
-	Postgres: {driverName: "pgx", quoteChar: `"`, dollar: true},
+	Postgres: {driverName: "pgx", quoteChar: `"`, dollar: true, rowValue: true},
 	MySQL:    {driverName: "mysql", quoteChar: "`"},
-	SQLite:   {driverName: "sqlite3", quoteChar: `"`, textTime: true},
+	SQLite:   {driverName: "sqlite3", quoteChar: `"`, textTime: true, rowValue: true},
 }
 
 func (d dialect) quote(ident string) string {

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	stdsync "sync"
 	"testing"
 	"time"
 
@@ -31,6 +30,11 @@ type backend struct {
 	timestamp string
 	// down says why the server is not reachable; nil when it is.
 	down error
+}
+
+// name names b's subtests.
+func (b backend) name() string {
+	return b.driver + "/" + strings.ToLower(strings.ReplaceAll(b.timestamp, "(6)", ""))
 }
 
 // need skips the test when b is down, or fails it when
@@ -59,10 +63,13 @@ func backends(t *testing.T) []backend {
 	if my == "" {
 		my = "root@tcp(127.0.0.1:3306)/test"
 	}
+	// Both column types of each server: PostgreSQL's timestamp holds UTC
+	// wall-clock values, MySQL's TIMESTAMP converts through the session
+	// time zone (pinned to UTC by New).
 	dsn, err := reachable("pgx", pg...)
-	out = append(out, backend{Postgres, dsn, "TIMESTAMPTZ", err})
+	out = append(out, backend{Postgres, dsn, "TIMESTAMPTZ", err}, backend{Postgres, dsn, "TIMESTAMP", err})
 	dsn, err = reachable("mysql", my)
-	out = append(out, backend{MySQL, dsn, "DATETIME(6)", err})
+	out = append(out, backend{MySQL, dsn, "DATETIME(6)", err}, backend{MySQL, dsn, "TIMESTAMP(6)", err})
 	return append(out, backend{SQLite, "file:" + filepath.Join(t.TempDir(), "crm.db"), "TIMESTAMP", nil})
 }
 
@@ -124,29 +131,6 @@ func table(t *testing.T, b backend) (*sql.DB, string) {
 	return db, name
 }
 
-// memWatermarks is a WatermarkStore in memory.
-type memWatermarks struct {
-	mu stdsync.Mutex
-	m  map[string]crm.Watermark
-}
-
-func (w *memWatermarks) Watermark(_ context.Context, k string) (crm.Watermark, bool, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	v, ok := w.m[k]
-	return v, ok, nil
-}
-
-func (w *memWatermarks) SetWatermark(_ context.Context, k string, v crm.Watermark) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.m == nil {
-		w.m = map[string]crm.Watermark{}
-	}
-	w.m[k] = v
-	return nil
-}
-
 // ts formats t for an INSERT into b.
 func ts(b backend, t time.Time) any {
 	if b.driver == SQLite {
@@ -198,7 +182,7 @@ func readAll(t *testing.T, src sync.Source) (got []string, bad []string) {
 
 func TestSource_FullScanKeyset(t *testing.T) {
 	for _, b := range backends(t) {
-		t.Run(b.driver, func(t *testing.T) {
+		t.Run(b.name(), func(t *testing.T) {
 			b.need(t)
 			db, name := table(t, b)
 			base := time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC)
@@ -235,7 +219,7 @@ func TestSource_FullScanKeyset(t *testing.T) {
 
 func TestSource_MappedColumnMissing(t *testing.T) {
 	for _, b := range backends(t) {
-		t.Run(b.driver, func(t *testing.T) {
+		t.Run(b.name(), func(t *testing.T) {
 			b.need(t)
 			_, name := table(t, b)
 			src, err := New(Options{Driver: b.driver, DSN: b.dsn, Table: name, Columns: crm.ColumnMap{ExternalID: "id", Email: "mail"}})
@@ -255,14 +239,14 @@ func TestSource_MappedColumnMissing(t *testing.T) {
 
 func TestSource_Incremental(t *testing.T) {
 	for _, b := range backends(t) {
-		t.Run(b.driver, func(t *testing.T) {
+		t.Run(b.name(), func(t *testing.T) {
 			b.need(t)
 			db, name := table(t, b)
 			base := time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC)
 			for i := 1; i <= 5; i++ {
 				insert(t, db, b, name, i, "", "U", fmt.Sprint(i), base.Add(time.Duration(i)*time.Hour))
 			}
-			wm := &memWatermarks{}
+			wm := &crm.MemoryWatermarks{}
 			src, err := New(Options{Driver: b.driver, DSN: b.dsn, Query: "SELECT * FROM " + name, PageSize: 2,
 				Incremental: true, Overlap: 10 * time.Minute, FullScanEvery: 2, Watermarks: wm, DeletedColumn: "deleted_at",
 				Columns: crm.ColumnMap{ExternalID: "id", NameTemplate: "{first_name} {last_name}"}})
