@@ -15,7 +15,9 @@ RUN make static VERSION="$VERSION" COMMIT="$COMMIT" STATIC_OUT=/out/plugipay-syn
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/plugipay-sync /usr/local/bin/plugipay-sync
 COPY --from=build --chown=65532:65532 /out/data /data
-COPY config.example.yaml /etc/plugipay-sync/config.yaml
+# The default config reads every setting from the environment; mount your
+# own over it for more (config.example.yaml documents every key).
+COPY deploy/image-config.yaml /etc/plugipay-sync/config.yaml
 USER 65532:65532
 # The state DB lives on this volume; losing it is safe but costs a full re-match.
 VOLUME ["/data"]

@@ -9,7 +9,7 @@ LDFLAGS := -s -w -X main.Version=$(VERSION) -X main.Commit=$(COMMIT)
 STATIC_TAGS := osusergo,netgo,sqlite_omit_load_extension
 STATIC_OUT  ?= bin/static/plugipay-sync
 
-.PHONY: all build static demo demo-paygate demo-pin test test-long tools vet fmt bench clean fuzz lint soak
+.PHONY: all build static demo demo-paygate demo-pin test test-long tools vet fmt bench clean fuzz lint soak manifests
 
 all: build
 
@@ -73,6 +73,11 @@ lint:
 SOAK_DURATION ?= 10m
 soak:
 	PLUGIPAY_SYNC_SOAK=$(SOAK_DURATION) $(GO) test -count=1 -v -run '^TestSoak$$' -timeout 2h ./cmd/plugipay-sync/
+
+## manifests: regenerate the PrometheusRule and the dashboard ConfigMap in deploy/kubernetes
+## from deploy/prometheus/alerts.yaml and deploy/grafana/plugipay-sync.json (a test checks them)
+manifests:
+	$(GO) test -count=1 -run '^TestGeneratedManifests$$' ./cmd/plugipay-sync/ -update
 
 vet:
 	$(GO) vet ./...
