@@ -271,6 +271,7 @@ func (r *Reconciler) Run(ctx context.Context) (RunRecord, error) {
 	}
 	ru := &run{Reconciler: r, id: id}
 	r.current.Store(ru)
+	stopLive := r.m.countLive(ru.counts.snapshot)
 	// Prove the credentials and the workspace even when nothing changed:
 	// an unchanged run makes no other call, so a revoked key or a swapped
 	// workspace would otherwise pass as "unchanged" (issue 14).
@@ -297,6 +298,7 @@ func (r *Reconciler) Run(ctx context.Context) (RunRecord, error) {
 	}
 	r.current.Store(nil)
 
+	stopLive()
 	rec := RunRecord{ID: id, StartedAt: start, FinishedAt: r.opts.Now(), Counts: ru.counts.snapshot()}
 	switch {
 	case runErr != nil && ctx.Err() != nil && errors.Is(runErr, context.Cause(ctx)):
@@ -329,13 +331,6 @@ func (r *Reconciler) readComplete() bool {
 
 func (r *Reconciler) observe(rec RunRecord) {
 	c := rec.Counts
-	for action, n := range map[string]int64{
-		ActionCreated: c.Created, ActionUpdated: c.Updated, ActionUnchanged: c.Unchanged,
-		ActionRecovered: c.Recovered, ActionRejected: c.Rejected, ActionFailed: c.Failed,
-		ActionArchived: c.Archived, ActionSkipped: c.Skipped,
-	} {
-		r.m.records[action].Add(float64(n))
-	}
 	r.m.runs.WithLabelValues(rec.Outcome).Inc()
 	r.m.runDuration.Observe(rec.FinishedAt.Sub(rec.StartedAt).Seconds())
 	r.m.lastRun.Set(float64(rec.FinishedAt.Unix()))

@@ -512,9 +512,21 @@ func (w watermarks) SetWatermark(ctx context.Context, source string, v crm.Water
 // runOnce runs one sync, prints its summary and maps the outcome to an
 // exit code.
 func (m *Main) runOnce(ctx context.Context) (int, error) {
+	// A backfill Job is scraped too: serve /metrics for the whole run. A
+	// busy port costs the metrics, not the run.
+	m.health.restore(ctx, m.store, m.syncMetrics, m.log)
+	stopListener, lerr := m.listen()
+	if lerr != nil {
+		m.log.Warn("serving no metrics during this run", zap.Error(lerr))
+		stopListener = func() {}
+	}
+	defer stopListener()
+	stopWatch := m.watchProgress(m.rec)
 	stopProgress := m.startProgress(ctx)
 	rec, err := m.rec.Run(ctx)
 	stopProgress()
+	stopWatch()
+	m.health.runFinished(rec, err)
 	m.gauge.refresh(context.WithoutCancel(ctx), m.store, m.log)
 	printSummary(m.stdout, rec)
 	if m.cfg.Sync.Deletion == sync.DeletionArchive {

@@ -40,15 +40,11 @@ func processed(c sync.RunCounts) int64 {
 }
 
 // formatProgress renders one progress line: a bar, processed / total and
-// percentage when total is known (total < 0 means unknown), the average
-// rate since the start, the ETA when the total is known, and the counts.
-// It is a pure function of its arguments.
-func formatProgress(c sync.RunCounts, total int64, elapsed time.Duration) string {
+// percentage when total is known (total < 0 means unknown), the rate (see
+// recentRate), the ETA at that rate when the total is known, and the
+// counts. It is a pure function of its arguments.
+func formatProgress(c sync.RunCounts, total int64, rate float64) string {
 	done := processed(c)
-	var rate float64
-	if elapsed > 0 {
-		rate = float64(done) / elapsed.Seconds()
-	}
 	var b strings.Builder
 	if total >= 0 {
 		shown := min(done, total)
@@ -77,6 +73,38 @@ func formatProgress(c sync.RunCounts, total int64, elapsed time.Duration) string
 	fmt.Fprintf(&b, "  (created %d, updated %d, unchanged %d, recovered %d, rejected %d, failed %d)",
 		c.Created, c.Updated, c.Unchanged, c.Recovered, c.Rejected, c.Failed)
 	return b.String()
+}
+
+// recentRate is the processing rate over the last recentRateWindow: the
+// records done between the oldest look inside the window and now. A run's
+// pace changes (unchanged users go by at 500k/s, writes at 20/s), so an ETA
+// from the average since the start promised minutes for hours of writes
+// (issue 16).
+type recentRate struct {
+	looks []rateLook
+}
+
+type rateLook struct {
+	at   time.Time
+	done int64
+}
+
+// recentRateWindow is how far back the rate looks.
+const recentRateWindow = 30 * time.Second
+
+// observe records done records at now and returns the recent rate (0 until
+// there are two looks).
+func (r *recentRate) observe(done int64, now time.Time) float64 {
+	r.looks = append(r.looks, rateLook{now, done})
+	// Keep one look at or before the window's start, so the rate spans it.
+	for len(r.looks) > 2 && now.Sub(r.looks[1].at) >= recentRateWindow {
+		r.looks = r.looks[1:]
+	}
+	first := r.looks[0]
+	if dt := now.Sub(first.at); dt > 0 {
+		return float64(done-first.done) / dt.Seconds()
+	}
+	return 0
 }
 
 func formatRate(r float64) string {
@@ -113,6 +141,7 @@ type progress struct {
 	start time.Time
 	total atomic.Int64 // -1 until known
 	runID int64
+	rate  recentRate
 	wg    stdsync.WaitGroup
 }
 
@@ -126,6 +155,7 @@ func (m *Main) startProgress(ctx context.Context) (stop func()) {
 	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	p := &progress{m: m, term: m.term, log: m.log.Named("progress"),
 		every: m.ProgressInterval, start: time.Now()}
+	p.rate.observe(0, p.start)
 	if p.every <= 0 {
 		p.every = DefaultProgressInterval
 	}
@@ -171,25 +201,25 @@ func (p *progress) loop(ctx context.Context) {
 		if !ok {
 			continue
 		}
-		elapsed := time.Since(p.start)
+		now := time.Now()
+		rate := p.rate.observe(processed(c), now)
 		if p.term != nil {
-			p.term.draw(formatProgress(c, p.total.Load(), elapsed))
+			p.term.draw(formatProgress(c, p.total.Load(), rate))
 			continue
 		}
-		p.logLine(ctx, c, elapsed)
+		p.logLine(ctx, c, now.Sub(p.start), rate)
 	}
 }
 
 // logLine logs one progress line. The run id is looked up once, as the
 // newest run in the state DB: the reconciler's Progress gives counts only.
-func (p *progress) logLine(ctx context.Context, c sync.RunCounts, elapsed time.Duration) {
+func (p *progress) logLine(ctx context.Context, c sync.RunCounts, elapsed time.Duration, rate float64) {
 	if p.runID == 0 {
 		if runs, err := p.m.store.RecentRuns(ctx, 1); err == nil && len(runs) == 1 {
 			p.runID = runs[0].ID
 		}
 	}
 	done := processed(c)
-	rate := float64(done) / elapsed.Seconds()
 	fields := []zap.Field{
 		zap.Int64("run_id", p.runID),
 		zap.Int64("processed", done),

@@ -36,10 +36,40 @@ func TestFormatProgress(t *testing.T) {
 			"[========================] 12/10 100.0%  12 rec/s  ETA 0s  (created 0, updated 0, unchanged 12, recovered 0, rejected 0, failed 0)"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := formatProgress(tt.c, tt.total, tt.elapsed); got != tt.want {
+			var rate float64 // the average since the start, in these cases
+			if tt.elapsed > 0 {
+				rate = float64(processed(tt.c)) / tt.elapsed.Seconds()
+			}
+			if got := formatProgress(tt.c, tt.total, rate); got != tt.want {
 				t.Errorf("formatProgress() =\n%q\nwant\n%q", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestRecentRate: after a fast start (unchanged users) the rate, and so the
+// ETA, follows the slow writes within a minute instead of averaging them
+// with the start.
+func TestRecentRate(t *testing.T) {
+	var r recentRate
+	t0 := time.Unix(0, 0)
+	r.observe(0, t0)
+	if got := r.observe(500_000, t0.Add(time.Second)); got != 500_000 {
+		t.Fatalf("first rate %v", got)
+	}
+	done := int64(500_000)
+	var got float64
+	for i := 2; i <= 90; i++ { // then 20 a second for 89 s
+		done += 20
+		got = r.observe(done, t0.Add(time.Duration(i)*time.Second))
+	}
+	average := float64(done) / 90
+	if got > 1000 || average < 5000 {
+		t.Errorf("recent rate %.0f/s after 89 s at 20/s (the average since the start is %.0f/s)", got, average)
+	}
+	line := formatProgress(sync.RunCounts{Created: 500_000}, 1_000_000, 20)
+	if !strings.Contains(line, "ETA 6h56m40s") {
+		t.Errorf("at 20/s with 500,000 to go: %s", line)
 	}
 }
 

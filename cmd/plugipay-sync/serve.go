@@ -33,23 +33,9 @@ func (m *Main) serve(ctx context.Context) error {
 		runs stdsync.WaitGroup
 	)
 	m.health.restore(ctx, m.store, m.syncMetrics, m.log)
-	var srv *http.Server
-	if m.cfg.Listen != "" {
-		// Bind before serving, so a busy port fails the start.
-		ln, err := net.Listen("tcp", m.cfg.Listen)
-		if err != nil {
-			return fmt.Errorf("listen: %w", err)
-		}
-		srv = &http.Server{Handler: m.handler(), ReadHeaderTimeout: 10 * time.Second}
-		wg.Go(func() {
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				m.log.Error("metrics listener stopped", zap.Error(err))
-			}
-		})
-		m.log.Info("serving metrics and health", zap.String("addr", ln.Addr().String()))
-		if m.Ready != nil {
-			m.Ready(ln.Addr().String())
-		}
+	stopListener, err := m.listen()
+	if err != nil {
+		return err
 	}
 
 	var (
@@ -70,7 +56,9 @@ func (m *Main) serve(ctx context.Context) error {
 		defer runMu.Unlock()
 		r := recPtr.Load()
 		stopWatch := m.watchProgress(r)
+		stopProgress := m.startProgress(ctx)
 		rec, err := r.Run(ctx)
+		stopProgress()
 		stopWatch()
 		m.health.runFinished(rec, err)
 		if f, ferr := m.store.Freshness(context.WithoutCancel(ctx)); ferr == nil {
@@ -117,16 +105,42 @@ func (m *Main) serve(ctx context.Context) error {
 	case <-time.After(ShutdownTimeout):
 		m.log.Error("a run did not stop in time; exiting anyway", zap.Duration("timeout", ShutdownTimeout))
 	}
-	if srv != nil {
+	stopListener()
+	wg.Wait()
+	m.log.Info("stopped")
+	return nil
+}
+
+// listen serves /metrics, /healthz and /readyz on cfg.Listen, if set, and
+// returns the function that shuts the listener down. It binds before
+// serving, so a busy port is an error here, not a log line later.
+func (m *Main) listen() (stop func(), err error) {
+	if m.cfg.Listen == "" {
+		return func() {}, nil
+	}
+	ln, err := net.Listen("tcp", m.cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	srv := &http.Server{Handler: m.handler(), ReadHeaderTimeout: 10 * time.Second}
+	var wg stdsync.WaitGroup
+	wg.Go(func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			m.log.Error("metrics listener stopped", zap.Error(err))
+		}
+	})
+	m.log.Info("serving metrics and health", zap.String("addr", ln.Addr().String()))
+	if m.Ready != nil {
+		m.Ready(ln.Addr().String())
+	}
+	return func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := srv.Shutdown(sctx); err != nil {
 			m.log.Warn("metrics listener shutdown", zap.Error(err))
 		}
-	}
-	wg.Wait()
-	m.log.Info("stopped")
-	return nil
+		wg.Wait()
+	}, nil
 }
 
 // reload re-reads the config on SIGHUP. A bad config is logged and
