@@ -52,10 +52,10 @@ func TestMetrics(t *testing.T) {
 	}
 
 	req := func(op, code string) float64 {
-		return counterValue(t, reg, "plugipay_sync_api_requests_total", map[string]string{"op": op, "code": code})
+		return counterValue(t, reg, "plugipay_sync_api_requests_total", map[string]string{"destination": "plugipay", "op": op, "code": code})
 	}
 	retries := func(reason string) float64 {
-		return counterValue(t, reg, "plugipay_sync_api_retries_total", map[string]string{"reason": reason})
+		return counterValue(t, reg, "plugipay_sync_api_retries_total", map[string]string{"destination": "plugipay", "reason": reason})
 	}
 	counts := []struct {
 		name      string
@@ -74,7 +74,7 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("%s = %v, want %v", tc.name, tc.got, tc.want)
 		}
 	}
-	if got := counterValue(t, reg, "plugipay_sync_ratelimit_wait_seconds_total", map[string]string{"bucket": "write"}); got < 0.005 {
+	if got := counterValue(t, reg, "plugipay_sync_ratelimit_wait_seconds_total", map[string]string{"destination": "plugipay", "bucket": "write"}); got < 0.005 {
 		t.Errorf("write wait seconds = %v, want > 0", got)
 	}
 

@@ -140,10 +140,12 @@ func dashboardExprs(t *testing.T) map[string][]string {
 	if err := json.Unmarshal(b, &d); err != nil {
 		t.Fatal(err)
 	}
+	// The job and instance variables, set to "All" (their allValue).
+	vars := strings.NewReplacer("$job", ".*", "$instance", ".*")
 	out := map[string][]string{}
 	for _, p := range d.Panels {
 		for _, tg := range p.Targets {
-			out[p.Title] = append(out[p.Title], tg.Expr)
+			out[p.Title] = append(out[p.Title], vars.Replace(tg.Expr))
 		}
 	}
 	return out

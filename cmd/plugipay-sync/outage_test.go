@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	pgfake "github.com/plugipay-sync/plugipay-sync/destination/paygate/fake"
+	pinfake "github.com/plugipay-sync/plugipay-sync/destination/pin/fake"
 	"github.com/plugipay-sync/plugipay-sync/plugipay/emulator"
 )
 
@@ -222,4 +224,67 @@ func getStatus(t *testing.T, url string) (int, string) {
 	var b bytes.Buffer
 	b.ReadFrom(resp.Body)
 	return resp.StatusCode, b.String()
+}
+
+// TestRealPrometheus_DestinationErrors: with a PayGate-style or a Pin-style
+// API failing every call, plugipay_sync_api_requests_total counts the
+// errors under destination="paygate" (or "pin"), and the shipped API-error
+// alert fires for that destination in a real Prometheus (issue 16: only
+// Plugipay was observed before). `for:` durations are divided by 60.
+func TestRealPrometheus_DestinationErrors(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Prometheus; skipped with -short")
+	}
+	prom := needTool(t, "prometheus")
+	for _, tc := range []struct {
+		dest    string
+		handler func(t *testing.T) (http.Handler, string) // the fake and its base path
+	}{
+		{DestPayGate, func(t *testing.T) (http.Handler, string) {
+			return pgfake.New(pgfake.Options{Keys: []string{testSecret}, Faults: pgfake.Faults{ErrorRate: 1, Status: 500}}), "/v1"
+		}},
+		{DestPin, func(t *testing.T) (http.Handler, string) {
+			return pinfake.New(pinfake.Options{TestKeys: []string{testSecret}, Faults: pinfake.Faults{ErrorRate: 1}}), "/1"
+		}},
+	} {
+		t.Run(tc.dest, func(t *testing.T) {
+			fake, basePath := tc.handler(t)
+			srv := httptest.NewServer(fake)
+			t.Cleanup(srv.Close)
+			d := newDestRun(t)
+			cfg := destConfig{Type: tc.dest, BaseURL: srv.URL + basePath, State: d.state,
+				CSV: writeUsers(t, filepath.Join(d.dir, "u.csv"), 5), MaxAttempts: 1}
+			if tc.dest == DestPin {
+				cfg.Environment = "test"
+			}
+			cfg.write(t, d.config)
+			b, err := os.ReadFile(d.config)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(d.config, bytes.Replace(b, []byte(`schedule: "@every 1h"`), []byte(`schedule: "@every 1s"`), 1), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			base, _ := startDaemon(t, &e2e{t: t, config: d.config, state: d.state})
+			rules := filepath.Join(d.dir, "alerts.yaml")
+			if err := os.WriteFile(rules, scaledRules(t, 60), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			api, logs := startPrometheus(t, prom, d.dir, strings.TrimPrefix(base, "http://"), rules)
+			series := fmt.Sprintf(`plugipay_sync_api_requests_total{destination=%q,code="server_error"} > 0`, tc.dest) // 500, 502 and 503 alike
+			alert := fmt.Sprintf(`ALERTS{alertname="PlugipaySyncAPIErrorRatio",alertstate="firing",destination=%q}`, tc.dest)
+			deadline := time.Now().Add(90 * time.Second)
+			for {
+				s, err1 := promQuery(api, series)
+				a, err2 := promQuery(api, alert)
+				if err1 == nil && err2 == nil && len(s) > 0 && len(a) > 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("within 90 s: %s gave %d series (%v), %s %d (%v)\n%s", series, len(s), err1, alert, len(a), err2, logs.String())
+				}
+				time.Sleep(500 * time.Millisecond)
+			}
+		})
+	}
 }

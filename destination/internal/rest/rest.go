@@ -148,7 +148,7 @@ func (c *Client) Do(ctx context.Context, op, method, path string, body, out any,
 		}
 	}
 	err := c.retryLoop(ctx, op, method, path, payload, out, retryable)
-	c.m.observe(op, codeOf(err), time.Since(start))
+	c.m.Request(op, codeOf(err), time.Since(start))
 	return err
 }
 
@@ -162,7 +162,10 @@ type outcome struct {
 func (c *Client) retryLoop(ctx context.Context, op, method, path string, payload []byte, out any, retryable bool) error {
 	for attempt := 1; ; attempt++ {
 		if c.limiter != nil {
-			if err := c.limiter.Wait(ctx); err != nil {
+			waitStart := time.Now()
+			err := c.limiter.Wait(ctx)
+			c.m.Wait("all", time.Since(waitStart))
+			if err != nil {
 				if ctx.Err() != nil {
 					return fmt.Errorf("%s %s: waiting for the rate limiter: %w", method, path, context.Cause(ctx))
 				}
@@ -199,7 +202,7 @@ func (c *Client) retryLoop(ctx context.Context, op, method, path string, payload
 			zap.String("destination", c.o.Destination), zap.String("op", op),
 			zap.Int("attempt", attempt), zap.String("reason", reason),
 			zap.Int("status", o.status), zap.Duration("delay", delay))
-		c.m.retry(reason)
+		c.m.Retry(reason)
 		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():

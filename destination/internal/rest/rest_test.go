@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/plugipay-sync/plugipay-sync/sync"
 )
@@ -128,13 +127,11 @@ func TestDo_BadKeyIsFatalAndCounted(t *testing.T) {
 	if !errors.Is(err, sync.ErrFatal) || !strings.Contains(err.Error(), "bad_key") {
 		t.Fatalf("err = %v, want fatal bad_key", err)
 	}
-	want := `
-# HELP plugipay_sync_destination_requests_total Calls to a destination API other than Plugipay, by destination, operation and outcome code; retries are part of one call.
-# TYPE plugipay_sync_destination_requests_total counter
-plugipay_sync_destination_requests_total{code="unauthorized",destination="test",op="get"} 1
-`
-	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "plugipay_sync_destination_requests_total"); err != nil {
-		t.Error(err)
+	if got := apiRequests(t, reg, "test", "get", "unauthorized"); got != 1 {
+		t.Errorf("plugipay_sync_api_requests_total{destination=test,op=get,code=unauthorized} = %v, want 1", got)
+	}
+	if got := apiRequests(t, reg, "test", "get", "ok"); got != 0 {
+		t.Errorf("ok = %v, want 0", got)
 	}
 	// A second client on the same registry shares the collectors.
 	if _, err := New(c.o); err != nil {
@@ -183,4 +180,30 @@ func TestNew_Validates(t *testing.T) {
 	if _, err := New(ok); err != nil {
 		t.Errorf("valid options refused: %v", err)
 	}
+}
+
+// apiRequests is the value of plugipay_sync_api_requests_total for dest,
+// op and code in reg; the series must exist.
+func apiRequests(t *testing.T, reg prometheus.Gatherer, dest, op, code string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "plugipay_sync_api_requests_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			l := map[string]string{}
+			for _, p := range m.GetLabel() {
+				l[p.GetName()] = p.GetValue()
+			}
+			if l["destination"] == dest && l["op"] == op && l["code"] == code {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	t.Fatalf("no series destination=%s op=%s code=%s", dest, op, code)
+	return 0
 }
