@@ -16,8 +16,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	plugipaydest "github.com/plugipay-sync/plugipay-sync/destination/plugipay"
 	"github.com/plugipay-sync/plugipay-sync/plugipay"
-	"github.com/plugipay-sync/plugipay-sync/plugipay/destination"
 	"github.com/plugipay-sync/plugipay-sync/plugipay/emulator"
 	"github.com/plugipay-sync/plugipay-sync/state"
 	"github.com/plugipay-sync/plugipay-sync/sync"
@@ -246,7 +246,7 @@ func runChildEnv(ctx context.Context, mode string, env []string) (childResult, e
 }
 
 // overWarmCache is the destination of a run over a generated warm cache.
-// It hides destination.Plugipay's Probe, so the run skips the identity
+// It hides plugipaydest.Destination's Probe, so the run skips the identity
 // check that every real run makes (one list and three gets, constant per
 // run, covered by the end-to-end tests): the generated state DB maps
 // placeholder customer ids that the bench's emulator does not hold, and
@@ -254,5 +254,5 @@ func runChildEnv(ctx context.Context, mode string, env []string) (childResult, e
 type overWarmCache struct{ sync.Destination }
 
 func benchDestination(c *plugipay.Client) sync.Destination {
-	return overWarmCache{destination.New(c)}
+	return overWarmCache{plugipaydest.FromClient(c)}
 }

@@ -11,8 +11,8 @@ import (
 	stdsync "sync"
 	"time"
 
+	plugipaydest "github.com/plugipay-sync/plugipay-sync/destination/plugipay"
 	"github.com/plugipay-sync/plugipay-sync/plugipay"
-	"github.com/plugipay-sync/plugipay-sync/plugipay/destination"
 	"github.com/plugipay-sync/plugipay-sync/plugipay/emulator"
 	"github.com/plugipay-sync/plugipay-sync/state"
 	"github.com/plugipay-sync/plugipay-sync/sync"
@@ -216,7 +216,7 @@ func (b *bench) incremental(ctx context.Context) error {
 		return err
 	}
 	t := time.Now()
-	ids, err := seedCustomers(ctx, destination.New(client), recs, b.sz.Concurrency)
+	ids, err := seedCustomers(ctx, plugipaydest.FromClient(client), recs, b.sz.Concurrency)
 	if err != nil {
 		return err
 	}
@@ -424,7 +424,7 @@ func (b *bench) coldStart(ctx context.Context) error {
 		return err
 	}
 	t := time.Now()
-	if _, err := seedCustomers(ctx, destination.New(seeder), recs, b.sz.Concurrency); err != nil {
+	if _, err := seedCustomers(ctx, plugipaydest.FromClient(seeder), recs, b.sz.Concurrency); err != nil {
 		return err
 	}
 	b.logf("cold start: seeded %s customers through the API in %s", count(int64(n)), time.Since(t).Round(time.Millisecond))
@@ -455,7 +455,7 @@ func (b *bench) coldStart(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, err := seedCustomers(ctx, destination.New(nc), naive, b.sz.Concurrency); err != nil {
+	if _, err := seedCustomers(ctx, plugipaydest.FromClient(nc), naive, b.sz.Concurrency); err != nil {
 		return err
 	}
 	naiveCSV, naiveDB := filepath.Join(b.dir, "naive.csv"), filepath.Join(b.dir, "naive.db")

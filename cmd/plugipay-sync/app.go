@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -22,8 +23,7 @@ import (
 	"github.com/plugipay-sync/plugipay-sync/crm/sqlsrc"
 	"github.com/plugipay-sync/plugipay-sync/destination/paygate"
 	"github.com/plugipay-sync/plugipay-sync/destination/pin"
-	"github.com/plugipay-sync/plugipay-sync/plugipay"
-	"github.com/plugipay-sync/plugipay-sync/plugipay/destination"
+	plugipaydest "github.com/plugipay-sync/plugipay-sync/destination/plugipay"
 	"github.com/plugipay-sync/plugipay-sync/state"
 	"github.com/plugipay-sync/plugipay-sync/sync"
 )
@@ -210,6 +210,9 @@ func (m *Main) loadConfig() error {
 	if m.log, err = newLogger(cfg.Log, m.stderr, m.LogPII); err != nil {
 		return err
 	}
+	for _, d := range cfg.Deprecations {
+		m.log.Warn("deprecated config", zap.String("config", m.ConfigPath), zap.String("what", d))
+	}
 	return nil
 }
 
@@ -348,24 +351,18 @@ func (m *Main) buildDestination(cfg Config) (sync.Destination, error) {
 			return nil, fmt.Errorf("destination.pin: %w", err)
 		}
 		return dst, nil
+	case DestPlugipay:
+		p := cfg.Plugipay
+		dst, err := plugipaydest.New(plugipaydest.Options{BaseURL: p.BaseURL, KeyID: p.KeyID, Secret: p.Secret,
+			OnBehalfOf: p.OnBehalfOf, Timeout: p.Timeout, MaxAttempts: p.MaxAttempts, MaxRetryAfter: p.MaxRetryAfter,
+			ReadRate: rateOption(p.ReadsPerSecond), WriteRate: rateOption(p.WritesPerSecond),
+			Registerer: m.reg, Logger: m.log.Named("plugipay")})
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", cmp.Or(cfg.plugipayKey, "plugipay"), err)
+		}
+		return dst, nil
 	}
-	client, err := plugipay.New(plugipay.Options{
-		BaseURL:       cfg.Plugipay.BaseURL,
-		KeyID:         cfg.Plugipay.KeyID,
-		Secret:        cfg.Plugipay.Secret,
-		OnBehalfOf:    cfg.Plugipay.OnBehalfOf,
-		Timeout:       cfg.Plugipay.Timeout,
-		MaxAttempts:   cfg.Plugipay.MaxAttempts,
-		MaxRetryAfter: cfg.Plugipay.MaxRetryAfter,
-		ReadRate:      rateOption(cfg.Plugipay.ReadsPerSecond),
-		WriteRate:     rateOption(cfg.Plugipay.WritesPerSecond),
-		Logger:        m.log.Named("plugipay"),
-		Registerer:    m.reg,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("plugipay: %w", err)
-	}
-	return destination.New(client), nil
+	return nil, fmt.Errorf("destination.type: unknown destination %q", cfg.Destination.Type)
 }
 
 // destinationIdentity names the kind of API a state file's customer ids

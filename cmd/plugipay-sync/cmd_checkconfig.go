@@ -19,5 +19,8 @@ func runCheckConfig(_ context.Context, m *Main, args []string) (int, error) {
 	}
 	fmt.Fprintf(m.stdout, "%s: valid (source %s, destination %s, schedule %q, state %s)\n",
 		m.ConfigPath, m.cfg.CRM.Type, m.cfg.Destination.Type, m.cfg.Schedule, m.cfg.State.Path)
+	for _, d := range m.cfg.Deprecations {
+		fmt.Fprintf(m.stdout, "  deprecated: %s\n", d)
+	}
 	return ExitOK, nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -20,16 +21,19 @@ import (
 	"github.com/plugipay-sync/plugipay-sync/crm/sqlsrc"
 	"github.com/plugipay-sync/plugipay-sync/destination/paygate"
 	"github.com/plugipay-sync/plugipay-sync/destination/pin"
-	"github.com/plugipay-sync/plugipay-sync/plugipay/destination"
+	plugipaydest "github.com/plugipay-sync/plugipay-sync/destination/plugipay"
 	"github.com/plugipay-sync/plugipay-sync/sync"
 )
 
 // Config is the daemon's configuration file. Every key is documented in
 // config.example.yaml; keep the two in step.
 type Config struct {
-	Schedule string         `yaml:"schedule"`
-	Listen   string         `yaml:"listen"`
-	State    StateConfig    `yaml:"state"`
+	Schedule string      `yaml:"schedule"`
+	Listen   string      `yaml:"listen"`
+	State    StateConfig `yaml:"state"`
+	// Plugipay is the old place of destination.plugipay, read for one
+	// more release with a deprecation warning. After ParseConfig it holds
+	// the Plugipay settings from wherever the file gave them.
 	Plugipay PlugipayConfig `yaml:"plugipay"`
 	// Destination selects the payments API; Plugipay (the plugipay
 	// section) unless it says otherwise.
@@ -38,6 +42,12 @@ type Config struct {
 	Sync        SyncConfig        `yaml:"sync"`
 	Health      HealthConfig      `yaml:"health"`
 	Log         LogConfig         `yaml:"log"`
+
+	// Deprecations are warnings about keys that still work but will not
+	// (the program logs them at start; check-config prints them).
+	Deprecations []string `yaml:"-"`
+	// plugipayKey is where the Plugipay settings came from, for errors.
+	plugipayKey string
 }
 
 // HealthConfig tunes /readyz.
@@ -79,12 +89,13 @@ const (
 	DestPin      = "pin"
 )
 
-// DestinationConfig selects the destination. Plugipay is configured in
-// the top-level plugipay section; the others in their own sections here.
+// DestinationConfig selects the destination and configures it, each type
+// in its own section here.
 type DestinationConfig struct {
-	Type    string         `yaml:"type"`
-	PayGate *PayGateConfig `yaml:"paygate"`
-	Pin     *PinConfig     `yaml:"pin"`
+	Type     string          `yaml:"type"`
+	Plugipay *PlugipayConfig `yaml:"plugipay"`
+	PayGate  *PayGateConfig  `yaml:"paygate"`
+	Pin      *PinConfig      `yaml:"pin"`
 }
 
 // APIConfig are the connection settings every non-Plugipay destination
@@ -284,11 +295,10 @@ const (
 // DefaultConfig returns the configuration used for every key a file leaves out.
 func DefaultConfig() Config {
 	return Config{
-		Schedule: DefaultSchedule,
-		Listen:   DefaultListen,
-		State:    StateConfig{Path: DefaultState},
-		Plugipay: PlugipayConfig{Timeout: DefaultTimeout, MaxAttempts: 4, ReadsPerSecond: 100, WritesPerSecond: 20,
-			MaxRetryAfter: DefaultMaxRetryAfter},
+		Schedule:    DefaultSchedule,
+		Listen:      DefaultListen,
+		State:       StateConfig{Path: DefaultState},
+		Plugipay:    defaultPlugipayConfig(),
 		Destination: DestinationConfig{Type: DestPlugipay},
 		CRM: CRMConfig{Type: "csv", Normalize: NormalizeConfig{
 			TrimSpace: true, LowerEmailDomain: true, CollapseNameSpace: true, DropEmptyMetadata: true,
@@ -346,13 +356,48 @@ func ReadConfigFile(path string, lookupEnv func(string) (string, bool)) (_ Confi
 // ParseConfig decodes YAML strictly over DefaultConfig: an unknown or
 // misspelt key is an error. It does not validate.
 func ParseConfig(r io.Reader) (Config, error) {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return Config{}, fmt.Errorf("parse: %w", err)
+	}
 	cfg := DefaultConfig()
-	dec := yaml.NewDecoder(r)
+	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
 		return Config{}, fmt.Errorf("parse: %w", err)
 	}
+	// Which of the two Plugipay sections the file has.
+	var top map[string]yaml.Node
+	_ = yaml.Unmarshal(b, &top)
+	_, oldPlace := top["plugipay"]
+	cfg.plugipayKey = "plugipay"
+	switch {
+	case cfg.Destination.Plugipay != nil && oldPlace:
+		return Config{}, errors.New("plugipay and destination.plugipay: give the Plugipay settings once, under destination.plugipay (the top-level plugipay is the old place)")
+	case cfg.Destination.Plugipay != nil:
+		cfg.Plugipay, cfg.plugipayKey = *cfg.Destination.Plugipay, "destination.plugipay"
+	case oldPlace:
+		cfg.Deprecations = append(cfg.Deprecations,
+			"plugipay: the top-level plugipay section is deprecated and read for one more release; move it under destination: as destination.plugipay")
+	}
 	return cfg, nil
+}
+
+// UnmarshalYAML decodes over the defaults (see SQLConfig.UnmarshalYAML), so
+// destination.plugipay gets them like the old top-level section.
+func (c *PlugipayConfig) UnmarshalYAML(unmarshal func(any) error) error {
+	type plain PlugipayConfig
+	p := plain(defaultPlugipayConfig())
+	if err := unmarshal(&p); err != nil {
+		return err
+	}
+	*c = PlugipayConfig(p)
+	return nil
+}
+
+func defaultPlugipayConfig() PlugipayConfig {
+	return PlugipayConfig{Timeout: DefaultTimeout, MaxAttempts: 4, ReadsPerSecond: 100, WritesPerSecond: 20,
+		MaxRetryAfter: DefaultMaxRetryAfter}
 }
 
 // applyEnvFallbacks fills empty credentials from their conventional
@@ -494,10 +539,10 @@ func (c *Config) validateDestination() error {
 	var caps sync.Capabilities
 	switch d.Type {
 	case DestPlugipay:
-		if err := c.Plugipay.validate(); err != nil {
+		if err := c.Plugipay.validate(cmp.Or(c.plugipayKey, "plugipay")); err != nil {
 			return err
 		}
-		caps = (*destination.Plugipay)(nil).Capabilities()
+		caps = (*plugipaydest.Destination)(nil).Capabilities()
 	case DestPayGate:
 		if d.PayGate == nil {
 			return invalid("destination.paygate", "", "required with destination.type: paygate (base_url, secret_key)")
@@ -586,33 +631,35 @@ func validMaxRetryAfter(key string, d time.Duration) error {
 	return nil
 }
 
-func (p *PlugipayConfig) validate() error {
+// validate checks the Plugipay settings; key is where the file gave them
+// (destination.plugipay, or the old top-level plugipay), for the errors.
+func (p *PlugipayConfig) validate(key string) error {
 	u, err := url.Parse(p.BaseURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return invalid("plugipay.base_url", p.BaseURL, "must be an http(s) URL with a host, e.g. https://plugipay.com")
+		return invalid(key+".base_url", p.BaseURL, "must be an http(s) URL with a host, e.g. https://plugipay.com")
 	}
 	if u.Scheme == "http" && !p.InsecureHTTP && !isLoopback(u.Hostname()) {
-		return invalid("plugipay.base_url", p.BaseURL, "plain http is allowed only for loopback addresses; use https, or set plugipay.insecure_http: true")
+		return invalid(key+".base_url", p.BaseURL, "plain http is allowed only for loopback addresses; use https, or set %s.insecure_http: true", key)
 	}
 	if p.KeyID == "" {
-		return invalid("plugipay.key_id", "", "required; set it or the PLUGIPAY_KEY_ID environment variable")
+		return invalid(key+".key_id", "", "required; set it or the PLUGIPAY_KEY_ID environment variable")
 	}
 	if p.Secret == "" {
-		return invalid("plugipay.secret", "", "required; set PLUGIPAY_SECRET, or reference a variable as secret: ${PLUGIPAY_SECRET}")
+		return invalid(key+".secret", "", "required; set PLUGIPAY_SECRET, or reference a variable as secret: ${PLUGIPAY_SECRET}")
 	}
 	if p.Timeout <= 0 {
-		return invalid("plugipay.timeout", p.Timeout.String(), "must be a positive duration, e.g. 30s")
+		return invalid(key+".timeout", p.Timeout.String(), "must be a positive duration, e.g. 30s")
 	}
 	if p.MaxAttempts < 1 || p.MaxAttempts > 20 {
-		return invalid("plugipay.max_attempts", fmt.Sprint(p.MaxAttempts), "must be between 1 (no retries) and 20")
+		return invalid(key+".max_attempts", fmt.Sprint(p.MaxAttempts), "must be between 1 (no retries) and 20")
 	}
 	if p.ReadsPerSecond < 0 {
-		return invalid("plugipay.reads_per_second", fmt.Sprint(p.ReadsPerSecond), "must be 0 (no cap) or positive; Plugipay allows 100")
+		return invalid(key+".reads_per_second", fmt.Sprint(p.ReadsPerSecond), "must be 0 (no cap) or positive; Plugipay allows 100")
 	}
 	if p.WritesPerSecond < 0 {
-		return invalid("plugipay.writes_per_second", fmt.Sprint(p.WritesPerSecond), "must be 0 (no cap) or positive; Plugipay allows 20")
+		return invalid(key+".writes_per_second", fmt.Sprint(p.WritesPerSecond), "must be 0 (no cap) or positive; Plugipay allows 20")
 	}
-	return validMaxRetryAfter("plugipay.max_retry_after", p.MaxRetryAfter)
+	return validMaxRetryAfter(key+".max_retry_after", p.MaxRetryAfter)
 }
 
 func isLoopback(host string) bool {

@@ -255,3 +255,40 @@ func TestSecret_HostileByteForByte(t *testing.T) {
 		})
 	}
 }
+
+// TestPlugipaySection: the Plugipay settings live under destination like
+// every destination's; the old top-level section still works for a
+// release, with a deprecation warning; both at once is an error.
+func TestPlugipaySection(t *testing.T) {
+	const crm = "crm: {type: csv, csv: {path: u.csv, columns: {external_id: id}}}\n"
+	for _, tc := range []struct {
+		name, yaml string
+		wantErr    string
+		wantKey    string
+		deprecated bool
+	}{
+		{"New", "destination:\n  type: plugipay\n  plugipay: {key_id: k, secret: s, timeout: 5s}\n" + crm, "", "destination.plugipay", false},
+		{"Old", "plugipay: {key_id: k, secret: s, timeout: 5s}\n" + crm, "", "plugipay", true},
+		{"Both", "plugipay: {key_id: k}\ndestination:\n  plugipay: {key_id: k}\n" + crm, "give the Plugipay settings once, under destination.plugipay", "", false},
+		{"NewKeyInErrors", "destination:\n  plugipay: {key_id: k, secret: s, timeout: -1s}\n" + crm, "destination.plugipay.timeout: must be a positive duration", "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := ReadConfigFile(writeConfig(t, tc.yaml), env(nil))
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Plugipay.KeyID != "k" || cfg.Plugipay.Timeout != 5*time.Second || cfg.Plugipay.MaxAttempts != 4 || cfg.plugipayKey != tc.wantKey {
+				t.Errorf("plugipay settings %+v from %q", cfg.Plugipay, cfg.plugipayKey)
+			}
+			if got := len(cfg.Deprecations) > 0; got != tc.deprecated {
+				t.Errorf("deprecations %v", cfg.Deprecations)
+			}
+		})
+	}
+}

@@ -14,7 +14,7 @@ import (
 
 	"github.com/plugipay-sync/plugipay-sync/crm"
 	"github.com/plugipay-sync/plugipay-sync/plugipay"
-	"github.com/plugipay-sync/plugipay-sync/plugipay/destination"
+	plugipaydest "github.com/plugipay-sync/plugipay-sync/destination/plugipay"
 	"github.com/plugipay-sync/plugipay-sync/plugipay/emulator"
 	"github.com/plugipay-sync/plugipay-sync/state"
 	"github.com/plugipay-sync/plugipay-sync/sync"
@@ -43,7 +43,7 @@ func newSyncHarness(t *testing.T) *syncHarness {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	return &syncHarness{t: t, emu: emu, store: store, dst: destination.New(client)}
+	return &syncHarness{t: t, emu: emu, store: store, dst: plugipaydest.FromClient(client)}
 }
 
 // run syncs src once with the archive policy, so a row that looked gone

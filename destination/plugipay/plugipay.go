@@ -1,41 +1,87 @@
-// Package destination adapts the Plugipay SDK to the reconciler's
-// sync.Destination interface: it translates customers and maps the SDK's
-// error kinds onto the reconciler's. It is the only package that knows
-// both, so sync/ never imports plugipay/.
-package destination
+// Package plugipay is the sync.Destination for Plugipay: it builds the SDK
+// client (package plugipay at the module's root, a standalone SDK),
+// translates customers and maps the SDK's error kinds onto the
+// reconciler's with a table. It is the only package that knows both, so
+// sync/ never imports the SDK. Like destination/paygate and
+// destination/pin it offers type Destination and New(Options).
+package plugipay
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"iter"
+	"net/http"
+	"time"
 
-	"github.com/plugipay-sync/plugipay-sync/plugipay"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	sdk "github.com/plugipay-sync/plugipay-sync/plugipay"
 	"github.com/plugipay-sync/plugipay-sync/sync"
 )
 
-// Plugipay is a sync.Destination backed by a Plugipay client.
-type Plugipay struct {
-	customers *plugipay.CustomerService
+// Options configure a Destination: the SDK client's settings (see
+// sdk.Options, where the zero values' defaults are).
+type Options struct {
+	// BaseURL is the API origin, e.g. https://plugipay.com.
+	BaseURL string
+	// KeyID and Secret are the API key pair. Required.
+	KeyID, Secret string
+	// OnBehalfOf is the merchant account a platform key acts for.
+	OnBehalfOf string
+	// Timeout bounds one attempt; MaxAttempts the attempts of a call.
+	Timeout     time.Duration
+	MaxAttempts int
+	// ReadRate and WriteRate cap the client's requests per second; a
+	// negative value removes the cap, zero is the SDK's default.
+	ReadRate, WriteRate float64
+	// MaxRetryAfter is the longest Retry-After honoured.
+	MaxRetryAfter time.Duration
+	// HTTPClient sends the requests; nil means a client of its own.
+	HTTPClient *http.Client
+	// Registerer receives the API metrics; nil records none.
+	Registerer prometheus.Registerer
+	// Logger receives retries; nil logs nothing. It never sees the secret.
+	Logger *zap.Logger
+}
+
+// Destination is a sync.Destination backed by a Plugipay client.
+type Destination struct {
+	customers *sdk.CustomerService
 	identity  sync.Identity
 }
 
 var (
-	_ sync.Destination = (*Plugipay)(nil)
-	_ sync.Prober      = (*Plugipay)(nil)
+	_ sync.Destination = (*Destination)(nil)
+	_ sync.Prober      = (*Destination)(nil)
 )
 
-// New returns the destination for client.
-func New(client *plugipay.Client) *Plugipay {
-	return &Plugipay{customers: client.Customers, identity: sync.Identity{
+// New checks o, builds the SDK client and returns the destination.
+func New(o Options) (*Destination, error) {
+	c, err := sdk.New(sdk.Options{
+		BaseURL: o.BaseURL, KeyID: o.KeyID, Secret: o.Secret, OnBehalfOf: o.OnBehalfOf,
+		Timeout: o.Timeout, MaxAttempts: o.MaxAttempts, ReadRate: o.ReadRate, WriteRate: o.WriteRate,
+		MaxRetryAfter: o.MaxRetryAfter, HTTPClient: o.HTTPClient, Registerer: o.Registerer, Logger: o.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return FromClient(c), nil
+}
+
+// FromClient returns the destination for a client built elsewhere (tests,
+// benchmarks, a program that shares one client).
+func FromClient(client *sdk.Client) *Destination {
+	return &Destination{customers: client.Customers, identity: sync.Identity{
 		API: "plugipay", Host: client.Host(), Mode: client.Mode(), OnBehalfOf: client.OnBehalfOf(),
 	}}
 }
 
 // Probe lists one customer: a signed read that proves the key, and whose
 // answer names the workspace (accountId) when it holds any customer.
-func (p *Plugipay) Probe(ctx context.Context) (sync.Identity, error) {
-	page, err := p.customers.List(ctx, plugipay.ListParams{Limit: 1})
+func (p *Destination) Probe(ctx context.Context) (sync.Identity, error) {
+	page, err := p.customers.List(ctx, sdk.ListParams{Limit: 1})
 	if err != nil {
 		return sync.Identity{}, mapError(err)
 	}
@@ -50,7 +96,7 @@ func (p *Plugipay) Probe(ctx context.Context) (sync.Identity, error) {
 // refuses a second customer with the same one (409 conflict), filters the
 // list by it, replays a create sent again with the same Idempotency-Key,
 // and has every customer field and metadata.
-func (p *Plugipay) Capabilities() sync.Capabilities {
+func (p *Destination) Capabilities() sync.Capabilities {
 	return sync.Capabilities{
 		ExternalID:         sync.ExternalIDField,
 		UniqueExternalID:   true,
@@ -64,8 +110,8 @@ func (p *Plugipay) Capabilities() sync.Capabilities {
 }
 
 // CreateCustomer creates c, sending only the fields that have a value.
-func (p *Plugipay) CreateCustomer(ctx context.Context, c sync.Customer, idempotencyKey string) (sync.Customer, error) {
-	params := plugipay.CustomerParams{
+func (p *Destination) CreateCustomer(ctx context.Context, c sync.Customer, idempotencyKey string) (sync.Customer, error) {
+	params := sdk.CustomerParams{
 		ExternalID: nonEmpty(c.ExternalID),
 		Email:      nonEmpty(c.Email),
 		Name:       nonEmpty(c.Name),
@@ -85,8 +131,8 @@ func (p *Plugipay) CreateCustomer(ctx context.Context, c sync.Customer, idempote
 // UpdateCustomer sends the fields p sets and nothing else, so fields the
 // sync does not manage keep whatever another tool put there. Metadata, when
 // set, replaces the whole map (the caller merges); an empty map clears it.
-func (p *Plugipay) UpdateCustomer(ctx context.Context, id string, patch sync.Patch, idempotencyKey string) (sync.Customer, error) {
-	params := plugipay.CustomerParams{
+func (p *Destination) UpdateCustomer(ctx context.Context, id string, patch sync.Patch, idempotencyKey string) (sync.Customer, error) {
+	params := sdk.CustomerParams{
 		Email: patch.Email,
 		Name:  patch.Name,
 		Phone: patch.Phone,
@@ -107,7 +153,7 @@ func (p *Plugipay) UpdateCustomer(ctx context.Context, id string, patch sync.Pat
 }
 
 // GetCustomer fetches customer id.
-func (p *Plugipay) GetCustomer(ctx context.Context, id string) (sync.Customer, error) {
+func (p *Destination) GetCustomer(ctx context.Context, id string) (sync.Customer, error) {
 	got, err := p.customers.Get(ctx, id)
 	if err != nil {
 		return sync.Customer{}, mapError(err)
@@ -121,8 +167,8 @@ func (p *Plugipay) GetCustomer(ctx context.Context, id string) (sync.Customer, e
 // so a filtered list never has a second page: one that does means the
 // server ignores the filter (an older API). Rather than walk every customer
 // this answers not found, and the reconciler goes on to FindByEmail.
-func (p *Plugipay) FindByExternalID(ctx context.Context, externalID string) (sync.Customer, error) {
-	page, err := p.customers.List(ctx, plugipay.ListParams{ExternalID: externalID, Limit: 100})
+func (p *Destination) FindByExternalID(ctx context.Context, externalID string) (sync.Customer, error) {
+	page, err := p.customers.List(ctx, sdk.ListParams{ExternalID: externalID, Limit: 100})
 	if err != nil {
 		return sync.Customer{}, fmt.Errorf("find customer by externalId: %w", mapError(err))
 	}
@@ -135,22 +181,22 @@ func (p *Plugipay) FindByExternalID(ctx context.Context, externalID string) (syn
 	if page.HasMore {
 		msg = "the server ignores the externalId filter; not found on its first page"
 	}
-	return sync.Customer{}, &sync.APIError{Kind: sync.ErrNotFound, Code: plugipay.CodeNotFound,
+	return sync.Customer{}, &sync.APIError{Kind: sync.ErrNotFound, Code: sdk.CodeNotFound,
 		Message: msg, RequestID: page.RequestID}
 }
 
 // FindByEmail yields the customers whose email is exactly email, paging
 // the list endpoint's email filter 100 at a time.
-func (p *Plugipay) FindByEmail(ctx context.Context, email string) iter.Seq2[sync.Customer, error] {
-	return p.list(ctx, plugipay.ListParams{Email: email, Limit: 100})
+func (p *Destination) FindByEmail(ctx context.Context, email string) iter.Seq2[sync.Customer, error] {
+	return p.list(ctx, sdk.ListParams{Email: email, Limit: 100})
 }
 
 // ListCustomers yields every customer, 100 per request.
-func (p *Plugipay) ListCustomers(ctx context.Context) iter.Seq2[sync.Customer, error] {
-	return p.list(ctx, plugipay.ListParams{Limit: 100})
+func (p *Destination) ListCustomers(ctx context.Context) iter.Seq2[sync.Customer, error] {
+	return p.list(ctx, sdk.ListParams{Limit: 100})
 }
 
-func (p *Plugipay) list(ctx context.Context, params plugipay.ListParams) iter.Seq2[sync.Customer, error] {
+func (p *Destination) list(ctx context.Context, params sdk.ListParams) iter.Seq2[sync.Customer, error] {
 	return func(yield func(sync.Customer, error) bool) {
 		for c, err := range p.customers.ListAll(ctx, params) {
 			if err != nil {
@@ -164,7 +210,7 @@ func (p *Plugipay) list(ctx context.Context, params plugipay.ListParams) iter.Se
 	}
 }
 
-func fromPlugipay(c *plugipay.Customer) sync.Customer {
+func fromPlugipay(c *sdk.Customer) sync.Customer {
 	return sync.Customer{
 		ID:         c.ID,
 		ExternalID: c.ExternalID,
@@ -187,18 +233,18 @@ func nonEmpty(s string) *string {
 // (rate limits, server errors, network, timeouts) are transient: the
 // record is retried on a later run.
 var kinds = []struct{ sdk, sync error }{
-	{plugipay.ErrConflict, sync.ErrConflict},
-	{plugipay.ErrNotFound, sync.ErrNotFound},
-	{plugipay.ErrValidation, sync.ErrInvalid},
-	{plugipay.ErrAuth, sync.ErrFatal},
-	{plugipay.ErrScope, sync.ErrFatal},
-	{plugipay.ErrIdempotency, sync.ErrIdempotency},
+	{sdk.ErrConflict, sync.ErrConflict},
+	{sdk.ErrNotFound, sync.ErrNotFound},
+	{sdk.ErrValidation, sync.ErrInvalid},
+	{sdk.ErrAuth, sync.ErrFatal},
+	{sdk.ErrScope, sync.ErrFatal},
+	{sdk.ErrIdempotency, sync.ErrIdempotency},
 }
 
 // mapError turns an SDK error into a *sync.APIError carrying the code and
 // request id.
 func mapError(err error) error {
-	var pe *plugipay.Error
+	var pe *sdk.Error
 	if !errors.As(err, &pe) {
 		return err
 	}
