@@ -9,7 +9,7 @@ LDFLAGS := -s -w -X main.Version=$(VERSION) -X main.Commit=$(COMMIT)
 STATIC_TAGS := osusergo,netgo,sqlite_omit_load_extension
 STATIC_OUT  ?= bin/static/plugipay-sync
 
-.PHONY: all build static demo demo-paygate demo-pin test test-long tools vet fmt bench clean fuzz lint soak manifests
+.PHONY: all build static demo demo-paygate demo-pin test test-e2e test-long tools vet fmt bench clean fuzz lint soak manifests
 
 all: build
 
@@ -43,9 +43,17 @@ tools:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
 	else echo "make tools: install Debian's prometheus package (promtool, prometheus) to run the monitoring tests"; fi
 
-## test: vet, then every test with the race detector
+## test: vet, then every test with the race detector, each named as it finishes (about two
+## minutes here). The end-to-end tests that take minutes (kill -9 loops, chaos, a real
+## Prometheus, backfills at the API's rate) skip under -short and run in test-e2e.
+GOTESTSUM_VERSION ?= v1.13.0
+GOTESTSUM := $(GO) run gotest.tools/gotestsum@$(GOTESTSUM_VERSION) --format testname --
 test: tools vet
-	$(GO) test -race -count=1 ./...
+	$(GOTESTSUM) -race -short -count=1 ./...
+
+## test-e2e: every test of the packages whose long tests make test skips (CI runs both)
+test-e2e: tools
+	$(GOTESTSUM) -race -count=1 ./cmd/... ./crm/ ./state/
 
 ## test-long: the tests that run minutes at Plugipay's real rate limits (SDK throughput, adaptation)
 test-long:

@@ -84,7 +84,7 @@ func AcquireLock(ctx context.Context, dbPath string, wait time.Duration, command
 		return nil, fmt.Errorf("state: lock %s: %w", path, err)
 	}
 	if !ok {
-		return nil, &LockedError{Path: path, Holder: readHolder(path)}
+		return nil, &LockedError{Path: path, Holder: awaitHolder(ctx, path)}
 	}
 	host, _ := os.Hostname()
 	h := Holder{PID: os.Getpid(), Host: host, Command: command, Since: time.Now().UTC().Truncate(time.Second)}
@@ -96,6 +96,18 @@ func AcquireLock(ctx context.Context, dbPath string, wait time.Duration, command
 		return nil, fmt.Errorf("state: lock %s: record the holder: %w", path, err)
 	}
 	return &Lock{fl: fl}, nil
+}
+
+// awaitHolder reads the holder a held lock file names. A holder writes
+// itself in right after it takes the lock, so an empty file is given a
+// moment to fill.
+func awaitHolder(ctx context.Context, path string) Holder {
+	h := readHolder(path)
+	for i := 0; h.PID == 0 && i < 50 && ctx.Err() == nil; i++ {
+		time.Sleep(10 * time.Millisecond)
+		h = readHolder(path)
+	}
+	return h
 }
 
 // readHolder reads the holder a lock file names, or the zero Holder.

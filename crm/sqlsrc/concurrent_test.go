@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/plugipay-sync/plugipay-sync/crm"
-	"github.com/plugipay-sync/plugipay-sync/plugipay"
 	plugipaydest "github.com/plugipay-sync/plugipay-sync/destination/plugipay"
+	"github.com/plugipay-sync/plugipay-sync/plugipay"
 	"github.com/plugipay-sync/plugipay-sync/plugipay/emulator"
 	"github.com/plugipay-sync/plugipay-sync/state"
 	"github.com/plugipay-sync/plugipay-sync/sync"
