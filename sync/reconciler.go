@@ -550,7 +550,7 @@ func (ru *run) handle(ctx context.Context, j job) {
 	defer cancel()
 	action, err := ru.breaker.Execute(func() (string, error) {
 		a, err := ru.safeReconcile(ctx, j)
-		if err != nil && stopping() == nil && !errors.Is(err, ErrInvalid) && !errors.Is(err, ErrFatal) && !errors.Is(err, ErrIdempotency) {
+		if stopping() == nil && destinationFault(err) {
 			ru.lastWriteErr.Store(&err)
 			return a, err
 		}
@@ -613,7 +613,7 @@ func (ru *run) fail(ctx context.Context, j job, err error) {
 	f.Terminal = errors.Is(err, ErrInvalid)
 	if !f.Terminal {
 		f.NextAttempt = f.UpdatedAt.Add(ru.backoff(j.failures + 1))
-		if !errors.Is(err, ErrIdempotency) {
+		if destinationFault(err) {
 			ru.writesFailed.Add(1)
 		}
 	}
@@ -669,10 +669,18 @@ func (ru *run) newBreaker() *gobreaker.CircuitBreaker[string] {
 	})
 }
 
+// destinationFault reports whether a write's error says the destination
+// is failing (unreachable, hanging, 5xx, 429 beyond the wait cap), rather
+// than refusing the content, refusing the key (which stops the run on its
+// own) or catching a reused idempotency key. The circuit breaker and the
+// every-write-failed rule count only these.
+func destinationFault(err error) bool {
+	return err != nil && !errors.Is(err, ErrInvalid) && !errors.Is(err, ErrFatal) && !errors.Is(err, ErrIdempotency)
+}
+
 // destinationOK carries a job's outcome through the breaker when it says
-// nothing against the destination: a success, content refused as invalid,
-// a refused key (handled on its own), or a write cut short by the run
-// stopping.
+// nothing against the destination (see destinationFault), or when the
+// write was cut short by the run stopping.
 type destinationOK struct{ err error }
 
 func (d destinationOK) Error() string {
