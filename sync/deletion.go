@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	stdsync "sync"
 
 	"go.uber.org/zap"
@@ -81,6 +80,14 @@ func (ru *run) archiveGone(ctx context.Context) error {
 			zap.Int64("known", known), zap.Float64("max_archive_ratio", ru.opts.MaxArchiveRatio), zap.Error(err))
 		return err
 	}
+	pol := ru.policy()
+	archive := gone[:0]
+	for _, m := range gone {
+		if pol.decide(Desired{Kind: WantGone, Record: Record{ExternalID: m.ExternalID}, Complete: true}, Known{Mapping: &m}, when{}).Verdict == VerdictArchive {
+			archive = append(archive, m)
+		}
+	}
+	gone = archive
 	ru.log.Info("archiving customers of users gone from the source", zap.Int64("run_id", ru.id), zap.Int("gone", len(gone)))
 	ch := make(chan Mapping)
 	var wg stdsync.WaitGroup
@@ -108,19 +115,20 @@ func (ru *run) archiveOne(ctx context.Context, m Mapping) {
 	ctx, cancel := context.WithTimeoutCause(ctx, ru.opts.WriteTimeout,
 		fmt.Errorf("archive took longer than %s", ru.opts.WriteTimeout))
 	defer cancel()
-	j := job{rec: Record{ExternalID: m.ExternalID}, hash: ArchivedHash, mapping: &m}
+	j := job{rec: Record{ExternalID: m.ExternalID}, hash: ArchivedHash, mapping: &m, verdict: VerdictArchive}
 	err := func() error {
 		cur, err := ru.dst.GetCustomer(ctx, m.CustomerID)
 		if err == nil && cur.ExternalID != m.ExternalID {
 			err = &APIError{Kind: ErrNotFound, Code: "not_found"}
 		}
-		if err == nil && cur.Metadata[ArchivedKey] != "true" {
-			merged := maps.Clone(cur.Metadata)
-			if merged == nil {
-				merged = map[string]string{}
+		if err == nil {
+			d := ru.policy().decide(Desired{Kind: WantGone, Record: j.rec, Complete: true}, Known{Mapping: &m, Current: &cur}, when{})
+			switch {
+			case d.Verdict != VerdictArchive:
+				return fmt.Errorf("archive: unexpected verdict %q", d.Verdict)
+			case !d.Patch.Empty():
+				_, err = ru.update(ctx, j, cur.ID, d.Patch)
 			}
-			merged[ArchivedKey] = "true"
-			_, err = ru.update(ctx, j, cur.ID, Patch{Metadata: merged, SetMetadata: true})
 		}
 		if errors.Is(err, ErrNotFound) {
 			// Nothing left to archive: forget the mapping.
@@ -133,6 +141,7 @@ func (ru *run) archiveOne(ctx context.Context, m Mapping) {
 			return err
 		}
 		ru.counts.archived.Add(1)
+		ru.outcome(j.rec, VerdictArchive, ActionArchived)
 		return nil
 	}()
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Planned actions of a dry run (PlanEntry.Action).
@@ -40,42 +41,45 @@ type PlanEntry struct {
 // Plan computes what Run would do without writing to the destination or the
 // store: it reads the source, the store and the destination (a list walk
 // where Run would rebuild the cache, a GET per changed cached user to show
-// the old values) and calls emit for every user whose action is not
-// "unchanged". It returns the count per action. A plan that Run would
-// refuse (ErrMassArchive) is returned whole, with that error.
+// the old values, a lookup by external id where update-only would link)
+// and calls emit for every user whose action is not "unchanged". Every
+// user is decided by decide, the decision Run and SyncOne make (issue 13).
+// It returns the count per action. A plan that Run would refuse
+// (ErrMassArchive) is returned whole, with that error.
 func (r *Reconciler) Plan(ctx context.Context, emit func(PlanEntry)) (map[string]int64, error) {
-	counts := map[string]int64{}
-	add := func(e PlanEntry) {
-		counts[e.Action]++
-		if e.Action != PlanUnchanged {
-			emit(e)
-		}
-	}
+	p := &planner{Reconciler: r, pol: r.policy(), counts: map[string]int64{}, emit: emit,
+		seen: map[string]bool{}, now: r.opts.Now()}
 	// Where Run would rebuild the cache, hold the listing in memory.
-	var listed map[string]Customer
 	mapped, err := r.store.MappingCount(ctx)
 	if err != nil {
-		return counts, fmt.Errorf("count mappings: %w", err)
+		return p.counts, fmt.Errorf("count mappings: %w", err)
 	}
 	unresolved, err := r.store.CountFailuresByCode(ctx, CodeConflictUnresolved)
 	if err != nil {
-		return counts, fmt.Errorf("count unresolved conflicts: %w", err)
+		return p.counts, fmt.Errorf("count unresolved conflicts: %w", err)
 	}
 	if (mapped == 0 || unresolved > 0) && r.caps.ExternalID != ExternalIDNone {
-		listed = map[string]Customer{}
+		p.listed = map[string]Customer{}
 		for c, err := range r.dst.ListCustomers(ctx) {
 			if err != nil {
-				return counts, fmt.Errorf("list customers: %w", err)
+				return p.counts, fmt.Errorf("list customers: %w", err)
 			}
-			if c.ExternalID != "" {
-				listed[c.ExternalID] = c
+			if _, dup := p.listed[c.ExternalID]; c.ExternalID != "" && !dup {
+				p.listed[c.ExternalID] = c // the rebuild keeps the first listed
 			}
 		}
 	}
-	seen := map[string]bool{}
+	marked, err := r.store.FailureIDsByCode(ctx, CodeDuplicateExternalID)
+	if err != nil {
+		return p.counts, fmt.Errorf("load duplicate marks: %w", err)
+	}
+	p.held = map[string][]Record{}
+	for _, id := range marked {
+		p.held[id] = nil
+	}
 	batch := make([]Record, 0, r.opts.BatchSize)
-	flush := func() error {
-		err := r.planBatch(ctx, batch, listed, add)
+	flush := func(complete bool) error {
+		err := p.batch(ctx, batch, complete)
 		batch = batch[:0]
 		return err
 	}
@@ -83,40 +87,125 @@ func (r *Reconciler) Plan(ctx context.Context, emit func(PlanEntry)) (map[string
 		if err != nil {
 			var re *RecordError
 			if !errors.As(err, &re) {
-				return counts, fmt.Errorf("read source: %w", err)
+				return p.counts, fmt.Errorf("read source: %w", err)
 			}
-			add(PlanEntry{ExternalID: re.ExternalID, Action: PlanReject, Ref: re.Ref, Reason: re.Reason})
-			seen[re.ExternalID] = true
+			d := p.pol.decide(Desired{Kind: WantRejected, Record: Record{ExternalID: re.ExternalID, Ref: re.Ref}, Reason: re.Reason}, Known{}, when{})
+			p.add(PlanEntry{ExternalID: re.ExternalID, Ref: re.Ref}, d)
+			p.seen[re.ExternalID] = true
 			continue
 		}
-		if seen[rec.ExternalID] && !slices.ContainsFunc(batch, func(b Record) bool { return b.ExternalID == rec.ExternalID }) {
+		if rec.Deleted {
+			// Not seen: a complete read archives its customer (decideGone).
+			continue
+		}
+		if rows, ok := p.held[rec.ExternalID]; ok {
+			// Marked as duplicated before: decided after the read, which
+			// says whether it was complete.
+			p.held[rec.ExternalID] = append(rows, rec)
+			p.seen[rec.ExternalID] = true
+			continue
+		}
+		if p.seen[rec.ExternalID] && !slices.ContainsFunc(batch, func(b Record) bool { return b.ExternalID == rec.ExternalID }) {
 			// An earlier batch had this id (one in this batch is counted there).
-			add(PlanEntry{ExternalID: rec.ExternalID, Action: PlanReject, Ref: rec.Ref,
-				Reason: "duplicate externalId in the source (an earlier row has it); from the next run no row of it is synced until one is left"})
+			p.add(PlanEntry{ExternalID: rec.ExternalID, Ref: rec.Ref}, Decision{Verdict: VerdictReject, Reason: ReasonDuplicate})
 			continue
 		}
-		seen[rec.ExternalID] = true
+		p.seen[rec.ExternalID] = true
 		batch = append(batch, rec)
 		if len(batch) == cap(batch) {
-			if err := flush(); err != nil {
-				return counts, err
+			if err := flush(false); err != nil {
+				return p.counts, err
 			}
 		}
 	}
 	if err := ctx.Err(); err != nil {
-		return counts, context.Cause(ctx)
+		return p.counts, context.Cause(ctx)
 	}
-	if err := flush(); err != nil {
-		return counts, err
+	complete := r.readComplete()
+	for _, id := range slices.Sorted(maps.Keys(p.held)) {
+		rows := p.held[id]
+		if complete && len(rows) == 1 {
+			batch = append(batch, rows[0])
+			continue
+		}
+		for _, rec := range rows {
+			p.add(PlanEntry{ExternalID: id, Ref: rec.Ref}, Decision{Verdict: VerdictReject, Reason: ReasonDuplicateMarked})
+		}
 	}
-	if !r.archiving() {
-		return counts, nil
+	if err := flush(complete); err != nil {
+		return p.counts, err
 	}
-	return counts, r.planArchive(ctx, seen, listed, add)
+	if !r.archiving() || !complete {
+		return p.counts, nil
+	}
+	return p.counts, p.archive(ctx)
 }
 
-// planBatch plans one batch of source records.
-func (r *Reconciler) planBatch(ctx context.Context, batch []Record, listed map[string]Customer, add func(PlanEntry)) error {
+// planner is the state of one Plan.
+type planner struct {
+	*Reconciler
+	pol    policy
+	now    time.Time
+	counts map[string]int64
+	emit   func(PlanEntry)
+	// listed is the destination's customer list where Run would rebuild
+	// the cache from it first.
+	listed map[string]Customer
+	// seen are the external ids read (the archive plan).
+	seen map[string]bool
+	// held are the rows of users marked as duplicated by an earlier run.
+	held map[string][]Record
+}
+
+// planAction is the dry run's name of a verdict.
+func planAction(v Verdict) string {
+	switch v {
+	case VerdictCreate:
+		return PlanCreate
+	case VerdictUpdate:
+		return PlanUpdate
+	case VerdictArchive:
+		return PlanArchive
+	case VerdictReject:
+		return PlanReject
+	case VerdictSkip, VerdictBackoff:
+		return PlanSkip
+	}
+	return PlanUnchanged // unchanged, adopt (no write), leave
+}
+
+// add counts and emits e with d's action and reason.
+func (p *planner) add(e PlanEntry, d Decision) {
+	e.Action = planAction(d.Verdict)
+	if e.Reason == "" {
+		e.Reason = d.Reason
+	}
+	p.counts[e.Action]++
+	if e.Action != PlanUnchanged {
+		p.emit(e)
+	}
+}
+
+// known returns what Run would know of id when it decides: the mapping
+// the cache rebuild stores from the listing, or the cached one.
+func (p *planner) known(id string, mappings map[string]Mapping, failures map[string]Failure) Known {
+	var k Known
+	if c, ok := p.listed[id]; ok {
+		k.Mapping = &Mapping{ExternalID: id, CustomerID: c.ID, Hash: p.fields.hash(fromCustomer(c))}
+		k.Current = &c
+	} else if m, ok := mappings[id]; ok {
+		k.Mapping = &m
+	}
+	if f, ok := failures[id]; ok {
+		k.Failure = &f
+	}
+	return k
+}
+
+// batch plans one batch of source records; complete says whether the read
+// was complete, as far as it is known (it is for the rows decided after
+// the read).
+func (p *planner) batch(ctx context.Context, batch []Record, complete bool) error {
 	if len(batch) == 0 {
 		return nil
 	}
@@ -126,94 +215,74 @@ func (r *Reconciler) planBatch(ctx context.Context, batch []Record, listed map[s
 		ids[i] = rec.ExternalID
 		n[rec.ExternalID]++
 	}
-	mappings, err := r.store.Mappings(ctx, ids)
+	mappings, err := p.store.Mappings(ctx, ids)
 	if err != nil {
 		return fmt.Errorf("look up mappings: %w", err)
 	}
-	failures, err := r.store.Failures(ctx, ids)
+	failures, err := p.store.Failures(ctx, ids)
 	if err != nil {
 		return fmt.Errorf("look up failures: %w", err)
 	}
-	now := r.opts.Now()
 	for _, rec := range batch {
 		e := PlanEntry{ExternalID: rec.ExternalID, Ref: rec.Ref}
-		if n[rec.ExternalID] > 1 {
-			e.Action, e.Reason = PlanReject, "duplicate externalId in the source"
-			add(e)
+		want := Desired{Kind: WantRecord, Record: rec, Rows: n[rec.ExternalID], Complete: complete}
+		k := p.known(rec.ExternalID, mappings, failures)
+		d := p.pol.decide(want, k, when{now: p.now})
+		if d.Verdict == VerdictUnchanged || !d.Verdict.Writes() || k.Current != nil {
+			if k.Current != nil {
+				e.CustomerID = k.Current.ID
+				e.Changes = changes(*k.Current, d.Patch)
+			}
+			p.add(e, d)
 			continue
 		}
-		h := r.fields.hash(rec)
-		if listed != nil {
-			// Run would rebuild the cache from this listing first.
-			c, ok := listed[rec.ExternalID]
-			if !ok {
-				add(r.planCreate(e, rec))
+		k.Failure = nil // decided already; what follows is the write's own decision
+		switch d.Verdict {
+		case VerdictUpdate:
+			cur, err := p.dst.GetCustomer(ctx, k.Mapping.CustomerID)
+			if err == nil && p.caps.ExternalID != ExternalIDNone && cur.ExternalID != rec.ExternalID {
+				err = &APIError{Kind: ErrNotFound, Code: "not_found"}
+			}
+			if errors.Is(err, ErrNotFound) {
+				// Run forgets the stale mapping and resolves the user afresh.
+				d = p.pol.decide(want, Known{}, when{now: p.now})
+				e.Reason = "cached customer " + k.Mapping.CustomerID + " no longer exists"
+				break
+			}
+			if err != nil {
+				return fmt.Errorf("get customer %s: %w", k.Mapping.CustomerID, err)
+			}
+			k.Current = &cur
+			d = p.pol.decide(want, k, when{now: p.now})
+			e.CustomerID = cur.ID
+			e.Changes = changes(cur, d.Patch)
+			p.add(e, d)
+			continue
+		}
+		if d.Verdict == VerdictLink {
+			// Update-only links a user the cache does not know by its
+			// external id, and skips one without a customer.
+			cur, err := p.dst.FindByExternalID(ctx, rec.ExternalID)
+			if errors.Is(err, ErrNotFound) || (err == nil && cur.ExternalID != rec.ExternalID) {
+				p.add(e, Decision{Verdict: VerdictSkip, Reason: ReasonUpdateOnly})
 				continue
 			}
-			add(r.planDiff(e, c, rec))
-			continue
-		}
-		m, known := mappings[rec.ExternalID]
-		if known && m.Hash == h {
-			e.Action = PlanUnchanged
-			add(e)
-			continue
-		}
-		if f, ok := failures[rec.ExternalID]; ok && f.Hash == h {
-			switch {
-			case f.Terminal:
-				e.Action, e.Reason = PlanReject, "rejected before with this content: "+f.Code+": "+f.Message
-				add(e)
-				continue
-			case now.Before(f.NextAttempt):
-				e.Action, e.Reason = PlanSkip, fmt.Sprintf("failed before (%s); retried after %s", f.Code, f.NextAttempt.UTC().Format("2006-01-02T15:04:05Z"))
-				add(e)
-				continue
+			if err != nil {
+				return fmt.Errorf("find customer %s: %w", rec.ExternalID, err)
 			}
-		}
-		if !known {
-			add(r.planCreate(e, rec))
+			k.Current = &cur
+			d = p.pol.decide(want, k, when{now: p.now})
+			e.CustomerID = cur.ID
+			e.Changes = changes(cur, d.Patch)
+			p.add(e, d)
 			continue
 		}
-		cur, err := r.dst.GetCustomer(ctx, m.CustomerID)
-		if errors.Is(err, ErrNotFound) {
-			e = r.planCreate(e, rec)
-			e.Reason = "cached customer " + m.CustomerID + " no longer exists"
-			add(e)
-			continue
+		if d.Verdict == VerdictCreate {
+			e.Changes = changes(Customer{}, p.fields.diff(Customer{}, rec))
 		}
-		if err != nil {
-			return fmt.Errorf("get customer %s: %w", m.CustomerID, err)
-		}
-		add(r.planDiff(e, cur, rec))
+		p.add(e, d)
 	}
 	return nil
-}
-
-func (r *Reconciler) planCreate(e PlanEntry, rec Record) PlanEntry {
-	if r.opts.Mode == ModeUpdateOnly {
-		e.Action, e.Reason = PlanSkip, "no customer is linked to this user, and update-only mode never creates"
-		return e
-	}
-	e.Action = PlanCreate
-	e.Changes = changes(Customer{}, r.fields.diff(Customer{}, rec))
-	return e
-}
-
-func (r *Reconciler) planDiff(e PlanEntry, cur Customer, rec Record) PlanEntry {
-	e.CustomerID = cur.ID
-	p := r.fields.diff(cur, rec)
-	if p.Empty() {
-		e.Action = PlanUnchanged
-		return e
-	}
-	if r.opts.Mode == ModeCreateOnly {
-		e.Action, e.Reason = PlanSkip, "the customer exists, and create-only mode never updates"
-		return e
-	}
-	e.Action = PlanUpdate
-	e.Changes = changes(cur, p)
-	return e
 }
 
 // changes lists what p changes in cur, field by field.
@@ -245,43 +314,55 @@ func changes(cur Customer, p Patch) []FieldChange {
 	return out
 }
 
-// planArchive plans the archive policy: mapped users the source no longer
-// holds, refused as Run would refuse them.
-func (r *Reconciler) planArchive(ctx context.Context, seen map[string]bool, listed map[string]Customer, add func(PlanEntry)) error {
+// archive plans the archive policy after a complete read: the users the
+// read did not yield (gone, or deleted at the source), decided as Run's
+// archive decides them, and refused as Run would refuse them.
+func (p *planner) archive(ctx context.Context) error {
 	var gone []PlanEntry
 	known := int64(0)
-	if listed != nil {
-		for id, c := range listed {
-			known++
-			if !seen[id] && c.Metadata[ArchivedKey] != "true" {
-				gone = append(gone, PlanEntry{ExternalID: id, CustomerID: c.ID})
-			}
+	consider := func(m Mapping, cur *Customer) {
+		known++
+		if p.seen[m.ExternalID] {
+			return
 		}
-	} else {
-		for m, err := range r.store.AllMappings(ctx) {
-			if err != nil {
-				return fmt.Errorf("read mappings: %w", err)
-			}
-			known++
-			if !seen[m.ExternalID] && m.Hash != ArchivedHash {
-				gone = append(gone, PlanEntry{ExternalID: m.ExternalID, CustomerID: m.CustomerID})
-			}
+		d := p.pol.decide(Desired{Kind: WantGone, Record: Record{ExternalID: m.ExternalID}, Complete: true}, Known{Mapping: &m, Current: cur}, when{})
+		if d.Verdict != VerdictArchive {
+			return
+		}
+		e := PlanEntry{ExternalID: m.ExternalID, CustomerID: m.CustomerID, Action: PlanArchive}
+		if cur != nil {
+			e.Changes = changes(*cur, d.Patch)
+		} else {
+			e.Changes = []FieldChange{{Field: "metadata." + ArchivedKey, Old: "", New: "true"}}
+		}
+		gone = append(gone, e)
+	}
+	listedDone := map[string]bool{}
+	for id, c := range p.listed {
+		listedDone[id] = true
+		consider(Mapping{ExternalID: id, CustomerID: c.ID, Hash: p.fields.hash(fromCustomer(c))}, &c)
+	}
+	for m, err := range p.store.AllMappings(ctx) {
+		if err != nil {
+			return fmt.Errorf("read mappings: %w", err)
+		}
+		if !listedDone[m.ExternalID] {
+			consider(m, nil)
 		}
 	}
 	slices.SortFunc(gone, func(a, b PlanEntry) int { return strings.Compare(a.ExternalID, b.ExternalID) })
 	ratio := float64(len(gone)) / float64(max(known, 1))
-	refused := len(gone) > 0 && ratio > r.opts.MaxArchiveRatio && !r.opts.AllowMassArchive
+	refused := len(gone) > 0 && ratio > p.opts.MaxArchiveRatio && !p.opts.AllowMassArchive
 	for _, e := range gone {
-		e.Action = PlanArchive
-		e.Changes = []FieldChange{{Field: "metadata." + ArchivedKey, Old: "", New: "true"}}
 		if refused {
 			e.Reason = "refused: above sync.max_archive_ratio"
 		}
-		add(e)
+		p.counts[e.Action]++
+		p.emit(e)
 	}
 	if refused {
 		return fmt.Errorf("%w: %d of %d known customers (%.1f%%) are gone from the source, more than sync.max_archive_ratio (%.1f%%); a run would archive nothing",
-			ErrMassArchive, len(gone), known, 100*ratio, 100*r.opts.MaxArchiveRatio)
+			ErrMassArchive, len(gone), known, 100*ratio, 100*p.opts.MaxArchiveRatio)
 	}
 	return nil
 }

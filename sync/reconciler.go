@@ -71,6 +71,20 @@ type Options struct {
 	// the rest for the next run: a hanging API would otherwise hold each
 	// of the changed records for WriteTimeout.
 	BreakAfter int
+	// OnOutcome, if set, is called with what the run did with each source
+	// row and each archived user, from several goroutines. Tests compare
+	// it with the dry run's plan.
+	OnOutcome func(Outcome)
+}
+
+// Outcome is what a run did with one source row or gone user.
+type Outcome struct {
+	ExternalID string
+	Ref        string
+	// Verdict is what decide asked for (empty for a row the source
+	// rejected); Action is what happened (ActionCreated ...).
+	Verdict Verdict
+	Action  string
 }
 
 // Reconciler makes the destination match the source, using the store to
@@ -176,20 +190,6 @@ func (r *Reconciler) Check() error {
 	return nil
 }
 
-// skips reports whether the mode leaves a new or changed user alone
-// without an API call: create-only never updates a linked user, and
-// update-only cannot link a user the cache does not know on a destination
-// that cannot look customers up by external id.
-func (r *Reconciler) skips(linked bool) bool {
-	switch r.opts.Mode {
-	case ModeCreateOnly:
-		return linked
-	case ModeUpdateOnly:
-		return !linked && !r.caps.FilterByExternalID
-	}
-	return false
-}
-
 // NewIdempotencyKey returns a random key "idem_" + 32 hex digits. Keys are
 // random, never derived from content: a value that flips A -> B -> A must
 // not replay the first write.
@@ -246,6 +246,8 @@ type job struct {
 	mapping *Mapping
 	// failures is how many times in a row this record failed before.
 	failures int
+	// verdict is what decide asked for: create, update or link.
+	verdict Verdict
 }
 
 // want is the record the destination should hold.
@@ -473,6 +475,7 @@ func (ru *run) dispatch(ctx context.Context, jobs chan<- job) error {
 // reject counts and logs a bad source record.
 func (ru *run) reject(re *RecordError) {
 	ru.counts.rejected.Add(1)
+	ru.outcome(Record{ExternalID: re.ExternalID, Ref: re.Ref}, VerdictReject, ActionRejected)
 	ru.log.Warn("record rejected",
 		zap.Int64("run_id", ru.id),
 		zap.String("ref", re.Ref),
@@ -500,37 +503,22 @@ func (ru *run) classify(ctx context.Context, batch []Record, jobs chan<- job) er
 	if err != nil {
 		return fmt.Errorf("look up failures: %w", err)
 	}
-	now := ru.opts.Now()
+	pol, w := ru.policy(), when{now: ru.opts.Now()}
 	for _, rec := range batch {
-		h := ru.fields.hash(rec)
-		m, known := mappings[rec.ExternalID]
-		if known && m.Hash == h {
-			ru.counts.unchanged.Add(1)
+		k := Known{}
+		if m, ok := mappings[rec.ExternalID]; ok {
+			k.Mapping = &m
+		}
+		if f, ok := failures[rec.ExternalID]; ok {
+			k.Failure = &f
+		}
+		d := pol.decide(Desired{Kind: WantRecord, Record: rec}, k, w)
+		if !ru.count(rec, d.Verdict) {
 			continue
 		}
-		if ru.skips(known) {
-			ru.counts.skipped.Add(1)
-			continue
-		}
-		f, failedBefore := failures[rec.ExternalID]
-		if failedBefore && f.Hash == h {
-			if f.Terminal {
-				// Rejected before with this very content: sending it again
-				// cannot succeed. It is retried once the CRM changes it.
-				ru.counts.rejected.Add(1)
-				continue
-			}
-			if now.Before(f.NextAttempt) {
-				ru.counts.failed.Add(1)
-				continue
-			}
-		}
-		j := job{rec: rec, hash: h}
-		if failedBefore {
-			j.failures = f.Attempts
-		}
-		if known {
-			j.mapping = &m
+		j := job{rec: rec, hash: d.Hash, mapping: k.Mapping, verdict: d.Verdict}
+		if k.Failure != nil {
+			j.failures = k.Failure.Attempts
 		}
 		select {
 		case jobs <- j:
@@ -539,6 +527,37 @@ func (ru *run) classify(ctx context.Context, batch []Record, jobs chan<- job) er
 		}
 	}
 	return nil
+}
+
+// count counts a verdict that needs no API call and reports false, or
+// reports true for one that does.
+func (ru *run) count(rec Record, v Verdict) bool {
+	var action string
+	switch v {
+	case VerdictUnchanged:
+		ru.counts.unchanged.Add(1)
+		action = ActionUnchanged
+	case VerdictSkip:
+		ru.counts.skipped.Add(1)
+		action = ActionSkipped
+	case VerdictReject:
+		ru.counts.rejected.Add(1)
+		action = ActionRejected
+	case VerdictBackoff:
+		ru.counts.failed.Add(1)
+		action = ActionFailed
+	default:
+		return true
+	}
+	ru.outcome(rec, v, action)
+	return false
+}
+
+// outcome reports what the run did with rec to Options.OnOutcome.
+func (ru *run) outcome(rec Record, v Verdict, action string) {
+	if ru.opts.OnOutcome != nil {
+		ru.opts.OnOutcome(Outcome{ExternalID: rec.ExternalID, Ref: rec.Ref, Verdict: v, Action: action})
+	}
 }
 
 // handle runs one job with panic recovery and a timeout, and records its
@@ -576,12 +595,14 @@ func (ru *run) handle(ctx context.Context, j job) {
 		case ActionSkipped:
 			ru.counts.skipped.Add(1)
 		}
+		ru.outcome(j.rec, j.verdict, action)
 		ru.recordLog.Info("record synced", zap.Int64("run_id", ru.id),
 			zap.String("external_id", j.rec.ExternalID), zap.String("action", action))
 		return
 	}
 	if errors.Is(err, ErrFatal) {
 		ru.counts.failed.Add(1)
+		ru.outcome(j.rec, j.verdict, ActionFailed)
 		if ru.fatalErr.CompareAndSwap(nil, &err) {
 			ru.log.Error("destination refused the run; stopping", zap.Int64("run_id", ru.id), zap.Error(err))
 			ru.abort(err)
@@ -631,10 +652,12 @@ func (ru *run) fail(ctx context.Context, j job, err error) {
 	}
 	if f.Terminal {
 		ru.counts.rejected.Add(1)
+		ru.outcome(j.rec, j.verdict, ActionRejected)
 		ru.log.Warn("record rejected by destination", fields...)
 		return
 	}
 	ru.counts.failed.Add(1)
+	ru.outcome(j.rec, j.verdict, ActionFailed)
 	ru.log.Warn("record failed; retried on a later run", append(fields, zap.Int("attempts", stored.Attempts), zap.Time("next_attempt", stored.NextAttempt))...)
 }
 

@@ -21,10 +21,7 @@ const CodeConflictUnresolved = "conflict_unresolved"
 // run left half done (a pending write, a stale mapping, a customer created
 // by another tool) it resolves from what the store and destination hold now.
 func (ru *run) reconcile(ctx context.Context, j job) (string, error) {
-	if j.mapping != nil {
-		if ru.opts.Mode == ModeCreateOnly {
-			return ActionSkipped, nil // linked already; create-only never updates
-		}
+	if j.verdict == VerdictUpdate {
 		action, err := ru.reconcileMapped(ctx, j)
 		if !errors.Is(err, ErrNotFound) {
 			return action, err
@@ -37,9 +34,17 @@ func (ru *run) reconcile(ctx context.Context, j job) (string, error) {
 		if err := ru.store.DeleteMapping(ctx, j.rec.ExternalID); err != nil {
 			return "", fmt.Errorf("forget stale mapping: %w", err)
 		}
+		j.mapping = nil
+		j.verdict = ru.policy().decide(Desired{Kind: WantRecord, Record: j.rec}, Known{}, when{force: true}).Verdict
 	}
-	if ru.opts.Mode == ModeUpdateOnly {
+	switch j.verdict {
+	case VerdictSkip:
+		return ActionSkipped, nil
+	case VerdictLink:
 		return ru.link(ctx, j)
+	case VerdictCreate:
+	default:
+		return "", fmt.Errorf("reconcile: unexpected verdict %q", j.verdict)
 	}
 	if !ru.caps.UniqueExternalID {
 		// The API would take a second create: find what an unconfirmed
@@ -87,9 +92,6 @@ func (ru *run) link(ctx context.Context, j job) (string, error) {
 // user's customer: linked as it is in create-only mode, otherwise brought
 // in line with the record.
 func (ru *run) adopt(ctx context.Context, j job, found Customer) (string, error) {
-	if ru.opts.Mode == ModeCreateOnly {
-		return ActionRecovered, ru.confirmHash(ctx, j, found.ID, ru.fields.hash(fromCustomer(found)))
-	}
 	action, err := ru.converge(ctx, j, found, ActionRecovered)
 	if err != nil {
 		return "", fmt.Errorf("update recovered customer %s: %w", found.ID, err)
@@ -175,14 +177,23 @@ func (ru *run) reconcileMapped(ctx context.Context, j job) (string, error) {
 // made; without one the record is unchanged (or, for a recovery, still
 // recovered).
 func (ru *run) converge(ctx context.Context, j job, cur Customer, action string) (string, error) {
-	p := ru.fields.diff(cur, j.want())
-	if p.Empty() {
+	d := ru.policy().decide(Desired{Kind: WantRecord, Record: j.rec}, Known{Mapping: j.mapping, Current: &cur}, when{force: true})
+	switch d.Verdict {
+	case VerdictAdopt:
+		// Create-only links the customer as it is.
+		return action, ru.confirmHash(ctx, j, cur.ID, ru.fields.hash(fromCustomer(cur)))
+	case VerdictSkip:
+		return ActionSkipped, nil
+	case VerdictUnchanged:
 		if action == ActionUpdated {
 			action = ActionUnchanged
 		}
 		return action, ru.confirm(ctx, j, cur.ID)
+	case VerdictUpdate:
+	default:
+		return "", fmt.Errorf("converge: unexpected verdict %q", d.Verdict)
 	}
-	if _, err := ru.update(ctx, j, cur.ID, p); err != nil {
+	if _, err := ru.update(ctx, j, cur.ID, d.Patch); err != nil {
 		return "", err
 	}
 	return action, ru.confirm(ctx, j, cur.ID)

@@ -41,7 +41,7 @@ func runSyncOne(ctx context.Context, m *Main, args []string) (int, error) {
 		return ExitPartial, err
 	}
 	if res.Action == sync.ActionSkipped {
-		fmt.Fprintf(m.stdout, "%s: skipped (left alone by sync.mode: no linked customer in update-only, an existing one in create-only)\n", id)
+		fmt.Fprintf(m.stdout, "%s: skipped (%s)\n", id, res.Reason)
 		return ExitOK, nil
 	}
 	fmt.Fprintf(m.stdout, "%s: %s (customer %s)\n", id, res.Action, res.CustomerID)
