@@ -132,17 +132,12 @@ func (p policy) decide(d Desired, k Known, w when) Decision {
 		return p.decideGone(d, k)
 	}
 	rec := d.Record
-	if d.Rows > 1 {
-		return Decision{Verdict: VerdictReject, Reason: ReasonDuplicate}
+	marked := k.Failure != nil && k.Failure.Code == CodeDuplicateExternalID
+	dup, rejected := p.duplicate(max(d.Rows, 1), marked, d.Complete)
+	if rejected {
+		return dup
 	}
-	var clear bool
-	if f := k.Failure; f != nil && f.Code == CodeDuplicateExternalID {
-		if !d.Complete {
-			// Only a complete read shows the other rows are gone.
-			return Decision{Verdict: VerdictReject, Reason: ReasonDuplicateMarked}
-		}
-		clear = true
-	}
+	clear := dup.ClearMark
 	h := p.fields.hash(rec)
 	dec := func(v Verdict, reason string) Decision {
 		return Decision{Verdict: v, Hash: h, ClearMark: clear, Reason: reason}
@@ -185,6 +180,23 @@ func (p policy) decide(d Desired, k Known, w when) Decision {
 		out.Verdict = VerdictUnchanged
 	}
 	return out
+}
+
+// duplicate decides for a user by how many rows of the read carry its
+// external id and whether an earlier run marked it as duplicated:
+// rejected when several rows do, or when it is marked and the read was
+// partial (only a complete read shows the other rows are gone);
+// otherwise the decision only says whether the mark is to be cleared.
+func (p policy) duplicate(rows int, marked, complete bool) (d Decision, rejected bool) {
+	switch {
+	case rows > 1:
+		return Decision{Verdict: VerdictReject, Reason: ReasonDuplicate}, true
+	case marked && !complete:
+		return Decision{Verdict: VerdictReject, Reason: ReasonDuplicateMarked}, true
+	case marked:
+		return Decision{ClearMark: true}, false
+	}
+	return Decision{}, false
 }
 
 // decideGone decides for a user deleted at the source or gone from it:

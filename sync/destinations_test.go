@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
+	stdsync "sync"
 	"testing"
 	"time"
 
@@ -282,10 +284,10 @@ func TestLinkByEmail(t *testing.T) {
 }
 
 // A duplicated external id is found however far apart its rows are, by a
-// filter that never holds the ids themselves. Rows in one batch are both
-// rejected; rows further apart are found when the second is read (the
-// first was synced by then), and from the next run neither is synced until
-// the source has one row again, which is then synced in the same run.
+// filter that never holds the ids themselves, and every row of it is
+// rejected in every run, the first included (issue 13: the first run
+// synced the first row when the rows were more than a batch apart). Once
+// the source has one row again, it is synced in the same run.
 func TestRun_DuplicateExternalIDAcrossBatches(t *testing.T) {
 	ctx := context.Background()
 	h := newHarness(t) // batches of 7
@@ -293,12 +295,11 @@ func TestRun_DuplicateExternalIDAcrossBatches(t *testing.T) {
 	far := sync.Record{ExternalID: "usr_0002", Email: "far@example.com", Name: "Far Copy", Ref: "line 40"}
 	near := sync.Record{ExternalID: "usr_0029", Email: "near@example.com", Name: "Near Copy", Ref: "line 41"}
 	src.items = append(src.items, far, near)
-	h.mustRun(src, sync.RunCounts{Read: 32, Created: 29, Rejected: 3})
-	if n := h.dst.count("usr_0002"); n != 1 {
-		t.Fatalf("usr_0002 (rows 20 apart) exists %d times; its first row was synced before the second was read", n)
-	}
-	if n := h.dst.count("usr_0029"); n != 0 {
-		t.Fatalf("usr_0029 (rows in one batch) synced %d times; want neither row", n)
+	h.mustRun(src, sync.RunCounts{Read: 32, Created: 28, Rejected: 4})
+	for _, id := range []string{"usr_0002", "usr_0029"} {
+		if n := h.dst.count(id); n != 0 {
+			t.Fatalf("%s exists %d times; no row of a duplicated id is synced", id, n)
+		}
 	}
 	ids, _ := h.store.FailureIDsByCode(ctx, sync.CodeDuplicateExternalID)
 	if strings.Join(ids, ",") != "usr_0002,usr_0029" {
@@ -319,7 +320,7 @@ func TestRun_DuplicateExternalIDAcrossBatches(t *testing.T) {
 
 	// The CRM is fixed: one row each is left. Both sync in that run.
 	src.items = src.items[:30]
-	h.mustRun(src, sync.RunCounts{Read: 30, Unchanged: 29, Created: 1})
+	h.mustRun(src, sync.RunCounts{Read: 30, Unchanged: 28, Created: 2})
 	if n := h.dst.count("usr_0029"); n != 1 {
 		t.Errorf("usr_0029 exists %d times after the fix", n)
 	}
@@ -327,6 +328,73 @@ func TestRun_DuplicateExternalIDAcrossBatches(t *testing.T) {
 		t.Errorf("marks left after the fix: %v", ids)
 	}
 	h.mustRun(src, sync.RunCounts{Read: 30, Unchanged: 30})
+}
+
+// A duplicated id is never written, in any run, whatever the batch size
+// (issue 13): every row is rejected with all its line numbers, and a
+// customer that exists for it already is left alone and listed in the
+// failures.
+func TestRun_DuplicateIndependentOfBatchSize(t *testing.T) {
+	ctx := context.Background()
+	for _, size := range []int{1, 10, 500, 10_000} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			h := newHarness(t)
+			src := users(40)
+			// usr_0005 has a customer already; usr_0010 is new. Their
+			// copies are far apart, and near.
+			h.mustRun(users(6), sync.RunCounts{Read: 6, Created: 6})
+			src.items = append(src.items,
+				sync.Record{ExternalID: "usr_0005", Email: "copy5@example.com", Name: "Copy", Ref: "line 90"},
+				sync.Record{ExternalID: "usr_0010", Email: "copy10@example.com", Name: "Copy", Ref: "line 91"},
+				sync.Record{ExternalID: "usr_0010", Email: "third10@example.com", Name: "Third", Ref: "line 92"})
+			var mu stdsync.Mutex
+			var reasons []string
+			opts := sync.Options{Concurrency: 3, BatchSize: size, Now: h.clk.Now, OnOutcome: func(o sync.Outcome) {
+				mu.Lock()
+				defer mu.Unlock()
+				if o.ExternalID == "usr_0005" || o.ExternalID == "usr_0010" {
+					reasons = append(reasons, o.Ref+" "+o.Action)
+				}
+			}}
+			for run := range 3 {
+				reasons = nil
+				h.dst.resetCalls()
+				rec, err := sync.New(src, h.dst, h.store, opts).Run(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := sync.RunCounts{Read: 43, Created: 33, Unchanged: 5, Rejected: 5}
+				if run > 0 {
+					want = sync.RunCounts{Read: 43, Unchanged: 38, Rejected: 5}
+				}
+				if rec.Counts != want {
+					t.Fatalf("run %d: counts = %+v, want %+v", run, rec.Counts, want)
+				}
+				slices.Sort(reasons)
+				if got := strings.Join(reasons, ","); got != "line 12 rejected,line 7 rejected,line 90 rejected,line 91 rejected,line 92 rejected" {
+					t.Fatalf("run %d: outcomes of the duplicated ids = %s", run, got)
+				}
+				if n := h.dst.count("usr_0010"); n != 0 {
+					t.Fatalf("run %d: duplicated new id written %d times", run, n)
+				}
+				for _, c := range h.dst.byID {
+					if c.ExternalID == "usr_0005" && (c.Email != "user5@example.com" || c.Name != "User 5") {
+						t.Fatalf("run %d: customer of a duplicated id changed: %+v", run, c)
+					}
+				}
+			}
+			fs, err := h.store.Failures(ctx, []string{"usr_0005", "usr_0010"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f := fs["usr_0005"]; f.Code != sync.CodeDuplicateExternalID || !strings.Contains(f.Message, "line 7, line 90") {
+				t.Errorf("failure of usr_0005 = %+v", f)
+			}
+			if f := fs["usr_0010"]; f.Code != sync.CodeDuplicateExternalID || !strings.Contains(f.Message, "line 12, line 91, line 92") {
+				t.Errorf("failure of usr_0010 = %+v", f)
+			}
+		})
+	}
 }
 
 // An incremental read that sees one row of a marked duplicate cannot tell
@@ -374,24 +442,29 @@ func TestRun_NonUniqueDestinationUnansweredCreateThenUpdate(t *testing.T) {
 	}
 }
 
-// A dry run reports a duplicate row however far it is from the first.
+// A dry run reports every row of a duplicated id however far apart they
+// are, as the run rejects them.
 func TestPlan_DuplicateAcrossBatches(t *testing.T) {
 	h := newHarness(t)
 	src := users(20) // batches of 7
 	src.items = append(src.items, sync.Record{ExternalID: "usr_0001", Email: "again@example.com", Ref: "line 30"})
-	var rejected []sync.PlanEntry
+	var rejected []string
 	counts, err := h.reconciler(src).Plan(context.Background(), func(e sync.PlanEntry) {
 		if e.Action == sync.PlanReject {
-			rejected = append(rejected, e)
+			rejected = append(rejected, e.Ref+": "+e.Reason)
 		}
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rejected) != 1 || rejected[0].Ref != "line 30" || !strings.Contains(rejected[0].Reason, "duplicate externalId") {
-		t.Fatalf("rejected = %+v, want the row at line 30 as a duplicate", rejected)
+	want := []string{
+		"line 3: duplicate externalId (also at line 30); none of its rows is synced until the source has one",
+		"line 30: duplicate externalId (also at line 3); none of its rows is synced until the source has one",
 	}
-	if counts[sync.PlanCreate] != 20 {
-		t.Errorf("counts = %v, want 20 creates", counts)
+	if !slices.Equal(rejected, want) {
+		t.Fatalf("rejected = %q, want %q", rejected, want)
+	}
+	if counts[sync.PlanCreate] != 19 {
+		t.Errorf("counts = %v, want 19 creates", counts)
 	}
 }

@@ -234,7 +234,7 @@ func planFits(planned string, o sync.Outcome) bool {
 // row by row, and SyncOne(X) does what the run does with X. Nobody's
 // customer is ever blanked.
 func TestDifferential_PlanRunSyncOne(t *testing.T) {
-	differential(t, 120, []int{1000})
+	differential(t, 160, []int{1, 3, 10, 1000})
 }
 
 func differential(t *testing.T, scenarios int, batchSizes []int) {

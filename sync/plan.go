@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"maps"
 	"slices"
-	"strings"
 	"time"
 )
 
@@ -42,13 +42,14 @@ type PlanEntry struct {
 // store: it reads the source, the store and the destination (a list walk
 // where Run would rebuild the cache, a GET per changed cached user to show
 // the old values, a lookup by external id where update-only would link)
-// and calls emit for every user whose action is not "unchanged". Every
-// user is decided by decide, the decision Run and SyncOne make (issue 13).
+// and calls emit for every user whose action is not "unchanged". It runs
+// Run's plan phase (scan): every user is decided by decide, the decision
+// Run and SyncOne make, duplicates are found exactly as Run finds them,
+// and what was read is kept in temporary files, not in memory (issue 13).
 // It returns the count per action. A plan that Run would refuse
 // (ErrMassArchive) is returned whole, with that error.
 func (r *Reconciler) Plan(ctx context.Context, emit func(PlanEntry)) (map[string]int64, error) {
-	p := &planner{Reconciler: r, pol: r.policy(), counts: map[string]int64{}, emit: emit,
-		seen: map[string]bool{}, now: r.opts.Now()}
+	p := &planner{Reconciler: r, pol: r.policy(), counts: map[string]int64{}, emit: emit, now: r.opts.Now()}
 	// Where Run would rebuild the cache, hold the listing in memory.
 	mapped, err := r.store.MappingCount(ctx)
 	if err != nil {
@@ -69,76 +70,56 @@ func (r *Reconciler) Plan(ctx context.Context, emit func(PlanEntry)) (map[string
 			}
 		}
 	}
-	marked, err := r.store.FailureIDsByCode(ctx, CodeDuplicateExternalID)
+	sc, err := r.newScan(ctx)
 	if err != nil {
-		return p.counts, fmt.Errorf("load duplicate marks: %w", err)
-	}
-	p.held = map[string][]Record{}
-	for _, id := range marked {
-		p.held[id] = nil
-	}
-	batch := make([]Record, 0, r.opts.BatchSize)
-	flush := func(complete bool) error {
-		err := p.batch(ctx, batch, complete)
-		batch = batch[:0]
-		return err
-	}
-	for rec, err := range r.src.Records(ctx) {
-		if err != nil {
-			var re *RecordError
-			if !errors.As(err, &re) {
-				return p.counts, fmt.Errorf("read source: %w", err)
-			}
-			d := p.pol.decide(Desired{Kind: WantRejected, Record: Record{ExternalID: re.ExternalID, Ref: re.Ref}, Reason: re.Reason}, Known{}, when{})
-			p.add(PlanEntry{ExternalID: re.ExternalID, Ref: re.Ref}, d)
-			p.seen[re.ExternalID] = true
-			continue
-		}
-		if rec.Deleted {
-			// Not seen: a complete read archives its customer (decideGone).
-			continue
-		}
-		if rows, ok := p.held[rec.ExternalID]; ok {
-			// Marked as duplicated before: decided after the read, which
-			// says whether it was complete.
-			p.held[rec.ExternalID] = append(rows, rec)
-			p.seen[rec.ExternalID] = true
-			continue
-		}
-		if p.seen[rec.ExternalID] && !slices.ContainsFunc(batch, func(b Record) bool { return b.ExternalID == rec.ExternalID }) {
-			// An earlier batch had this id (one in this batch is counted there).
-			p.add(PlanEntry{ExternalID: rec.ExternalID, Ref: rec.Ref}, Decision{Verdict: VerdictReject, Reason: ReasonDuplicate})
-			continue
-		}
-		p.seen[rec.ExternalID] = true
-		batch = append(batch, rec)
-		if len(batch) == cap(batch) {
-			if err := flush(false); err != nil {
-				return p.counts, err
-			}
-		}
-	}
-	if err := ctx.Err(); err != nil {
-		return p.counts, context.Cause(ctx)
-	}
-	complete := r.readComplete()
-	for _, id := range slices.Sorted(maps.Keys(p.held)) {
-		rows := p.held[id]
-		if complete && len(rows) == 1 {
-			batch = append(batch, rows[0])
-			continue
-		}
-		for _, rec := range rows {
-			p.add(PlanEntry{ExternalID: id, Ref: rec.Ref}, Decision{Verdict: VerdictReject, Reason: ReasonDuplicateMarked})
-		}
-	}
-	if err := flush(complete); err != nil {
 		return p.counts, err
 	}
-	if !r.archiving() || !complete {
+	defer sc.close()
+	seen := newIDSorter(r.opts.SpillDir)
+	defer seen.close()
+	err = sc.read(ctx, scanHooks{
+		known: p.known,
+		bad: func(re *RecordError) {
+			d := p.pol.decide(Desired{Kind: WantRejected, Record: Record{ExternalID: re.ExternalID, Ref: re.Ref}, Reason: re.Reason}, Known{}, when{})
+			p.add(PlanEntry{ExternalID: re.ExternalID, Ref: re.Ref}, d)
+		},
+		seen: func(_ context.Context, ids []string) error {
+			for _, id := range ids {
+				if err := seen.add(id); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+		row:  func(Record, Decision) {},
+		read: func(time.Duration) {},
+	})
+	if err != nil {
+		return p.counts, err
+	}
+	noop := func(context.Context, string) error { return nil }
+	err = sc.resolve(ctx, true, resolveHooks{
+		final: func(row scanRow, d Decision, _ bool) {
+			p.add(PlanEntry{ExternalID: row.id, Ref: row.ref}, d)
+		},
+		mark:  func(context.Context, string, []string) error { return nil },
+		clear: noop,
+	})
+	if err != nil {
+		return p.counts, err
+	}
+	for j, err := range sc.jobs() {
+		if err != nil {
+			return p.counts, err
+		}
+		if err := p.write(ctx, j); err != nil {
+			return p.counts, err
+		}
+	}
+	if !r.archiving() || !sc.complete {
 		return p.counts, nil
 	}
-	return p.counts, p.archive(ctx)
+	return p.counts, p.archive(ctx, seen)
 }
 
 // planner is the state of one Plan.
@@ -151,10 +132,6 @@ type planner struct {
 	// listed is the destination's customer list where Run would rebuild
 	// the cache from it first.
 	listed map[string]Customer
-	// seen are the external ids read (the archive plan).
-	seen map[string]bool
-	// held are the rows of users marked as duplicated by an earlier run.
-	held map[string][]Record
 }
 
 // planAction is the dry run's name of a verdict.
@@ -186,102 +163,100 @@ func (p *planner) add(e PlanEntry, d Decision) {
 	}
 }
 
-// known returns what Run would know of id when it decides: the mapping
-// the cache rebuild stores from the listing, or the cached one.
-func (p *planner) known(id string, mappings map[string]Mapping, failures map[string]Failure) Known {
-	var k Known
-	if c, ok := p.listed[id]; ok {
-		k.Mapping = &Mapping{ExternalID: id, CustomerID: c.ID, Hash: p.fields.hash(fromCustomer(c))}
-		k.Current = &c
-	} else if m, ok := mappings[id]; ok {
-		k.Mapping = &m
-	}
-	if f, ok := failures[id]; ok {
-		k.Failure = &f
-	}
-	return k
-}
-
-// batch plans one batch of source records; complete says whether the read
-// was complete, as far as it is known (it is for the rows decided after
-// the read).
-func (p *planner) batch(ctx context.Context, batch []Record, complete bool) error {
-	if len(batch) == 0 {
-		return nil
-	}
+// known returns what Run would know of a batch's users when it decides:
+// the mapping the cache rebuild stores from the listing, or the cached
+// one.
+func (p *planner) known(ctx context.Context, batch []Record) (func(id string) Known, error) {
 	ids := make([]string, len(batch))
-	n := map[string]int{}
 	for i, rec := range batch {
 		ids[i] = rec.ExternalID
-		n[rec.ExternalID]++
 	}
 	mappings, err := p.store.Mappings(ctx, ids)
 	if err != nil {
-		return fmt.Errorf("look up mappings: %w", err)
+		return nil, fmt.Errorf("look up mappings: %w", err)
 	}
 	failures, err := p.store.Failures(ctx, ids)
 	if err != nil {
-		return fmt.Errorf("look up failures: %w", err)
+		return nil, fmt.Errorf("look up failures: %w", err)
 	}
-	for _, rec := range batch {
-		e := PlanEntry{ExternalID: rec.ExternalID, Ref: rec.Ref}
-		want := Desired{Kind: WantRecord, Record: rec, Rows: n[rec.ExternalID], Complete: complete}
-		k := p.known(rec.ExternalID, mappings, failures)
+	return func(id string) Known {
+		var k Known
+		if m, ok := p.listedMapping(id); ok {
+			k.Mapping = &m
+		} else if m, ok := mappings[id]; ok {
+			k.Mapping = &m
+		}
+		if f, ok := failures[id]; ok {
+			k.Failure = &f
+		}
+		return k
+	}, nil
+}
+
+// listedMapping is the mapping the cache rebuild would store for id.
+func (p *planner) listedMapping(id string) (Mapping, bool) {
+	c, ok := p.listed[id]
+	if !ok {
+		return Mapping{}, false
+	}
+	return Mapping{ExternalID: id, CustomerID: c.ID, Hash: p.fields.hash(fromCustomer(c))}, true
+}
+
+// write plans one write the scan asked for, reading the destination as
+// Run would before writing: the cached customer for an update, the
+// customer with the external id where update-only links.
+func (p *planner) write(ctx context.Context, j job) error {
+	rec := j.rec
+	e := PlanEntry{ExternalID: rec.ExternalID, Ref: rec.Ref}
+	want := Desired{Kind: WantRecord, Record: rec, Rows: 1, Complete: true}
+	k := Known{Mapping: j.mapping}
+	verdict := j.verdict
+	var cur Customer
+	switch {
+	case k.Mapping != nil && p.listed[rec.ExternalID].ID == k.Mapping.CustomerID:
+		cur = p.listed[rec.ExternalID]
+	case verdict == VerdictUpdate:
+		var err error
+		cur, err = p.dst.GetCustomer(ctx, k.Mapping.CustomerID)
+		if err == nil && p.caps.ExternalID != ExternalIDNone && cur.ExternalID != rec.ExternalID {
+			err = &APIError{Kind: ErrNotFound, Code: "not_found"}
+		}
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return fmt.Errorf("get customer %s: %w", k.Mapping.CustomerID, err)
+		}
+		if err != nil {
+			// Run forgets the stale mapping and resolves the user afresh.
+			e.Reason = "cached customer " + k.Mapping.CustomerID + " no longer exists"
+			k.Mapping = nil
+			verdict = p.pol.decide(want, k, when{now: p.now}).Verdict
+		}
+	}
+	if cur.ID == "" && verdict == VerdictLink {
+		// Update-only links a user the cache does not know by its
+		// external id, and skips one without a customer.
+		found, err := p.dst.FindByExternalID(ctx, rec.ExternalID)
+		if errors.Is(err, ErrNotFound) || (err == nil && found.ExternalID != rec.ExternalID) {
+			p.add(e, Decision{Verdict: VerdictSkip, Reason: ReasonUpdateOnly})
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("find customer %s: %w", rec.ExternalID, err)
+		}
+		cur = found
+	}
+	if cur.ID == "" {
 		d := p.pol.decide(want, k, when{now: p.now})
-		if d.Verdict == VerdictUnchanged || !d.Verdict.Writes() || k.Current != nil {
-			if k.Current != nil {
-				e.CustomerID = k.Current.ID
-				e.Changes = changes(*k.Current, d.Patch)
-			}
-			p.add(e, d)
-			continue
-		}
-		k.Failure = nil // decided already; what follows is the write's own decision
-		switch d.Verdict {
-		case VerdictUpdate:
-			cur, err := p.dst.GetCustomer(ctx, k.Mapping.CustomerID)
-			if err == nil && p.caps.ExternalID != ExternalIDNone && cur.ExternalID != rec.ExternalID {
-				err = &APIError{Kind: ErrNotFound, Code: "not_found"}
-			}
-			if errors.Is(err, ErrNotFound) {
-				// Run forgets the stale mapping and resolves the user afresh.
-				d = p.pol.decide(want, Known{}, when{now: p.now})
-				e.Reason = "cached customer " + k.Mapping.CustomerID + " no longer exists"
-				break
-			}
-			if err != nil {
-				return fmt.Errorf("get customer %s: %w", k.Mapping.CustomerID, err)
-			}
-			k.Current = &cur
-			d = p.pol.decide(want, k, when{now: p.now})
-			e.CustomerID = cur.ID
-			e.Changes = changes(cur, d.Patch)
-			p.add(e, d)
-			continue
-		}
-		if d.Verdict == VerdictLink {
-			// Update-only links a user the cache does not know by its
-			// external id, and skips one without a customer.
-			cur, err := p.dst.FindByExternalID(ctx, rec.ExternalID)
-			if errors.Is(err, ErrNotFound) || (err == nil && cur.ExternalID != rec.ExternalID) {
-				p.add(e, Decision{Verdict: VerdictSkip, Reason: ReasonUpdateOnly})
-				continue
-			}
-			if err != nil {
-				return fmt.Errorf("find customer %s: %w", rec.ExternalID, err)
-			}
-			k.Current = &cur
-			d = p.pol.decide(want, k, when{now: p.now})
-			e.CustomerID = cur.ID
-			e.Changes = changes(cur, d.Patch)
-			p.add(e, d)
-			continue
-		}
 		if d.Verdict == VerdictCreate {
 			e.Changes = changes(Customer{}, p.fields.diff(Customer{}, rec))
 		}
 		p.add(e, d)
+		return nil
 	}
+	k.Current = &cur
+	d := p.pol.decide(want, k, when{now: p.now})
+	e.CustomerID = cur.ID
+	e.Changes = changes(cur, d.Patch)
+	p.add(e, d)
 	return nil
 }
 
@@ -316,41 +291,74 @@ func changes(cur Customer, p Patch) []FieldChange {
 
 // archive plans the archive policy after a complete read: the users the
 // read did not yield (gone, or deleted at the source), decided as Run's
-// archive decides them, and refused as Run would refuse them.
-func (p *planner) archive(ctx context.Context) error {
+// archive decides them, and refused as Run would refuse them. The ids
+// read come sorted from seen and are merged with the mappings, which the
+// store streams sorted too: no id set is held in memory.
+func (p *planner) archive(ctx context.Context, seen *idSorter) error {
 	var gone []PlanEntry
 	known := int64(0)
-	consider := func(m Mapping, cur *Customer) {
-		known++
-		if p.seen[m.ExternalID] {
-			return
+	nextSeen, stop := iter.Pull2(seen.sorted())
+	defer stop()
+	cur, seenErr, more := nextSeen()
+	read := func(id string) (bool, error) {
+		for more && seenErr == nil && cur < id {
+			cur, seenErr, more = nextSeen()
 		}
-		d := p.pol.decide(Desired{Kind: WantGone, Record: Record{ExternalID: m.ExternalID}, Complete: true}, Known{Mapping: &m, Current: cur}, when{})
+		return more && seenErr == nil && cur == id, seenErr
+	}
+	consider := func(m Mapping, c *Customer) error {
+		known++
+		wasRead, err := read(m.ExternalID)
+		if err != nil || wasRead {
+			return err
+		}
+		d := p.pol.decide(Desired{Kind: WantGone, Record: Record{ExternalID: m.ExternalID}, Complete: true}, Known{Mapping: &m, Current: c}, when{})
 		if d.Verdict != VerdictArchive {
-			return
+			return nil
 		}
 		e := PlanEntry{ExternalID: m.ExternalID, CustomerID: m.CustomerID, Action: PlanArchive}
-		if cur != nil {
-			e.Changes = changes(*cur, d.Patch)
+		if c != nil {
+			e.Changes = changes(*c, d.Patch)
 		} else {
 			e.Changes = []FieldChange{{Field: "metadata." + ArchivedKey, Old: "", New: "true"}}
 		}
 		gone = append(gone, e)
+		return nil
 	}
-	listedDone := map[string]bool{}
-	for id, c := range p.listed {
-		listedDone[id] = true
-		consider(Mapping{ExternalID: id, CustomerID: c.ID, Hash: p.fields.hash(fromCustomer(c))}, &c)
+	// The users Run would know after its cache rebuild: the listed ones
+	// and the cached ones, in id order.
+	listedIDs := slices.Sorted(maps.Keys(p.listed))
+	next := func(m Mapping) error {
+		for len(listedIDs) > 0 && listedIDs[0] <= m.ExternalID {
+			id := listedIDs[0]
+			listedIDs = listedIDs[1:]
+			lm, _ := p.listedMapping(id)
+			c := p.listed[id]
+			if err := consider(lm, &c); err != nil {
+				return err
+			}
+			if id == m.ExternalID {
+				return nil // the rebuild replaced the cached mapping
+			}
+		}
+		if m.ExternalID == "" {
+			return nil
+		}
+		return consider(m, nil)
 	}
 	for m, err := range p.store.AllMappings(ctx) {
 		if err != nil {
 			return fmt.Errorf("read mappings: %w", err)
 		}
-		if !listedDone[m.ExternalID] {
-			consider(m, nil)
+		if err := next(m); err != nil {
+			return err
 		}
 	}
-	slices.SortFunc(gone, func(a, b PlanEntry) int { return strings.Compare(a.ExternalID, b.ExternalID) })
+	for len(listedIDs) > 0 {
+		if err := next(Mapping{ExternalID: listedIDs[len(listedIDs)-1]}); err != nil {
+			return err
+		}
+	}
 	ratio := float64(len(gone)) / float64(max(known, 1))
 	refused := len(gone) > 0 && ratio > p.opts.MaxArchiveRatio && !p.opts.AllowMassArchive
 	for _, e := range gone {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"strings"
 	stdsync "sync"
 	"sync/atomic"
 	"time"
@@ -71,6 +72,9 @@ type Options struct {
 	// the rest for the next run: a hanging API would otherwise hold each
 	// of the changed records for WriteTimeout.
 	BreakAfter int
+	// SpillDir is where a run keeps its temporary files (what it read,
+	// the writes it plans); empty means os.TempDir().
+	SpillDir string
 	// OnOutcome, if set, is called with what the run did with each source
 	// row and each archived user, from several goroutines. Tests compare
 	// it with the dry run's plan.
@@ -159,6 +163,9 @@ func New(src Source, dst Destination, store Store, opts Options) *Reconciler {
 	if opts.BreakAfter <= 0 {
 		opts.BreakAfter = DefaultBreakAfter
 	}
+	if opts.SpillDir == "" {
+		opts.SpillDir = spillDir()
+	}
 	caps := dst.Capabilities()
 	f := newFields(opts.Managed).within(caps)
 	if opts.Deletion == DeletionArchive {
@@ -235,8 +242,6 @@ type run struct {
 	lastWriteErr           atomic.Pointer[error]
 	// seen are external ids read since the last flushSeen (archive policy).
 	seen []string
-	// dups finds external ids several source rows carry.
-	dups duplicates
 }
 
 // job is one record that needs API calls.
@@ -382,7 +387,12 @@ func (ru *run) execute(parent context.Context) error {
 	if err := ru.prepare(ctx); err != nil {
 		return err
 	}
-	if err := ru.loadDuplicates(ctx); err != nil {
+	sc, err := ru.newScan(ctx)
+	if err != nil {
+		return err
+	}
+	defer sc.close()
+	if err := ru.plan(ctx, sc); err != nil {
 		return err
 	}
 
@@ -395,8 +405,7 @@ func (ru *run) execute(parent context.Context) error {
 			}
 		})
 	}
-
-	err := ru.dispatch(ctx, jobs)
+	err = ru.apply(ctx, sc, jobs)
 	close(jobs)
 	wg.Wait()
 	if fe := ru.fatalErr.Load(); fe != nil {
@@ -408,68 +417,71 @@ func (ru *run) execute(parent context.Context) error {
 	return context.Cause(ctx)
 }
 
-// dispatch reads the source and sends each record that needs a write to
-// jobs. It returns a fatal source or store error, or nil at the end of the
-// source; a cancelled ctx ends it early with ctx's cause.
-func (ru *run) dispatch(ctx context.Context, jobs chan<- job) error {
-	batch := make([]Record, 0, ru.opts.BatchSize)
-	readStart := time.Now()
-	for rec, err := range readAhead(ctx, ru.src.Records) {
-		ru.m.sourceSeconds.Add(time.Since(readStart).Seconds())
-		if ctx.Err() != nil {
-			return context.Cause(ctx)
-		}
-		var re *RecordError
-		if err != nil && !errors.As(err, &re) {
-			// The source's final error is not a record (an empty file
-			// was summarized as "read 1"; issue 8's bad-input matrix).
-			return fmt.Errorf("read source: %w", err)
-		}
-		ru.counts.read.Add(1)
-		ru.m.sourceRead.Inc()
-		if err != nil {
-			ru.reject(re)
-			if re.ExternalID != "" {
-				ru.noteSeen(re.ExternalID) // a bad row is not a deleted user
-			}
-			readStart = time.Now()
-			continue
-		}
-		if rec.Deleted {
-			// Not noted as seen: a complete read archives its customer.
-			readStart = time.Now()
-			continue
-		}
-		if held, err := ru.screen(ctx, rec, &batch); err != nil || held {
-			if err != nil {
-				return err
-			}
-			readStart = time.Now()
-			continue
-		}
-		batch = append(batch, rec)
-		if len(batch) == cap(batch) {
-			if err := ru.classify(ctx, batch, jobs); err != nil {
-				return err
-			}
-			batch = batch[:0]
-		}
-		readStart = time.Now()
-	}
-	if ctx.Err() != nil {
-		return context.Cause(ctx)
-	}
-	release, err := ru.settleDuplicates(ctx)
+// plan is the run's plan phase: it reads the whole source, decides every
+// row (counting those that need no write) and settles duplicates, before
+// anything is written.
+func (ru *run) plan(ctx context.Context, sc *scan) error {
+	err := sc.read(ctx, scanHooks{
+		known: ru.known,
+		bad:   ru.reject,
+		seen: func(ctx context.Context, ids []string) error {
+			ru.noteSeen(ids...)
+			return ru.flushSeen(ctx)
+		},
+		row: func(_ Record, d Decision) { ru.count(d.Verdict, 1) },
+		read: func(d time.Duration) {
+			ru.m.sourceSeconds.Add(d.Seconds())
+			ru.counts.read.Add(1)
+			ru.m.sourceRead.Inc()
+		},
+	})
 	if err != nil {
 		return err
 	}
-	batch = append(batch, release...)
-	if len(batch) > 0 {
-		if err := ru.classify(ctx, batch, jobs); err != nil {
+	return sc.resolve(ctx, ru.opts.OnOutcome != nil, resolveHooks{
+		final: func(row scanRow, d Decision, changed bool) {
+			rec := Record{ExternalID: row.id, Ref: row.ref}
+			if changed {
+				if !row.verdict.Writes() {
+					ru.count(row.verdict, -1)
+				}
+				ru.reject(&RecordError{Ref: row.ref, ExternalID: row.id, Reason: d.Reason})
+				return
+			}
+			ru.outcome(rec, d.Verdict, verdictAction(d.Verdict))
+		},
+		mark: func(ctx context.Context, id string, refs []string) error {
+			msg := fmt.Sprintf("more than one source row has this externalId (%s); none is synced until one is left", strings.Join(refs, ", "))
+			if _, err := ru.store.RecordFailure(ctx, Failure{ExternalID: id, Terminal: true,
+				Code: CodeDuplicateExternalID, Message: msg, UpdatedAt: ru.opts.Now()}); err != nil {
+				return fmt.Errorf("mark duplicate externalId: %w", err)
+			}
+			return nil
+		},
+		clear: func(ctx context.Context, id string) error {
+			if err := ru.store.DeleteFailure(ctx, id); err != nil {
+				return fmt.Errorf("clear duplicate mark: %w", err)
+			}
+			ru.log.Info("externalId no longer duplicated", zap.Int64("run_id", ru.id), zap.String("external_id", id))
+			return nil
+		},
+	})
+}
+
+// apply is the run's apply phase: it sends the planned writes to jobs. A
+// cancelled ctx ends it early with ctx's cause.
+func (ru *run) apply(ctx context.Context, sc *scan, jobs chan<- job) error {
+	for j, err := range sc.jobs() {
+		if err != nil {
 			return err
 		}
+		select {
+		case jobs <- j:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
 	}
-	return ru.flushSeen(ctx)
+	return nil
 }
 
 // reject counts and logs a bad source record.
@@ -483,74 +495,59 @@ func (ru *run) reject(re *RecordError) {
 		zap.String("reason", re.Reason))
 }
 
-// classify looks a batch up in the store and sends the records whose
-// content differs from what was last confirmed to jobs. Unchanged records
-// cost no API call. A batch holds each external id once (see screen).
-func (ru *run) classify(ctx context.Context, batch []Record, jobs chan<- job) error {
+// known looks a batch's users up in the store.
+func (ru *run) known(ctx context.Context, batch []Record) (func(id string) Known, error) {
 	ids := make([]string, len(batch))
 	for i, rec := range batch {
 		ids[i] = rec.ExternalID
 	}
-	ru.noteSeen(ids...)
-	if err := ru.flushSeen(ctx); err != nil {
-		return err
-	}
 	mappings, err := ru.store.Mappings(ctx, ids)
 	if err != nil {
-		return fmt.Errorf("look up mappings: %w", err)
+		return nil, fmt.Errorf("look up mappings: %w", err)
 	}
 	failures, err := ru.store.Failures(ctx, ids)
 	if err != nil {
-		return fmt.Errorf("look up failures: %w", err)
+		return nil, fmt.Errorf("look up failures: %w", err)
 	}
-	pol, w := ru.policy(), when{now: ru.opts.Now()}
-	for _, rec := range batch {
-		k := Known{}
-		if m, ok := mappings[rec.ExternalID]; ok {
+	return func(id string) Known {
+		var k Known
+		if m, ok := mappings[id]; ok {
 			k.Mapping = &m
 		}
-		if f, ok := failures[rec.ExternalID]; ok {
+		if f, ok := failures[id]; ok {
 			k.Failure = &f
 		}
-		d := pol.decide(Desired{Kind: WantRecord, Record: rec}, k, w)
-		if !ru.count(rec, d.Verdict) {
-			continue
-		}
-		j := job{rec: rec, hash: d.Hash, mapping: k.Mapping, verdict: d.Verdict}
-		if k.Failure != nil {
-			j.failures = k.Failure.Attempts
-		}
-		select {
-		case jobs <- j:
-		case <-ctx.Done():
-			return context.Cause(ctx)
-		}
-	}
-	return nil
+		return k
+	}, nil
 }
 
-// count counts a verdict that needs no API call and reports false, or
-// reports true for one that does.
-func (ru *run) count(rec Record, v Verdict) bool {
-	var action string
+// count adds n to the count of a verdict that needs no API call.
+func (ru *run) count(v Verdict, n int64) {
 	switch v {
 	case VerdictUnchanged:
-		ru.counts.unchanged.Add(1)
-		action = ActionUnchanged
+		ru.counts.unchanged.Add(n)
 	case VerdictSkip:
-		ru.counts.skipped.Add(1)
-		action = ActionSkipped
+		ru.counts.skipped.Add(n)
 	case VerdictReject:
-		ru.counts.rejected.Add(1)
-		action = ActionRejected
+		ru.counts.rejected.Add(n)
 	case VerdictBackoff:
-		ru.counts.failed.Add(1)
-		action = ActionFailed
-	default:
-		return true
+		ru.counts.failed.Add(n)
 	}
-	ru.outcome(rec, v, action)
-	return false
+}
+
+// verdictAction is the run's action of a verdict that needs no API call.
+func verdictAction(v Verdict) string {
+	switch v {
+	case VerdictUnchanged:
+		return ActionUnchanged
+	case VerdictSkip:
+		return ActionSkipped
+	case VerdictReject:
+		return ActionRejected
+	case VerdictBackoff:
+		return ActionFailed
+	}
+	return ""
 }
 
 // outcome reports what the run did with rec to Options.OnOutcome.

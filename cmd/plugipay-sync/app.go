@@ -327,6 +327,7 @@ func (m *Main) buildReconciler(cfg Config) (*sync.Reconciler, error) {
 		MaxArchiveRatio:  cfg.Sync.MaxArchiveRatio,
 		AllowMassArchive: m.AllowMassArchive,
 		BreakAfter:       cfg.Sync.BreakAfter,
+		SpillDir:         spillDir(cfg.State.Path),
 	}), nil
 }
 
