@@ -33,7 +33,7 @@ type ColumnMap struct {
 	Email      string
 	Name       string
 	// NameTemplate builds the name from several fields instead, e.g.
-	// "{first_name} {last_name}" (not for CSV). Set Name or NameTemplate.
+	// "{first_name} {last_name}". Set Name or NameTemplate.
 	NameTemplate string
 	Phone        string
 	TaxID        string
@@ -81,7 +81,12 @@ func NewCSV(opts CSVOptions) (*CSV, error) {
 		return nil, errors.New("crm.csv.columns.external_id: required")
 	}
 	if opts.Columns.NameTemplate != "" {
-		return nil, errors.New("crm.csv.columns.name_template: not supported by the CSV source; map name to one column")
+		if opts.Columns.Name != "" {
+			return nil, errors.New("crm.csv.columns: set name or name_template, not both")
+		}
+		if _, err := parseTemplate(opts.Columns.NameTemplate); err != nil {
+			return nil, fmt.Errorf("crm.csv.columns.name_template: %w", err)
+		}
 	}
 	if err := opts.Normalize.Validate(); err != nil {
 		return nil, fmt.Errorf("crm.normalize: %w", err)
@@ -201,10 +206,17 @@ func syntaxReason(pe *csv.ParseError) string {
 // columns are the header positions of the mapped fields; -1 is unmapped.
 type columns struct {
 	externalID, email, name, phone, taxID int
-	metaKeys                              []string // sorted
-	metaIdx                               []int
-	metaLabels                            []string // "metadata.<key>", for messages
-	names                                 []string // header names, trimmed
+	// nameTmpl, when set, builds the name: literals and (field >= 0)
+	// column indexes.
+	nameTmpl []tmplPart
+	// collapseName turns every run of white space inside the name (a
+	// newline of a quoted multi-line field, a tab) into one space before
+	// the name is checked.
+	collapseName bool
+	metaKeys     []string // sorted
+	metaIdx      []int
+	metaLabels   []string // "metadata.<key>", for messages
+	names        []string // header names, trimmed
 }
 
 // resolve finds each mapped column in the header.
@@ -228,9 +240,24 @@ func (c *CSV) resolve(header []string) (*columns, error) {
 		}
 		return -1, fmt.Errorf("crm.csv.columns.%s: column %q not in header of %s (have: %s)", key, col, c.opts.Path, listNames(names))
 	}
-	cols := &columns{names: names}
+	cols := &columns{names: names, collapseName: c.opts.Normalize.CollapseNameSpace}
 	m := c.opts.Columns
 	var err error
+	if m.NameTemplate != "" {
+		parts, err := parseTemplate(m.NameTemplate)
+		if err != nil {
+			return nil, fmt.Errorf("crm.csv.columns.name_template: %w", err)
+		}
+		for _, p := range parts {
+			if p.field >= 0 {
+				if p.field, err = find("name_template", p.lit); err != nil {
+					return nil, err
+				}
+				p.lit = ""
+			}
+			cols.nameTmpl = append(cols.nameTmpl, p)
+		}
+	}
 	for _, f := range []struct {
 		key, col string
 		dst      *int

@@ -67,7 +67,7 @@ func (n Normalize) name(v string) string {
 	if !n.CollapseNameSpace {
 		return v
 	}
-	return strings.Join(strings.Fields(v), " ")
+	return collapseSpace(v)
 }
 
 // phone formats v as E.164, or returns the problem.
@@ -84,7 +84,8 @@ func (n Normalize) phone(v, column string) (string, string) {
 
 // Mapper turns the values of one source row into a sync.Record: it applies
 // the field mapping, the normalisation and Plugipay's limits. Every source
-// adapter but CSV (which predates it) builds records through it, so the
+// adapter but CSV (which predates it, and applies the same rules to names
+// and templates in columns.nameOf) builds records through it, so the
 // checks and reasons are the same whatever the source.
 //
 // The adapter asks Fields for the source fields to read, finds each in
@@ -215,7 +216,10 @@ func (mp *Mapper) Check(has func(field string) bool, where string) error {
 // a missing value is ""), or the RecordError listing every problem.
 func (mp *Mapper) Record(vals []string, ref string) (sync.Record, *sync.RecordError) {
 	var problems []string
-	get := func(idx int, key string, max int) string {
+	// collapse: white space runs inside the value become one space before
+	// it is checked (names: a newline or tab is not a control character to
+	// reject once collapsing is on).
+	getValue := func(idx int, key string, max int, collapse bool) string {
 		if idx < 0 {
 			return ""
 		}
@@ -223,12 +227,16 @@ func (mp *Mapper) Record(vals []string, ref string) (sync.Record, *sync.RecordEr
 		if mp.norm.TrimSpace {
 			v = strings.TrimSpace(v)
 		}
+		if collapse {
+			v = collapseSpace(v)
+		}
 		if p := checkValue(v, key, mp.fields[idx], max); p != "" {
 			problems = append(problems, p)
 			return ""
 		}
 		return v
 	}
+	get := func(idx int, key string, max int) string { return getValue(idx, key, max, false) }
 	rec := sync.Record{Ref: ref}
 	rec.ExternalID = get(mp.externalID, "externalId", MaxExternalIDLen)
 	if rec.ExternalID == "" && len(problems) == 0 {
@@ -246,16 +254,16 @@ func (mp *Mapper) Record(vals []string, ref string) (sync.Record, *sync.RecordEr
 				b.WriteString(p.lit)
 				continue
 			}
-			b.WriteString(get(p.field, "name", 0))
+			b.WriteString(getValue(p.field, "name", 0, true))
 		}
 		// A template always collapses: "{first} {last}" with no first
 		// name must not start with a space.
-		rec.Name = strings.Join(strings.Fields(b.String()), " ")
+		rec.Name = collapseSpace(b.String())
 		if n := utf8.RuneCountInString(rec.Name); n > MaxNameLen {
 			problems = append(problems, fmt.Sprintf("name (template) is %d characters, Plugipay allows at most %d", n, MaxNameLen))
 		}
 	} else if mp.name >= 0 {
-		rec.Name = mp.norm.name(get(mp.name, "name", 0))
+		rec.Name = mp.norm.name(getValue(mp.name, "name", 0, mp.norm.CollapseNameSpace))
 		if n := utf8.RuneCountInString(rec.Name); n > MaxNameLen {
 			problems = append(problems, fmt.Sprintf("name (column %q) is %d characters, Plugipay allows at most %d", mp.fields[mp.name], n, MaxNameLen))
 		}

@@ -130,3 +130,36 @@ func TestCSV_Normalize(t *testing.T) {
 		t.Errorf("rejected = %q, want %q", bad[0], want)
 	}
 }
+
+// Normalise, then validate: with CollapseNameSpace a newline or tab inside
+// a name (or a template part) becomes a space before the control-character
+// check; without it the newline is rejected; other controls always are.
+func TestMapper_NameWhiteSpaceBeforeValidation(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		m        ColumnMap
+		collapse bool
+		vals     []string
+		want     string // name, or the reject reason
+	}{
+		{"collapsed", ColumnMap{ExternalID: "id", Name: "n"}, true, []string{"u1", "Anderson\nSecond\tLine"}, "Anderson Second Line"},
+		{"not collapsed", ColumnMap{ExternalID: "id", Name: "n"}, false, []string{"u1", "Anderson\nSecond"}, `name (column "n") contains control character U+000A`},
+		{"template always collapses", ColumnMap{ExternalID: "id", NameTemplate: "{f} {l}"}, false, []string{"u1", "Ada\nMaria", "Lovelace"}, "Ada Maria Lovelace"},
+		{"control remains", ColumnMap{ExternalID: "id", Name: "n"}, true, []string{"u1", "Bell\x07"}, `name (column "n") contains control character U+0007`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mp, err := NewMapper(tc.m, Normalize{TrimSpace: true, CollapseNameSpace: tc.collapse}, "crm.x.fields")
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec, rerr := mp.Record(tc.vals, "row 1")
+			got := rec.Name
+			if rerr != nil {
+				got = rerr.Reason
+			}
+			if got != tc.want {
+				t.Errorf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+}

@@ -60,7 +60,7 @@ func (c *columns) record(row []string, headerLen, line int) (sync.Record, *sync.
 			problems = append(problems, p)
 		}
 	}
-	rec.Name = field(c.name, "name", MaxNameLen)
+	rec.Name = c.nameOf(row, &problems)
 	rec.Phone = field(c.phone, "phone", MaxPhoneLen)
 	rec.TaxID = field(c.taxID, "taxId", MaxTaxIDLen)
 	for i, key := range c.metaKeys {
@@ -90,6 +90,57 @@ func (c *columns) record(row []string, headerLen, line int) (sync.Record, *sync.
 	}
 	return rec, nil
 }
+
+// nameOf builds the name of a CSV row: from one column or from the name
+// template. White space is collapsed before the name is checked (always
+// for a template, with collapseName for a column), so a newline inside a
+// quoted name becomes a space rather than a rejected control character;
+// control characters that remain are rejected.
+func (c *columns) nameOf(row []string, problems *[]string) string {
+	value := func(idx int, collapse bool) (string, bool) {
+		v := strings.TrimSpace(row[idx])
+		if collapse {
+			v = collapseSpace(v)
+		}
+		if p := checkValue(v, "name", c.names[idx], 0); p != "" {
+			*problems = append(*problems, p)
+			return "", false
+		}
+		return v, true
+	}
+	if c.nameTmpl == nil {
+		if c.name < 0 {
+			return ""
+		}
+		v, ok := value(c.name, c.collapseName)
+		if n := utf8.RuneCountInString(v); ok && n > MaxNameLen {
+			*problems = append(*problems, fmt.Sprintf("name (column %q) is %d characters, Plugipay allows at most %d", c.names[c.name], n, MaxNameLen))
+			return ""
+		}
+		return v
+	}
+	var b strings.Builder
+	for _, p := range c.nameTmpl {
+		if p.field < 0 {
+			b.WriteString(p.lit)
+			continue
+		}
+		v, _ := value(p.field, true)
+		b.WriteString(v)
+	}
+	// A template always collapses: "{first} {last}" with no first name
+	// must not start with a space.
+	name := collapseSpace(b.String())
+	if n := utf8.RuneCountInString(name); n > MaxNameLen {
+		*problems = append(*problems, fmt.Sprintf("name (template) is %d characters, Plugipay allows at most %d", n, MaxNameLen))
+		return ""
+	}
+	return name
+}
+
+// collapseSpace replaces every run of white space in v (spaces, tabs,
+// newlines) with one space and trims it.
+func collapseSpace(v string) string { return strings.Join(strings.Fields(v), " ") }
 
 // checkValue checks one trimmed value against the rules every field
 // shares: valid UTF-8, no control characters, at most max characters (0:

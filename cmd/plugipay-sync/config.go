@@ -685,8 +685,10 @@ func (c *CRMConfig) validate() error {
 		if c.CSV.Columns.ExternalID == "" {
 			return invalid("crm.csv.columns.external_id", "", "required: the column holding the CRM's user id")
 		}
-		if c.CSV.Columns.NameTemplate != "" {
-			return invalid("crm.csv.columns.name_template", c.CSV.Columns.NameTemplate, "not supported by the CSV source; map name to one column")
+		if m := c.CSV.Columns; m.NameTemplate != "" {
+			if err := (ColumnMap{ExternalID: m.ExternalID, Name: m.Name, NameTemplate: m.NameTemplate}).validate("crm.csv.columns", "column"); err != nil {
+				return err
+			}
 		}
 	case "jsonl":
 		if c.JSONL == nil || c.JSONL.Path == "" {
