@@ -79,9 +79,10 @@ func (r *Reconciler) Plan(ctx context.Context, emit func(PlanEntry)) (map[string
 	defer seen.close()
 	err = sc.read(ctx, scanHooks{
 		known: p.known,
-		bad: func(re *RecordError) {
+		bad: func(_ context.Context, re *RecordError) error {
 			d := p.pol.decide(Desired{Kind: WantRejected, Record: Record{ExternalID: re.ExternalID, Ref: re.Ref}, Reason: re.Reason}, Known{}, when{})
 			p.add(PlanEntry{ExternalID: re.ExternalID, Ref: re.Ref}, d)
+			return nil
 		},
 		seen: func(_ context.Context, ids []string) error {
 			for _, id := range ids {
@@ -91,7 +92,7 @@ func (r *Reconciler) Plan(ctx context.Context, emit func(PlanEntry)) (map[string
 			}
 			return nil
 		},
-		row:  func(Record, Decision) {},
+		row:  func(context.Context, Record, Known, Decision) error { return nil },
 		read: func(time.Duration) {},
 	})
 	if err != nil {

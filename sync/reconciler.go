@@ -242,6 +242,11 @@ type run struct {
 	lastWriteErr           atomic.Pointer[error]
 	// seen are external ids read since the last flushSeen (archive policy).
 	seen []string
+	// rejects are bad source rows not yet looked up in the store (see
+	// rejectRow); knownRejects counts those rejected by an earlier run
+	// already, which are not logged again.
+	rejects      []*RecordError
+	knownRejects int64
 }
 
 // job is one record that needs API calls.
@@ -423,21 +428,35 @@ func (ru *run) execute(parent context.Context) error {
 func (ru *run) plan(ctx context.Context, sc *scan) error {
 	err := sc.read(ctx, scanHooks{
 		known: ru.known,
-		bad:   ru.reject,
+		bad:   ru.rejectRow,
 		seen: func(ctx context.Context, ids []string) error {
 			ru.noteSeen(ids...)
 			return ru.flushSeen(ctx)
 		},
-		row: func(_ Record, d Decision) { ru.count(d.Verdict, 1) },
+		row: func(ctx context.Context, rec Record, k Known, d Decision) error {
+			ru.count(d.Verdict, 1)
+			if f := k.Failure; f != nil && f.Code == CodeRejected && !d.Verdict.Writes() {
+				// The row was fixed; a write would clear this with its
+				// mapping, an unchanged row needs it cleared here.
+				if err := ru.store.DeleteFailure(ctx, rec.ExternalID); err != nil {
+					return fmt.Errorf("clear a fixed row's rejection: %w", err)
+				}
+			}
+			return nil
+		},
 		read: func(d time.Duration) {
 			ru.m.sourceSeconds.Add(d.Seconds())
 			ru.counts.read.Add(1)
 			ru.m.sourceRead.Inc()
 		},
 	})
+	if err == nil {
+		err = ru.flushRejects(ctx)
+	}
 	if err != nil {
 		return err
 	}
+	defer ru.summarizeKnownRejects()
 	return sc.resolve(ctx, ru.opts.OnOutcome != nil, resolveHooks{
 		final: func(row scanRow, d Decision, changed bool) {
 			rec := Record{ExternalID: row.id, Ref: row.ref}
@@ -445,7 +464,15 @@ func (ru *run) plan(ctx context.Context, sc *scan) error {
 				if !row.verdict.Writes() {
 					ru.count(row.verdict, -1)
 				}
-				ru.reject(&RecordError{Ref: row.ref, ExternalID: row.id, Reason: d.Reason})
+				re := &RecordError{Ref: row.ref, ExternalID: row.id, Reason: d.Reason}
+				if sc.marked[row.id] {
+					// Marked by an earlier run, which logged it.
+					ru.counts.rejected.Add(1)
+					ru.knownRejects++
+					ru.outcome(Record{ExternalID: row.id, Ref: row.ref}, VerdictReject, ActionRejected)
+					return
+				}
+				ru.reject(re)
 				return
 			}
 			ru.outcome(rec, d.Verdict, verdictAction(d.Verdict))

@@ -38,12 +38,12 @@ type scanHooks struct {
 	// known returns what is known of the users of batch.
 	known func(ctx context.Context, batch []Record) (func(id string) Known, error)
 	// bad is a row the source rejected.
-	bad func(re *RecordError)
+	bad func(ctx context.Context, re *RecordError) error
 	// seen gets the external ids read, once per batch.
 	seen func(ctx context.Context, ids []string) error
 	// row gets each valid row's decision as the scan made it, before
-	// duplicates are known.
-	row func(rec Record, d Decision)
+	// duplicates are known, with what was known of its user.
+	row func(ctx context.Context, rec Record, k Known, d Decision) error
 	// read gets each row (valid, bad or deleted) as it is read, with how
 	// long the source took to yield it.
 	read func(d time.Duration)
@@ -154,7 +154,9 @@ func (s *scan) read(ctx context.Context, h scanHooks) error {
 		h.read(took)
 		switch {
 		case err != nil:
-			h.bad(re)
+			if err := h.bad(ctx, re); err != nil {
+				return err
+			}
 			if re.ExternalID != "" {
 				seen = append(seen, re.ExternalID) // a bad row is not a deleted user
 			}
@@ -198,7 +200,9 @@ func (s *scan) decide(ctx context.Context, batch []Record, h scanHooks) error {
 	for _, rec := range batch {
 		k := known(rec.ExternalID)
 		d := s.pol.decide(Desired{Kind: WantRecord, Record: rec, Rows: 1, Complete: true}, k, w)
-		h.row(rec, d)
+		if err := h.row(ctx, rec, k, d); err != nil {
+			return err
+		}
 		if err := s.rows.add([]byte(rec.ExternalID), []byte(rec.Ref), []byte{verdictCode(d.Verdict)}, []byte(d.Reason)); err != nil {
 			return err
 		}
@@ -206,8 +210,8 @@ func (s *scan) decide(ctx context.Context, batch []Record, h scanHooks) error {
 			continue
 		}
 		j := spilledJob{Rec: rec, Hash: d.Hash, Mapping: k.Mapping, Verdict: d.Verdict}
-		if k.Failure != nil && !d.ClearMark {
-			j.Failures = k.Failure.Attempts
+		if f := k.Failure; f != nil && !d.ClearMark && f.Code != CodeRejected {
+			j.Failures = f.Attempts
 		}
 		b, err := json.Marshal(j)
 		if err != nil {
@@ -217,7 +221,6 @@ func (s *scan) decide(ctx context.Context, batch []Record, h scanHooks) error {
 			return err
 		}
 	}
-	_ = ctx
 	return nil
 }
 
