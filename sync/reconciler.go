@@ -397,9 +397,13 @@ func (ru *run) execute(parent context.Context) error {
 		return err
 	}
 	defer sc.close()
+	planStart := time.Now()
 	if err := ru.plan(ctx, sc); err != nil {
 		return err
 	}
+	ru.log.Info("plan phase done; applying the writes", zap.Int64("run_id", ru.id),
+		zap.Int64("read", ru.counts.read.Load()), zap.Int64("writes_spilled", sc.writes.n),
+		zap.Duration("took", time.Since(planStart)))
 
 	jobs := make(chan job, ru.opts.Concurrency)
 	var wg stdsync.WaitGroup

@@ -82,6 +82,10 @@ func runChild(mode string, stdout io.Writer) error {
 		res, err = floor(ctx, csvPath)
 	case modeScan:
 		res, err = scan(ctx, csvPath, dbPath)
+	case modeRawFloor:
+		res, err = rawFloor(csvPath)
+	case modeHScan, modeHPlan:
+		res, err = hostileScan(ctx, csvPath, dbPath, mode == modeHPlan)
 	default:
 		res, err = runSQLChild(ctx, mode)
 	}

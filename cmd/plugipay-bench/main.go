@@ -166,7 +166,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) ([]row, e
 	quick := fs.Bool("quick", false, "tiny sizes (seconds): checks that every scenario works, not how fast")
 	dir := fs.String("dir", "", "directory for the generated data (default: a new temp dir, removed at the end)")
 	prof := fs.String("cpuprofile", "", "directory to write CPU profiles of the no-op scan children to (floor.pprof, scan.pprof)")
-	only := fs.String("only", "", "comma-separated scenario numbers to run (1-8; 1 and 6 run together); default all")
+	only := fs.String("only", "", "comma-separated scenario numbers to run (1-9; 1 and 6 run together); default all")
 	sz := fullSizes
 	fs.IntVar(&sz.ScanUsers, "users", 0, "users in the no-op scan and incremental run (default 1,000,000)")
 	fs.IntVar(&sz.Backfill, "backfill", 0, "new users in the backfill at the real limits (default 1,200 = 60 s)")
@@ -258,6 +258,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) ([]row, e
 		{"5", b.coldStart},
 		{"7", b.store},
 		{"8", b.sqlScenario},
+		{"9", b.hostile},
 	}
 	for _, s := range steps {
 		if !runs(s.n) {
