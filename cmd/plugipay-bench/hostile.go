@@ -350,6 +350,29 @@ func (b *bench) hostile(ctx context.Context) error {
 	return b.hostileChanged(ctx, csvPath, dbPath, floors)
 }
 
+// hostileMemory is (9)'s large-export memory check (-hostile-mem N): the
+// peak RSS of a no-op run and of --dry-run over N hostile rows.
+func (b *bench) hostileMemory(ctx context.Context, n int) error {
+	const s = "9 hostile export"
+	csvPath, dbPath := filepath.Join(b.dir, "hostile-mem.csv"), filepath.Join(b.dir, "hostile-mem.db")
+	if _, err := b.warmHostile(ctx, csvPath, dbPath, n, nil); err != nil {
+		return err
+	}
+	for _, m := range []string{modeHScan, modeHPlan} {
+		res, err := runInChild(ctx, m, csvPath, dbPath)
+		if err != nil {
+			return err
+		}
+		what := "run"
+		if m == modeHPlan {
+			what = "--dry-run"
+		}
+		b.logf("hostile %s over %s rows: %.1f s, peak RSS %s", what, count(int64(n)), res.Seconds, mib(res.PeakRSS))
+		b.check(s, fmt.Sprintf("peak RSS %s, %s users", what, count(int64(n))), mib(res.PeakRSS), "< 100 MiB", res.PeakRSS < 100*1024, false)
+	}
+	return nil
+}
+
 // hostileChanged is (9) with 1% of the valid users changed: exactly their
 // writes, and the plan phase against the floor.
 func (b *bench) hostileChanged(ctx context.Context, csvPath, dbPath string, floors []float64) error {

@@ -174,6 +174,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) ([]row, e
 	sqlDSN := fs.String("sql-dsn", cmp.Or(os.Getenv(childSQLDSNEnv), DefaultBenchPostgresDSN), "PostgreSQL of scenario 8 (env "+childSQLDSNEnv+")")
 	fs.IntVar(&sz.SQLUsers, "sql-users", 0, "rows in scenario 8's table (default 1,000,000)")
 	sqlLinear := fs.String("sql-linear", "", "comma-separated table sizes of scenario 8's linearity measurement (default 100000,1000000,10000000)")
+	hostileMem := fs.Int("hostile-mem", 0, "with N > 0, only measure the peak RSS of a no-op run and of --dry-run over N hostile rows (issue 13: 5,000,000)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -259,6 +260,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) ([]row, e
 		{"7", b.store},
 		{"8", b.sqlScenario},
 		{"9", b.hostile},
+	}
+	if *hostileMem > 0 {
+		steps = []struct {
+			n  string
+			fn func(context.Context) error
+		}{{"9", func(ctx context.Context) error { return b.hostileMemory(ctx, *hostileMem) }}}
 	}
 	for _, s := range steps {
 		if !runs(s.n) {
