@@ -10,7 +10,8 @@ import (
 )
 
 // runSyncOne is `plugipay-sync sync --external-id ID`: it reconciles one
-// user now, reading the CRM source until it finds the id, and prints what
+// user now, doing what a run would do with it (sync.Reconciler.SyncOne
+// reads the whole source and calls the run's decision), and prints what
 // it did. Exit 0 when the user is in sync, 2 when Plugipay or the source
 // rejected the record or the write failed (the failure is stored as a run
 // would store it), 1 when it could not run or the id is not in the source.
