@@ -163,3 +163,15 @@ func TestMapper_NameWhiteSpaceBeforeValidation(t *testing.T) {
 		})
 	}
 }
+
+func TestCollapseSpace(t *testing.T) {
+	for in, want := range map[string]string{
+		"": "", "Ada": "Ada", "Ada Lovelace": "Ada Lovelace", " Ada": "Ada", "Ada ": "Ada", "  ": "",
+		"Ada  Lovelace": "Ada Lovelace", "Ada\nLovelace": "Ada Lovelace", "Ada\t \r\nL": "Ada L",
+		"Ada\u00a0Lovelace": "Ada Lovelace", "王 小明": "王 小明", "a b c": "a b c",
+	} {
+		if got := collapseSpace(in); got != want {
+			t.Errorf("collapseSpace(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

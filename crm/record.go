@@ -139,8 +139,25 @@ func (c *columns) nameOf(row []string, problems *[]string) string {
 }
 
 // collapseSpace replaces every run of white space in v (spaces, tabs,
-// newlines) with one space and trims it.
-func collapseSpace(v string) string { return strings.Join(strings.Fields(v), " ") }
+// newlines) with one space and trims it. A value with nothing to collapse,
+// most of them, is returned as it is, without allocating.
+func collapseSpace(v string) string {
+	space := true // at the start, a space would be leading
+	for _, r := range v {
+		switch {
+		case r == ' ' && !space:
+			space = true
+		case unicode.IsSpace(r):
+			return strings.Join(strings.Fields(v), " ")
+		default:
+			space = false
+		}
+	}
+	if space && v != "" {
+		return strings.Join(strings.Fields(v), " ") // a trailing space
+	}
+	return v
+}
 
 // checkValue checks one trimmed value against the rules every field
 // shares: valid UTF-8, no control characters, at most max characters (0:
