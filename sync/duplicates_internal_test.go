@@ -6,7 +6,7 @@ import (
 )
 
 // The filter grows past its estimate without losing an id (no false
-// negatives) and keeps false positives rare.
+// negatives) and keeps false positives under 1%.
 func TestSeenIDs_GrowsWithoutFalseNegatives(t *testing.T) {
 	s := newSeenIDs(0) // capacity seenMinCapacity, then doubling
 	const n = 3 * seenMinCapacity
@@ -24,8 +24,9 @@ func TestSeenIDs_GrowsWithoutFalseNegatives(t *testing.T) {
 			t.Fatalf("usr_%07d was added but not found", i)
 		}
 	}
-	// About 3e-7 a user at full capacity, less while filling: expect 0.
-	if falsePositives > 2 {
+	// Under 1% a user at full capacity, less while filling (a false
+	// positive only costs an exact count of that id's rows).
+	if falsePositives > n/100 {
 		t.Errorf("%d false positives in %d new ids", falsePositives, n)
 	}
 }

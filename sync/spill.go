@@ -20,6 +20,9 @@ type spill struct {
 	f *os.File
 	w *bufio.Writer
 	n int64 // records written
+	// readBuf is the read buffer of records: small for the many runs an
+	// idSorter merges at once.
+	readBuf int
 }
 
 func newSpill(dir, pattern string) (*spill, error) {
@@ -29,7 +32,7 @@ func newSpill(dir, pattern string) (*spill, error) {
 	}
 	// Unlinked at once: the file goes with the process, whatever happens.
 	_ = os.Remove(f.Name())
-	return &spill{f: f, w: bufio.NewWriterSize(f, 64<<10)}, nil
+	return &spill{f: f, w: bufio.NewWriterSize(f, 64<<10), readBuf: 64 << 10}, nil
 }
 
 // add appends one record made of fields.
@@ -60,7 +63,7 @@ func (s *spill) records(k int) iter.Seq2[[][]byte, error] {
 			return
 		}
 		defer s.f.Seek(0, io.SeekEnd) //nolint:errcheck // the next add would fail and say so
-		r := bufio.NewReaderSize(s.f, 64<<10)
+		r := bufio.NewReaderSize(s.f, s.readBuf)
 		fields := make([][]byte, k)
 		for range s.n {
 			for i := range fields {
@@ -123,12 +126,17 @@ func (s *idSorter) flush() error {
 	if err != nil {
 		return err
 	}
+	run.readBuf = 8 << 10
 	s.runs = append(s.runs, run)
 	for _, id := range slices.Compact(s.buf) {
 		if err := run.add([]byte(id)); err != nil {
 			return err
 		}
 	}
+	if err := run.w.Flush(); err != nil {
+		return fmt.Errorf("write spill file: %w", err)
+	}
+	run.w = bufio.NewWriterSize(run.f, 16) // written once: free its buffer
 	s.buf = s.buf[:0]
 	return nil
 }
