@@ -133,6 +133,8 @@ type bench struct {
 	// (6) and (7).
 	bigCSV, bigDB string
 	sqlDSN        string // (8)
+	// keep: the data directory was given (-dir) and is kept.
+	keep bool
 }
 
 func (b *bench) add(r row) { b.rows = append(b.rows, r) }
@@ -234,7 +236,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) ([]row, e
 	}
 	runs := func(n string) bool { return len(want) == 0 || want[n] }
 
-	b := &bench{sz: sz, log: stderr, dir: *dir, sqlDSN: *sqlDSN}
+	b := &bench{sz: sz, log: stderr, dir: *dir, sqlDSN: *sqlDSN, keep: *dir != ""}
 	if b.dir == "" {
 		d, err := os.MkdirTemp("", "plugipay-bench-")
 		if err != nil {
