@@ -260,9 +260,6 @@ type job struct {
 	verdict Verdict
 }
 
-// want is the record the destination should hold.
-func (j job) want() Record { return j.rec }
-
 // Run performs one reconcile pass over the whole source and records it in
 // the store. It returns the run's record and, when the run could not finish
 // (source unreadable, authentication refused, store failing, ctx
