@@ -27,7 +27,7 @@ type Identity struct {
 	// answers; empty while it has not reported one (an empty workspace).
 	Account string `json:"account,omitempty"`
 	// OnBehalfOf is the merchant account a platform key acts for.
-	OnBehalfOf string `json:"onBehalfOf,omitempty"`
+	OnBehalfOf string `json:"on_behalf_of,omitempty"`
 }
 
 func (id Identity) String() string {

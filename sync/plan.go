@@ -30,9 +30,9 @@ type FieldChange struct {
 
 // PlanEntry is what a dry run would do with one user.
 type PlanEntry struct {
-	ExternalID string        `json:"externalId"`
+	ExternalID string        `json:"external_id"`
 	Action     string        `json:"action"`
-	CustomerID string        `json:"customerId,omitempty"`
+	CustomerID string        `json:"customer_id,omitempty"`
 	Ref        string        `json:"ref,omitempty"`
 	Changes    []FieldChange `json:"changes,omitempty"`
 	Reason     string        `json:"reason,omitempty"`

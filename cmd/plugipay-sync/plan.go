@@ -52,7 +52,7 @@ func (m *Main) runPlan(ctx context.Context) (int, error) {
 		}
 		fmt.Fprintln(m.stdout)
 	} else {
-		_ = enc.Encode(map[string]any{"summary": counts, "dryRun": true})
+		_ = enc.Encode(map[string]any{"summary": counts, "dry_run": true})
 	}
 	switch {
 	case errors.Is(err, sync.ErrMassArchive):

@@ -92,6 +92,20 @@ func TestOnce_DryRun(t *testing.T) {
 		if err := json.Unmarshal([]byte(line), &entry); err != nil {
 			t.Fatalf("not a JSON line: %q: %v", line, err)
 		}
+		// JSON keys are snake_case in every command's output, as in the
+		// logs and in status and failures.
+		var keys map[string]any
+		_ = json.Unmarshal([]byte(line), &keys)
+		for k := range keys {
+			if strings.ToLower(k) != k {
+				t.Errorf("JSON key %q is not snake_case: %s", k, line)
+			}
+		}
+		if _, ok := keys["summary"]; !ok {
+			if _, ok := keys["external_id"]; !ok {
+				t.Errorf("a plan line without external_id: %s", line)
+			}
+		}
 		if entry.Action == "update" {
 			updates++
 			if len(entry.Changes) != 1 || entry.Changes[0].Field != "name" || entry.Changes[0].New != entry.Changes[0].Old+" Renamed" {
