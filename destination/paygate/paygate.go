@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/plugipay-sync/plugipay-sync/destination/internal/apierr"
 	"github.com/plugipay-sync/plugipay-sync/destination/internal/rest"
 	"github.com/plugipay-sync/plugipay-sync/sync"
 )
@@ -145,7 +146,7 @@ func New(o Options) (*Destination, error) {
 // id, so the identity is the host and the key's mode.
 func (d *Destination) Probe(ctx context.Context) (sync.Identity, error) {
 	var p listPage
-	if err := d.c.Do(ctx, "list", http.MethodGet, "/customers?limit=1", nil, &p, true); err != nil {
+	if err := d.do(ctx, "list", http.MethodGet, "/customers?limit=1", nil, &p, true); err != nil {
 		return sync.Identity{}, fmt.Errorf("paygate: list customers: %w", err)
 	}
 	return sync.Identity{API: "paygate", Host: d.c.Host(), Mode: d.mode}, nil
@@ -253,7 +254,7 @@ func (d *Destination) CreateCustomer(ctx context.Context, c sync.Customer, _ str
 	md[d.extKey] = c.ExternalID
 	var got customer
 	body := createBody{Email: c.Email, Name: c.Name, Phone: c.Phone, Metadata: md}
-	if err := d.c.Do(ctx, "create", http.MethodPost, "/customers", body, &got, false); err != nil {
+	if err := d.do(ctx, "create", http.MethodPost, "/customers", body, &got, false); err != nil {
 		return sync.Customer{}, fmt.Errorf("paygate: create customer: %w", err)
 	}
 	return d.toSync(&got), nil
@@ -297,7 +298,7 @@ func (d *Destination) UpdateCustomer(ctx context.Context, id string, p sync.Patc
 		return c, nil
 	}
 	var got customer
-	if err := d.c.Do(ctx, "update", http.MethodPatch, "/customers/"+url.PathEscape(id), body, &got, true); err != nil {
+	if err := d.do(ctx, "update", http.MethodPatch, "/customers/"+url.PathEscape(id), body, &got, true); err != nil {
 		return sync.Customer{}, fmt.Errorf("paygate: update customer %s: %w", id, err)
 	}
 	return d.toSync(&got), nil
@@ -307,7 +308,7 @@ func (d *Destination) UpdateCustomer(ctx context.Context, id string, p sync.Patc
 // wrapping sync.ErrNotFound.
 func (d *Destination) GetCustomer(ctx context.Context, id string) (sync.Customer, error) {
 	var got customer
-	if err := d.c.Do(ctx, "get", http.MethodGet, "/customers/"+url.PathEscape(id), nil, &got, true); err != nil {
+	if err := d.do(ctx, "get", http.MethodGet, "/customers/"+url.PathEscape(id), nil, &got, true); err != nil {
 		return sync.Customer{}, fmt.Errorf("paygate: get customer %s: %w", id, err)
 	}
 	return d.toSync(&got), nil
@@ -354,7 +355,7 @@ func (d *Destination) list(ctx context.Context, filter url.Values) iter.Seq2[syn
 		q.Set("limit", strconv.Itoa(pageSize))
 		for {
 			var p listPage
-			if err := d.c.Do(ctx, "list", http.MethodGet, "/customers?"+q.Encode(), nil, &p, true); err != nil {
+			if err := d.do(ctx, "list", http.MethodGet, "/customers?"+q.Encode(), nil, &p, true); err != nil {
 				yield(sync.Customer{}, fmt.Errorf("paygate: list customers: %w", err))
 				return
 			}
@@ -373,4 +374,10 @@ func (d *Destination) list(ctx context.Context, filter url.Values) iter.Seq2[syn
 			q.Set("starting_after", p.Data[len(p.Data)-1].ID)
 		}
 	}
+}
+
+// do sends one call through the transport and maps its error to the
+// reconciler's kinds (apierr).
+func (d *Destination) do(ctx context.Context, op, method, path string, body, out any, retryable bool) error {
+	return apierr.FromREST(d.c.Do(ctx, op, method, path, body, out, retryable))
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/plugipay-sync/plugipay-sync/destination/internal/apierr"
 	"github.com/plugipay-sync/plugipay-sync/destination/internal/rest"
 	"github.com/plugipay-sync/plugipay-sync/sync"
 )
@@ -153,7 +154,7 @@ func (p *Pin) Probe(ctx context.Context) (sync.Identity, error) {
 	var out struct {
 		Response []customer `json:"response"`
 	}
-	if err := p.c.Do(ctx, "list", http.MethodGet, "/customers?page=1", nil, &out, true); err != nil {
+	if err := p.do(ctx, "list", http.MethodGet, "/customers?page=1", nil, &out, true); err != nil {
 		return sync.Identity{}, fmt.Errorf("pin: list customers: %w", err)
 	}
 	return sync.Identity{API: "pin", Host: p.c.Host(), Mode: p.mode}, nil
@@ -226,7 +227,7 @@ func (p *Pin) UpdateCustomer(ctx context.Context, id string, patch sync.Patch, i
 	var out struct {
 		Response customer `json:"response"`
 	}
-	if err := p.c.Do(ctx, "update", http.MethodPut, customerPath(id), body, &out, true); err != nil {
+	if err := p.do(ctx, "update", http.MethodPut, customerPath(id), body, &out, true); err != nil {
 		return sync.Customer{}, fmt.Errorf("pin: update customer %s: %w", id, err)
 	}
 	return out.Response.toSync(), nil
@@ -238,7 +239,7 @@ func (p *Pin) GetCustomer(ctx context.Context, id string) (sync.Customer, error)
 	var out struct {
 		Response customer `json:"response"`
 	}
-	if err := p.c.Do(ctx, "get", http.MethodGet, customerPath(id), nil, &out, true); err != nil {
+	if err := p.do(ctx, "get", http.MethodGet, customerPath(id), nil, &out, true); err != nil {
 		return sync.Customer{}, fmt.Errorf("pin: get customer %s: %w", id, err)
 	}
 	return out.Response.toSync(), nil
@@ -285,7 +286,7 @@ func (p *Pin) ListCustomers(ctx context.Context) iter.Seq2[sync.Customer, error]
 					Next    *int `json:"next"`
 				} `json:"pagination"`
 			}
-			if err := p.c.Do(ctx, "list", http.MethodGet, "/customers?page="+strconv.Itoa(page), nil, &out, true); err != nil {
+			if err := p.do(ctx, "list", http.MethodGet, "/customers?page="+strconv.Itoa(page), nil, &out, true); err != nil {
 				yield(sync.Customer{}, fmt.Errorf("pin: list customers page %d: %w", page, err))
 				return
 			}
@@ -371,4 +372,10 @@ func parseError(status int, body []byte) (code, message string) {
 		parts = append(parts, m.Param+": "+m.Message+" ("+m.Code+")")
 	}
 	return e.Error, strings.Join(parts, "; ")
+}
+
+// do sends one call through the transport and maps its error to the
+// reconciler's kinds (apierr).
+func (p *Pin) do(ctx context.Context, op, method, path string, body, out any, retryable bool) error {
+	return apierr.FromREST(p.c.Do(ctx, op, method, path, body, out, retryable))
 }

@@ -6,7 +6,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/plugipay-sync/plugipay-sync/internal/apimetrics"
-	"github.com/plugipay-sync/plugipay-sync/sync"
 )
 
 // Registerer is where the metrics are registered (a
@@ -40,7 +39,7 @@ func codeOf(err error) string {
 	if err == nil {
 		return "ok"
 	}
-	var ae *sync.APIError
+	var ae *Error
 	if !errors.As(err, &ae) {
 		if errors.Is(err, errAttemptTimeout) {
 			return "timeout"
@@ -48,13 +47,13 @@ func codeOf(err error) string {
 		return "canceled"
 	}
 	switch {
-	case errors.Is(err, sync.ErrInvalid):
+	case errors.Is(err, ErrInvalid):
 		return "invalid"
-	case errors.Is(err, sync.ErrFatal):
+	case errors.Is(err, ErrUnauthorized):
 		return "unauthorized"
-	case errors.Is(err, sync.ErrNotFound):
+	case errors.Is(err, ErrNotFound):
 		return "not_found"
-	case errors.Is(err, sync.ErrConflict):
+	case errors.Is(err, ErrConflict):
 		return "conflict"
 	case ae.Status == 429:
 		return "rate_limited"

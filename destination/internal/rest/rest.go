@@ -23,8 +23,6 @@ import (
 
 	"go.uber.org/zap"
 	"golang.org/x/time/rate"
-
-	"github.com/plugipay-sync/plugipay-sync/sync"
 )
 
 // Defaults of Options.
@@ -134,8 +132,8 @@ func New(o Options) (*Client, error) {
 // decoded into out, if non-nil. op labels the call in metrics ("create",
 // "get", "update", "list").
 //
-// A failure is a *sync.APIError whose Kind is sync.ErrInvalid (400, 422),
-// sync.ErrFatal (401, 403), sync.ErrNotFound (404), sync.ErrConflict (409)
+// A failure is an *Error whose Kind is ErrInvalid (400, 422),
+// ErrUnauthorized (401, 403), ErrNotFound (404), ErrConflict (409)
 // or nil (transient: 429, 5xx, network, timeout). A cancelled ctx gives an
 // error wrapping its cause.
 func (c *Client) Do(ctx context.Context, op, method, path string, body, out any, retryable bool) error {
@@ -169,7 +167,7 @@ func (c *Client) retryLoop(ctx context.Context, op, method, path string, payload
 				if ctx.Err() != nil {
 					return fmt.Errorf("%s %s: waiting for the rate limiter: %w", method, path, context.Cause(ctx))
 				}
-				return &sync.APIError{Code: "timeout", Message: "rate limiter: " + err.Error(), Err: err}
+				return &Error{Code: "timeout", Message: "rate limiter: " + err.Error(), Err: err}
 			}
 		}
 		o := c.attempt(ctx, method, path, payload, out)
@@ -188,7 +186,7 @@ func (c *Client) retryLoop(ctx context.Context, op, method, path string, payload
 			c.log.Warn("the server asks to wait longer than the cap; giving up on this call",
 				zap.String("destination", c.o.Destination), zap.String("op", op),
 				zap.Duration("retry_after", o.retryAfter), zap.Duration("cap", c.o.MaxRetryAfter))
-			var ae *sync.APIError
+			var ae *Error
 			if errors.As(o.err, &ae) {
 				ae.Message = fmt.Sprintf("%s (Retry-After %s is more than the %s this client waits)",
 					ae.Message, o.retryAfter, c.o.MaxRetryAfter)
@@ -261,7 +259,7 @@ func (c *Client) attempt(ctx context.Context, method, path string, payload []byt
 	}
 	req, err := http.NewRequestWithContext(actx, method, c.url(path), rd)
 	if err != nil {
-		return outcome{err: &sync.APIError{Code: "invalid_request", Message: err.Error(), Err: err}}
+		return outcome{err: &Error{Code: "invalid_request", Message: err.Error(), Err: err}}
 	}
 	req.Header.Set("Accept", "application/json")
 	if payload != nil {
@@ -274,19 +272,19 @@ func (c *Client) attempt(ctx context.Context, method, path string, payload []byt
 		if context.Cause(actx) == errAttemptTimeout && ctx.Err() == nil {
 			code, err = "timeout", fmt.Errorf("%w after %s: %w", errAttemptTimeout, c.o.Timeout, err)
 		}
-		return outcome{err: &sync.APIError{Code: code, Message: fmt.Sprintf("%s %s: %v", method, path, err), Err: err}}
+		return outcome{err: &Error{Code: code, Message: fmt.Sprintf("%s %s: %v", method, path, err), Err: err}}
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
 	if err != nil {
-		return outcome{err: &sync.APIError{Status: resp.StatusCode, Code: "network_error",
+		return outcome{err: &Error{Status: resp.StatusCode, Code: "network_error",
 			Message: fmt.Sprintf("%s %s: read answer: %v", method, path, err), Err: err}}
 	}
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		if out != nil && resp.StatusCode != http.StatusNoContent {
 			if err := json.Unmarshal(data, out); err != nil {
 				// Not retried: the call executed.
-				return outcome{status: resp.StatusCode, err: &sync.APIError{Status: resp.StatusCode,
+				return outcome{status: resp.StatusCode, err: &Error{Status: resp.StatusCode,
 					Code: "invalid_response", Message: fmt.Sprintf("%s %s: decode answer: %v", method, path, err), Err: err}}
 			}
 		}
@@ -299,7 +297,7 @@ func (c *Client) attempt(ctx context.Context, method, path string, payload []byt
 	return outcome{
 		status:     resp.StatusCode,
 		retryAfter: retryAfter(resp.Header.Get("Retry-After")),
-		err:        &sync.APIError{Kind: kindOf(resp.StatusCode), Status: resp.StatusCode, Code: code, Message: msg},
+		err:        &Error{Kind: kindOf(resp.StatusCode), Status: resp.StatusCode, Code: code, Message: msg},
 	}
 }
 
@@ -307,18 +305,17 @@ func (c *Client) url(path string) string {
 	return strings.TrimSuffix(c.base.String(), "/") + path
 }
 
-// kindOf maps an error status to the reconciler's error kind; nil is
-// transient.
+// kindOf maps an error status to its kind; nil is transient.
 func kindOf(status int) error {
 	switch status {
 	case http.StatusBadRequest, http.StatusUnprocessableEntity:
-		return sync.ErrInvalid
+		return ErrInvalid
 	case http.StatusUnauthorized, http.StatusForbidden:
-		return sync.ErrFatal
+		return ErrUnauthorized
 	case http.StatusNotFound:
-		return sync.ErrNotFound
+		return ErrNotFound
 	case http.StatusConflict:
-		return sync.ErrConflict
+		return ErrConflict
 	}
 	return nil
 }

@@ -12,7 +12,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/plugipay-sync/plugipay-sync/sync"
 )
 
 // script answers the n-th request (from 0) with statuses[n], the last one
@@ -83,10 +82,10 @@ func TestDo_RetryPolicy(t *testing.T) {
 		{"429 retried for a create", []int{429, 429, 201}, false, 3, nil, true},
 		{"dropped connection retried when retryable", []int{0, 200}, true, 2, nil, true},
 		{"dropped connection not retried for a create", []int{0, 200}, false, 1, nil, false},
-		{"400 never retried", []int{400, 200}, true, 1, sync.ErrInvalid, false},
-		{"422 never retried", []int{422, 200}, true, 1, sync.ErrInvalid, false},
-		{"404", []int{404}, true, 1, sync.ErrNotFound, false},
-		{"409", []int{409}, true, 1, sync.ErrConflict, false},
+		{"400 never retried", []int{400, 200}, true, 1, ErrInvalid, false},
+		{"422 never retried", []int{422, 200}, true, 1, ErrInvalid, false},
+		{"404", []int{404}, true, 1, ErrNotFound, false},
+		{"409", []int{409}, true, 1, ErrConflict, false},
 		{"attempts run out", []int{502}, true, 3, nil, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -103,9 +102,9 @@ func TestDo_RetryPolicy(t *testing.T) {
 				}
 				return
 			}
-			var ae *sync.APIError
+			var ae *Error
 			if !errors.As(err, &ae) {
-				t.Fatalf("err = %v (%T), want *sync.APIError", err, err)
+				t.Fatalf("err = %v (%T), want *Error", err, err)
 			}
 			if tc.kind != nil && !errors.Is(err, tc.kind) {
 				t.Errorf("err = %v, want kind %v", err, tc.kind)
@@ -124,7 +123,7 @@ func TestDo_BadKeyIsFatalAndCounted(t *testing.T) {
 	c := newClient(t, srv.URL, reg)
 	c.o.Authorize = func(r *http.Request) { r.Header.Set("Authorization", "Bearer sk_test_wrong") }
 	err := c.Do(context.Background(), "get", http.MethodGet, "/customers/x", nil, nil, true)
-	if !errors.Is(err, sync.ErrFatal) || !strings.Contains(err.Error(), "bad_key") {
+	if !errors.Is(err, ErrUnauthorized) || !strings.Contains(err.Error(), "bad_key") {
 		t.Fatalf("err = %v, want fatal bad_key", err)
 	}
 	if got := apiRequests(t, reg, "test", "get", "unauthorized"); got != 1 {
