@@ -180,12 +180,7 @@ func (c *CSV) stream(ctx context.Context, f io.Reader, yield func(sync.Record, e
 		}
 		lastSyntax = nil
 		line, _ := r.FieldPos(0)
-		rec, rerr := cols.record(row, len(header), line)
-		if rerr == nil {
-			if p := c.opts.Normalize.Apply(&rec, c.opts.Columns.Phone); p != "" {
-				rerr = &sync.RecordError{Ref: rec.Ref, ExternalID: rec.ExternalID, Reason: p}
-			}
-		}
+		rec, rerr := c.decode(cols, row, len(header), line)
 		var ok bool
 		if rerr != nil {
 			ok = yield(sync.Record{}, rerr)
@@ -196,6 +191,25 @@ func (c *CSV) stream(ctx context.Context, f io.Reader, yield func(sync.Record, e
 			return
 		}
 	}
+}
+
+// decode is the record of one row (its fields as encoding/csv gives
+// them), with its print.
+func (c *CSV) decode(cols *columns, row []string, headerLen, line int) (sync.Record, *sync.RecordError) {
+	rec, rerr := cols.record(row, headerLen, line)
+	if rerr == nil {
+		if p := c.opts.Normalize.Apply(&rec, c.opts.Columns.Phone); p != "" {
+			rerr = &sync.RecordError{Ref: rec.Ref, ExternalID: rec.ExternalID, Reason: p}
+		}
+	}
+	var scratch [512]byte
+	p, _ := printRow(cols.printIdx, row, scratch[:0])
+	if rerr != nil {
+		rerr.Print = p
+	} else {
+		rec.Print = p
+	}
+	return rec, rerr
 }
 
 // syntaxReason describes a CSV syntax error without repeating the line.
@@ -217,6 +231,9 @@ type columns struct {
 	metaIdx      []int
 	metaLabels   []string // "metadata.<key>", for messages
 	names        []string // header names, trimmed
+	// printIdx are the mapped columns, ascending: what a row's print
+	// covers.
+	printIdx []int
 }
 
 // resolve finds each mapped column in the header.
@@ -283,6 +300,17 @@ func (c *CSV) resolve(header []string) (*columns, error) {
 		}
 		cols.metaIdx = append(cols.metaIdx, i)
 		cols.metaLabels = append(cols.metaLabels, "metadata."+key)
+	}
+	for _, i := range append([]int{cols.externalID, cols.email, cols.name, cols.phone, cols.taxID}, cols.metaIdx...) {
+		cols.printIdx = append(cols.printIdx, i)
+	}
+	for _, p := range cols.nameTmpl {
+		cols.printIdx = append(cols.printIdx, p.field)
+	}
+	slices.Sort(cols.printIdx)
+	cols.printIdx = slices.Compact(cols.printIdx)
+	if len(cols.printIdx) > 0 && cols.printIdx[0] < 0 {
+		cols.printIdx = cols.printIdx[slices.IndexFunc(cols.printIdx, func(i int) bool { return i >= 0 }):]
 	}
 	return cols, nil
 }

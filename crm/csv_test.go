@@ -46,10 +46,14 @@ func read(t testing.TB, opts crm.CSVOptions) result {
 		t.Fatal(err)
 	}
 	var res result
+	var prints []sync.Print
+	var all []string // every row as Records yields it
 	for rec, err := range src.Records(context.Background()) {
 		var rerr *sync.RecordError
 		switch {
 		case errors.As(err, &rerr):
+			prints = append(prints, rerr.Print)
+			all = append(all, rerr.Error())
 			res.rejects = append(res.rejects, rerr.Error())
 		case err != nil:
 			if res.fatal != nil {
@@ -60,8 +64,14 @@ func read(t testing.TB, opts crm.CSVOptions) result {
 			if res.fatal != nil {
 				t.Fatalf("yielded a record after the fatal error %v", res.fatal)
 			}
+			prints = append(prints, rec.Print)
+			all = append(all, fmt.Sprintf("%+v", rec))
+			rec.Print = sync.Print{}
 			res.records = append(res.records, rec)
 		}
+	}
+	if res.fatal == nil {
+		checkPrints(t, src, prints, all)
 	}
 	return res
 }
@@ -369,5 +379,45 @@ func TestCSV_StopEarly(t *testing.T) {
 	}
 	for range src.Records(context.Background()) {
 		break // must not panic by yielding again
+	}
+}
+
+// checkPrints holds the print pass to Records on every input the CSV
+// tests read (issue 13): unless the source declines to print the file, it
+// prints the rows Records yields, in order, with the same prints, and
+// RecordsAt decodes each row exactly as Records did.
+func checkPrints(t testing.TB, src *crm.CSV, want []sync.Print, all []string) {
+	t.Helper()
+	var rows []sync.RowPrint
+	for rp, err := range src.Prints(context.Background()) {
+		if errors.Is(err, sync.ErrNoPrints) {
+			return
+		}
+		if err != nil {
+			t.Fatalf("Prints: %v", err)
+		}
+		rows = append(rows, rp)
+	}
+	got := make([]sync.Print, len(rows))
+	for i, rp := range rows {
+		got[i] = rp.Print
+	}
+	if !reflect.DeepEqual(got, want) && !(len(got) == 0 && len(want) == 0) {
+		t.Fatalf("Prints yields %d prints, Records %d rows, or the prints differ:\n%x\n%x", len(got), len(want), got, want)
+	}
+	var again []string
+	for rec, err := range src.RecordsAt(context.Background(), rows) {
+		var rerr *sync.RecordError
+		switch {
+		case errors.As(err, &rerr):
+			again = append(again, rerr.Error())
+		case err != nil:
+			t.Fatalf("RecordsAt: %v", err)
+		default:
+			again = append(again, fmt.Sprintf("%+v", rec))
+		}
+	}
+	if !reflect.DeepEqual(again, all) && !(len(again) == 0 && len(all) == 0) {
+		t.Fatalf("RecordsAt decodes\n%q\nRecords\n%q", again, all)
 	}
 }

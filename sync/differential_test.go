@@ -24,6 +24,9 @@ type scenario struct {
 	mode      string
 	deletion  string
 	batchSize int
+	// printed: the source prints its rows (a file export), so the
+	// compared run is a print pass over the history run's prints.
+	printed bool
 }
 
 func newScenario(seed uint64, batchSizes []int) scenario {
@@ -133,7 +136,11 @@ func (sc scenario) build(t *testing.T) (*harness, sync.Source) {
 		return nil
 	}
 	numbered(base)
-	r := sync.New(&sliceSource{items: base}, h.dst, h.store, sc.opts(h, 1))
+	var hist sync.Source = &sliceSource{items: base}
+	if sc.printed {
+		hist = &printedSource{&partialSource{sliceSource: &sliceSource{items: base}, complete: true}}
+	}
+	r := sync.New(hist, h.dst, h.store, sc.opts(h, 1))
 	if _, err := r.Run(ctx); err != nil && !errors.Is(err, sync.ErrUnreachable) {
 		t.Fatalf("history run: %v", err) // every write failing is a history like any other
 	}
@@ -181,6 +188,9 @@ func (sc scenario) build(t *testing.T) (*harness, sync.Source) {
 	src := &partialSource{sliceSource: &sliceSource{items: items}, complete: rng.IntN(3) > 0}
 	if !src.complete {
 		src.items = src.items[:len(src.items)/2]
+	}
+	if sc.printed {
+		return h, &printedSource{src}
 	}
 	return h, src
 }

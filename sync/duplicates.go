@@ -65,3 +65,14 @@ func (s *seenIDs) testAndAdd(id string) bool {
 	}
 	return false
 }
+
+// test reports whether id was (probably) added.
+func (s *seenIDs) test(id string) bool {
+	b := []byte(id)
+	for _, f := range s.filters {
+		if f.Test(b) {
+			return true
+		}
+	}
+	return false
+}

@@ -92,8 +92,10 @@ func (r *Reconciler) Plan(ctx context.Context, emit func(PlanEntry)) (map[string
 			}
 			return nil
 		},
-		row:  func(context.Context, Record, Known, Decision) error { return nil },
-		read: func(time.Duration) {},
+		row:           func(context.Context, Record, Known, Decision) error { return nil },
+		read:          func(int64, time.Duration) {},
+		printed:       func(unchanged, _ int64) { p.counts[PlanUnchanged] += unchanged },
+		rereadRejects: true,
 	})
 	if err != nil {
 		return p.counts, err

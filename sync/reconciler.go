@@ -247,6 +247,8 @@ type run struct {
 	// already, which are not logged again.
 	rejects      []*RecordError
 	knownRejects int64
+	// confirmed collects the prints of the rows the run confirms.
+	confirmed *printCollector
 }
 
 // job is one record that needs API calls.
@@ -394,6 +396,7 @@ func (ru *run) execute(parent context.Context) error {
 		return err
 	}
 	defer sc.close()
+	ru.confirmed = sc.confirmed
 	planStart := time.Now()
 	if err := ru.plan(ctx, sc); err != nil {
 		return err
@@ -420,7 +423,14 @@ func (ru *run) execute(parent context.Context) error {
 	if err != nil {
 		return err
 	}
-	return context.Cause(ctx)
+	if err := context.Cause(ctx); err != nil {
+		return err
+	}
+	if err := sc.keepPrints(ctx); err != nil {
+		// Only the next run's speed depends on it.
+		ru.log.Warn("could not keep the confirmed prints; the next run decodes every row", zap.Error(err))
+	}
+	return nil
 }
 
 // plan is the run's plan phase: it reads the whole source, decides every
@@ -445,11 +455,17 @@ func (ru *run) plan(ctx context.Context, sc *scan) error {
 			}
 			return nil
 		},
-		read: func(d time.Duration) {
+		read: func(n int64, d time.Duration) {
 			ru.m.sourceSeconds.Add(d.Seconds())
-			ru.counts.read.Add(1)
-			ru.m.sourceRead.Inc()
+			ru.counts.read.Add(n)
+			ru.m.sourceRead.Add(float64(n))
 		},
+		printed: func(unchanged, rejected int64) {
+			ru.counts.unchanged.Add(unchanged)
+			ru.counts.rejected.Add(rejected)
+			ru.knownRejects += rejected
+		},
+		each: ru.eachPrinted(),
 	})
 	if err == nil {
 		err = ru.flushRejects(ctx)
@@ -480,6 +496,9 @@ func (ru *run) plan(ctx context.Context, sc *scan) error {
 		},
 		mark: func(ctx context.Context, id string, refs []string) error {
 			msg := fmt.Sprintf("more than one source row has this externalId (%s); none is synced until one is left", strings.Join(refs, ", "))
+			if sc.markedMsg[id] == msg {
+				return nil // marked so already
+			}
 			if _, err := ru.store.RecordFailure(ctx, Failure{ExternalID: id, Terminal: true,
 				Code: CodeDuplicateExternalID, Message: msg, UpdatedAt: ru.opts.Now()}); err != nil {
 				return fmt.Errorf("mark duplicate externalId: %w", err)
@@ -576,6 +595,16 @@ func verdictAction(v Verdict) string {
 		return ActionFailed
 	}
 	return ""
+}
+
+// eachPrinted reports the rows a print pass matched to Options.OnOutcome.
+func (ru *run) eachPrinted() func(id, ref string, v Verdict) {
+	if ru.opts.OnOutcome == nil {
+		return nil
+	}
+	return func(id, ref string, v Verdict) {
+		ru.outcome(Record{ExternalID: id, Ref: ref}, v, verdictAction(v))
+	}
 }
 
 // outcome reports what the run did with rec to Options.OnOutcome.

@@ -31,6 +31,7 @@ func rejectHash(reason string) string {
 func (ru *run) rejectRow(ctx context.Context, re *RecordError) error {
 	if re.ExternalID == "" {
 		ru.reject(re)
+		ru.confirmed.add(re.Print, printRejected, refLine(re.Ref), "")
 		return nil
 	}
 	ru.rejects = append(ru.rejects, re)
@@ -66,6 +67,7 @@ func (ru *run) flushRejects(ctx context.Context) error {
 			ru.knownRejects++
 			ru.outcome(Record{ExternalID: re.ExternalID, Ref: re.Ref}, VerdictReject, ActionRejected)
 			if f.Message == msg {
+				ru.confirmed.add(re.Print, printRejected, refLine(re.Ref), re.ExternalID)
 				continue
 			}
 			// The row moved: keep its line current, without a log line.
@@ -80,6 +82,7 @@ func (ru *run) flushRejects(ctx context.Context) error {
 			return fmt.Errorf("record a rejected row: %w", err)
 		}
 		known[re.ExternalID] = stored
+		ru.confirmed.add(re.Print, printRejected, refLine(re.Ref), re.ExternalID)
 	}
 	ru.rejects = ru.rejects[:0]
 	return nil

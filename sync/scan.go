@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"go.uber.org/zap"
 )
 
 // A run is plan, then apply (issue 13). The plan phase (scan) reads the
@@ -30,6 +32,7 @@ type scanRow struct {
 	id, ref string
 	verdict Verdict
 	reason  string
+	print   Print
 }
 
 // scanHooks are what the run and the dry run do differently while the
@@ -44,9 +47,17 @@ type scanHooks struct {
 	// row gets each valid row's decision as the scan made it, before
 	// duplicates are known, with what was known of its user.
 	row func(ctx context.Context, rec Record, k Known, d Decision) error
-	// read gets each row (valid, bad or deleted) as it is read, with how
-	// long the source took to yield it.
-	read func(d time.Duration)
+	// read gets each n rows (valid, bad or deleted) as they are read, with
+	// how long the source took to yield them.
+	read func(n int64, d time.Duration)
+	// printed gets the rows a print pass matched with the last run's
+	// confirmed prints: unchanged rows, and rejected rows counted only.
+	// each, when set, gets every such row.
+	printed func(unchanged, rejected int64)
+	each    func(id, ref string, v Verdict)
+	// rereadRejects: rejected rows are decoded again even when their
+	// print matched, for their reason (the dry run prints it).
+	rereadRejects bool
 }
 
 // resolveHooks are what the run and the dry run do with the scan's
@@ -76,10 +87,21 @@ type scan struct {
 	seenIDs *seenIDs
 	maybe   map[string]bool
 	marked  map[string]bool
+	// markedMsg are the messages of the marks.
+	markedMsg map[string]string
 	// complete: the read was the whole source.
 	complete bool
 	// rejected are the users whose writes are not applied: duplicates.
 	rejected map[string]bool
+	// prints is the print pass of the scan, when the source and store
+	// keep prints (see prints.go); nil otherwise.
+	prints *scanPrints
+	// old are the last run's confirmed prints, when valid for this run.
+	old *printSet
+	// confirmed collects the prints this run confirms, for the next.
+	confirmed *printCollector
+	// fallback says why a print pass gave way to a full read.
+	fallback string
 }
 
 // newScan prepares a scan: the users marked as duplicated by earlier
@@ -98,11 +120,27 @@ func (r *Reconciler) newScan(ctx context.Context) (*scan, error) {
 	for _, id := range marked {
 		s.marked[id], s.maybe[id] = true, true
 	}
+	// The marks' messages, so that a mark that stands unchanged is not
+	// written again (which would make the store look changed).
+	if len(marked) > 0 {
+		fs, err := r.store.Failures(ctx, marked)
+		if err != nil {
+			return nil, fmt.Errorf("load duplicate marks: %w", err)
+		}
+		s.markedMsg = make(map[string]string, len(fs))
+		for id, f := range fs {
+			s.markedMsg[id] = f.Message
+		}
+	}
 	if s.rows, err = newSpill(r.opts.SpillDir, "plugipay-sync-rows-*"); err != nil {
 		return nil, err
 	}
 	if s.writes, err = newSpill(r.opts.SpillDir, "plugipay-sync-writes-*"); err != nil {
 		s.rows.close()
+		return nil, err
+	}
+	if err := s.openPrints(ctx); err != nil {
+		s.close()
 		return nil, err
 	}
 	return s, nil
@@ -111,6 +149,7 @@ func (r *Reconciler) newScan(ctx context.Context) (*scan, error) {
 func (s *scan) close() {
 	s.rows.close()
 	s.writes.close()
+	s.closePrints()
 }
 
 // spilledJob is a job as the writes spill holds it.
@@ -123,66 +162,95 @@ type spilledJob struct {
 }
 
 // read reads the source once, decides every row and spills it. It returns
-// a fatal source or store error, or the cause of a cancelled ctx.
+// a fatal source or store error, or the cause of a cancelled ctx. Where
+// the last run's confirmed prints are at hand, only the rows that do not
+// match them are decoded (readPrinted).
 func (s *scan) read(ctx context.Context, h scanHooks) error {
-	batch := make([]Record, 0, s.r.opts.BatchSize)
-	var seen []string
-	flush := func() error {
-		for _, rec := range batch {
-			seen = append(seen, rec.ExternalID)
-		}
-		if err := h.seen(ctx, seen); err != nil {
+	rd := &scanReader{s: s, h: h, batch: make([]Record, 0, s.r.opts.BatchSize)}
+	if s.old != nil {
+		done, err := s.readPrinted(ctx, rd)
+		if err != nil || done {
 			return err
 		}
-		seen = seen[:0]
-		err := s.decide(ctx, batch, h)
-		batch = batch[:0]
-		return err
+		s.r.log.Info("reading every row: the source could not print this read", zap.String("why", s.fallback))
 	}
 	readStart := time.Now()
 	for rec, err := range readAhead(ctx, s.r.src.Records) {
-		took := time.Since(readStart)
-		if ctx.Err() != nil {
-			return context.Cause(ctx)
-		}
-		var re *RecordError
-		if err != nil && !errors.As(err, &re) {
-			// The source's final error is not a record (an empty file
-			// was summarized as "read 1"; issue 8's bad-input matrix).
-			return fmt.Errorf("read source: %w", err)
-		}
-		h.read(took)
-		switch {
-		case err != nil:
-			if err := h.bad(ctx, re); err != nil {
-				return err
-			}
-			if re.ExternalID != "" {
-				seen = append(seen, re.ExternalID) // a bad row is not a deleted user
-			}
-		case rec.Deleted:
-			// Not seen: a complete read archives its customer (decideGone).
-		default:
-			if s.seenIDs.testAndAdd(rec.ExternalID) {
-				s.maybe[rec.ExternalID] = true
-			}
-			batch = append(batch, rec)
-			if len(batch) == cap(batch) {
-				if err := flush(); err != nil {
-					return err
-				}
-			}
+		if err := rd.take(ctx, rec, err, time.Since(readStart)); err != nil {
+			return err
 		}
 		readStart = time.Now()
 	}
-	if ctx.Err() != nil {
-		return context.Cause(ctx)
-	}
-	if err := flush(); err != nil {
+	if err := rd.finish(ctx); err != nil {
 		return err
 	}
 	s.complete = s.r.readComplete()
 	return nil
+}
+
+// scanReader batches the rows of a read for decide.
+type scanReader struct {
+	s     *scan
+	h     scanHooks
+	batch []Record
+	seen  []string
+}
+
+// take takes one row of the read (a record, a *RecordError, or a fatal
+// error) that took the source took to yield.
+func (rd *scanReader) take(ctx context.Context, rec Record, err error, took time.Duration) error {
+	s, h := rd.s, rd.h
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	var re *RecordError
+	if err != nil && !errors.As(err, &re) {
+		// The source's final error is not a record (an empty file
+		// was summarized as "read 1"; issue 8's bad-input matrix).
+		return fmt.Errorf("read source: %w", err)
+	}
+	h.read(1, took)
+	switch {
+	case err != nil:
+		if err := h.bad(ctx, re); err != nil {
+			return err
+		}
+		if re.ExternalID != "" {
+			rd.seen = append(rd.seen, re.ExternalID) // a bad row is not a deleted user
+		}
+	case rec.Deleted:
+		// Not seen: a complete read archives its customer (decideGone).
+	default:
+		if s.seenIDs.testAndAdd(rec.ExternalID) {
+			s.maybe[rec.ExternalID] = true
+		}
+		rd.batch = append(rd.batch, rec)
+		if len(rd.batch) == cap(rd.batch) {
+			return rd.flush(ctx)
+		}
+	}
+	return nil
+}
+
+func (rd *scanReader) flush(ctx context.Context) error {
+	for _, rec := range rd.batch {
+		rd.seen = append(rd.seen, rec.ExternalID)
+	}
+	if err := rd.h.seen(ctx, rd.seen); err != nil {
+		return err
+	}
+	rd.seen = rd.seen[:0]
+	err := rd.s.decide(ctx, rd.batch, rd.h)
+	rd.batch = rd.batch[:0]
+	return err
+}
+
+// finish decides the last batch of a read that ended.
+func (rd *scanReader) finish(ctx context.Context) error {
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	return rd.flush(ctx)
 }
 
 // decide decides a batch of rows and spills them. A duplicate is not
@@ -203,7 +271,7 @@ func (s *scan) decide(ctx context.Context, batch []Record, h scanHooks) error {
 		if err := h.row(ctx, rec, k, d); err != nil {
 			return err
 		}
-		if err := s.rows.add([]byte(rec.ExternalID), []byte(rec.Ref), []byte{verdictCode(d.Verdict)}, []byte(d.Reason)); err != nil {
+		if err := s.rows.add([]byte(rec.ExternalID), []byte(rec.Ref), []byte{verdictCode(d.Verdict)}, []byte(d.Reason), rec.Print[:]); err != nil {
 			return err
 		}
 		if !d.Verdict.Writes() {
@@ -233,17 +301,21 @@ func (s *scan) decide(ctx context.Context, batch []Record, h scanHooks) error {
 // not only the flagged ones'.
 func (s *scan) resolve(ctx context.Context, all bool, h resolveHooks) error {
 	groups := map[string][]scanRow{}
-	if len(s.maybe) > 0 || all {
-		for f, err := range s.rows.records(4) {
+	if len(s.maybe) > 0 || all || s.confirmed != nil {
+		for f, err := range s.rows.records(5) {
 			if err != nil {
 				return err
 			}
 			row := scanRow{id: string(f[0]), ref: string(f[1]), verdict: verdictCodes[f[2][0]], reason: string(f[3])}
+			copy(row.print[:], f[4])
 			switch {
 			case s.maybe[row.id]:
 				groups[row.id] = append(groups[row.id], row)
-			case all && !row.verdict.Writes():
-				h.final(row, Decision{Verdict: row.verdict, Reason: row.reason}, false)
+			case !row.verdict.Writes():
+				s.confirm(row)
+				if all {
+					h.final(row, Decision{Verdict: row.verdict, Reason: row.reason}, false)
+				}
 			}
 		}
 	}
@@ -277,11 +349,20 @@ func (s *scan) resolve(ctx context.Context, all bool, h resolveHooks) error {
 		}
 		for _, row := range rows {
 			if !row.verdict.Writes() {
+				s.confirm(row)
 				h.final(row, Decision{Verdict: row.verdict, Reason: row.reason}, false)
 			}
 		}
 	}
 	return nil
+}
+
+// confirm keeps the print of a row whose final verdict is unchanged: the
+// next run need not decode it.
+func (s *scan) confirm(row scanRow) {
+	if row.verdict == VerdictUnchanged {
+		s.confirmed.add(row.print, printConfirmed, 0, row.id)
+	}
 }
 
 // duplicateReason is the reason a row of a duplicated id is rejected,

@@ -32,6 +32,8 @@ type Record struct {
 	// deletion policy its customer is archived after the next complete
 	// read.
 	Deleted bool
+	// Print is the row's print, from a PrintSource; zero otherwise.
+	Print Print
 }
 
 // RecordError is a source record that cannot be synced. Sources yield it
@@ -40,6 +42,7 @@ type RecordError struct {
 	Ref        string // where in the source, e.g. "line 42"
 	ExternalID string // may be empty when the id itself is missing
 	Reason     string
+	Print      Print // the row's print, from a PrintSource
 }
 
 func (e *RecordError) Error() string {

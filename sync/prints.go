@@ -1,0 +1,487 @@
+package sync
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"os"
+	"path/filepath"
+	"slices"
+	stdsync "sync"
+)
+
+// A no-op run at parser speed (issue 13). A row the last run confirmed is
+// recognised by its print: a 128-bit hash of its raw mapped fields,
+// seeded with everything that turns those fields into a record (the
+// mapping, the normalisation, the validator's version, the fields the
+// content hash covers). The prints the last run confirmed are kept in a
+// file beside the state DB, sorted; a run prints every row without
+// decoding it, sorts the prints in bounded memory (partitions spilled to a
+// temporary file) and merges them with that file. Only the rows that do
+// not match are decoded, validated and decided as before. The file is
+// valid only for the store's change version it was written at: any other
+// writer (sync --external-id, retry, rebuild-cache, a crash mid-apply)
+// changes the version, and the next run decides every row again and
+// writes the file afresh.
+
+// Print identifies a row's raw mapped fields (see PrintSource).
+type Print [16]byte
+
+// RowPrint is one row of a PrintSource's print pass.
+type RowPrint struct {
+	Print Print
+	// Pos is where the row starts in the source (a byte offset for a
+	// file), for RecordsAt.
+	Pos int64
+	// Line is the row's first line, for its Ref.
+	Line int
+}
+
+// ErrNoPrints: the source cannot print this read (a row its fast scanner
+// cannot decode exactly); the run reads it with Records instead.
+var ErrNoPrints = errors.New("source cannot print its rows")
+
+// PrintSource is a Source whose rows can be printed without being decoded,
+// and read back by position: a file export. Records must set Record.Print
+// (and RecordError.Print) to the print the print pass gives the same row.
+type PrintSource interface {
+	Source
+	// PrintSeed names everything that turns a row's fields into a record:
+	// prints of another seed never match.
+	PrintSeed() string
+	// Prints yields the print of every row, in source order. An error
+	// ends it; ErrNoPrints asks for a read with Records.
+	Prints(ctx context.Context) iter.Seq2[RowPrint, error]
+	// RecordsAt yields the records (or *RecordError) of the rows at
+	// rows' positions, which are ascending.
+	RecordsAt(ctx context.Context, rows []RowPrint) iter.Seq2[Record, error]
+}
+
+// PrintStore is a Store that can keep a run's confirmed prints beside it.
+type PrintStore interface {
+	// ChangeVersion changes whenever a mapping, pending write or failure
+	// does.
+	ChangeVersion(ctx context.Context) (int64, error)
+	// PrintsPath is the file the prints are kept in.
+	PrintsPath() string
+	// PrintsToken is the token of the prints file last written for this
+	// store, set with SetPrintsToken: a store restored from a backup does
+	// not trust a newer file.
+	PrintsToken(ctx context.Context) (string, error)
+	SetPrintsToken(ctx context.Context, token string) error
+}
+
+// printVersion is mixed into every print seed: bump it when what a run
+// does with a confirmed row changes.
+const printVersion = "prints-v1"
+
+// Print entry kinds, as the prints file keeps them.
+const (
+	printConfirmed byte = iota // the row's record is what the mapping holds
+	printRejected              // the row was rejected, and is counted only
+)
+
+// printEntry is one confirmed print.
+type printEntry struct {
+	hi, lo uint64
+	kind   byte
+	line   int    // rejected rows: the line it was recorded with
+	id     string // external id; empty for a rejected row without one
+}
+
+func (e printEntry) print() Print {
+	var p Print
+	binary.BigEndian.PutUint64(p[:8], e.hi)
+	binary.BigEndian.PutUint64(p[8:], e.lo)
+	return p
+}
+
+func splitPrint(p Print) (hi, lo uint64) {
+	return binary.BigEndian.Uint64(p[:8]), binary.BigEndian.Uint64(p[8:])
+}
+
+func printLess(ahi, alo, bhi, blo uint64) bool { return ahi < bhi || (ahi == bhi && alo < blo) }
+
+// The prints file: a fixed header (magic, seed digest, change version,
+// entry count, token) and the entries in print order.
+const (
+	printsMagic      = "PSYPRNT1"
+	printsHeaderSize = 8 + 32 + 8 + 8 + 16
+)
+
+// printSet is a prints file opened for reading.
+type printSet struct {
+	f *os.File
+	n uint64
+}
+
+// openPrints opens the prints file at path when it was written for seed
+// at the store's current version; otherwise it returns nil.
+func openPrints(ctx context.Context, ps PrintStore, seed string) (*printSet, error) {
+	f, err := os.Open(ps.PrintsPath())
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open prints file: %w", err)
+	}
+	var h [printsHeaderSize]byte
+	if _, err := io.ReadFull(f, h[:]); err != nil {
+		f.Close()
+		return nil, nil // short or torn: rebuilt by this run
+	}
+	sum := sha256.Sum256([]byte(seed))
+	v, err := ps.ChangeVersion(ctx)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("read change version: %w", err)
+	}
+	token, err := ps.PrintsToken(ctx)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("read prints token: %w", err)
+	}
+	if string(h[:8]) != printsMagic || [32]byte(h[8:40]) != sum || int64(binary.BigEndian.Uint64(h[40:48])) != v ||
+		token != hex.EncodeToString(h[56:72]) {
+		f.Close()
+		return nil, nil
+	}
+	return &printSet{f: f, n: binary.BigEndian.Uint64(h[48:56])}, nil
+}
+
+func (s *printSet) close() {
+	if s != nil {
+		s.f.Close()
+	}
+}
+
+// entries yields the set's entries in print order.
+func (s *printSet) entries() iter.Seq2[printEntry, error] {
+	return func(yield func(printEntry, error) bool) {
+		if _, err := s.f.Seek(printsHeaderSize, io.SeekStart); err != nil {
+			yield(printEntry{}, fmt.Errorf("read prints file: %w", err))
+			return
+		}
+		r := bufio.NewReaderSize(s.f, 256<<10)
+		var buf []byte
+		for range s.n {
+			e, b, err := readPrintEntry(r, buf)
+			buf = b
+			if err != nil {
+				yield(printEntry{}, fmt.Errorf("read prints file: %w", err))
+				return
+			}
+			if !yield(e, nil) {
+				return
+			}
+		}
+	}
+}
+
+func appendPrintEntry(b []byte, e printEntry) []byte {
+	b = binary.BigEndian.AppendUint64(b, e.hi)
+	b = binary.BigEndian.AppendUint64(b, e.lo)
+	b = append(b, e.kind)
+	b = binary.AppendUvarint(b, uint64(e.line))
+	b = binary.AppendUvarint(b, uint64(len(e.id)))
+	return append(b, e.id...)
+}
+
+func readPrintEntry(r *bufio.Reader, buf []byte) (printEntry, []byte, error) {
+	var fixed [17]byte
+	if _, err := io.ReadFull(r, fixed[:]); err != nil {
+		return printEntry{}, buf, err
+	}
+	e := printEntry{hi: binary.BigEndian.Uint64(fixed[:8]), lo: binary.BigEndian.Uint64(fixed[8:16]), kind: fixed[16]}
+	line, err := binary.ReadUvarint(r)
+	if err != nil {
+		return e, buf, err
+	}
+	e.line = int(line)
+	n, err := binary.ReadUvarint(r)
+	if err != nil {
+		return e, buf, err
+	}
+	if n > 1<<16 {
+		return e, buf, errors.New("corrupt entry")
+	}
+	buf = slices.Grow(buf[:0], int(n))[:n]
+	if _, err := io.ReadFull(r, buf); err != nil {
+		return e, buf, err
+	}
+	e.id = string(buf)
+	return e, buf, nil
+}
+
+// writePrints writes the entries of next, in print order, as the prints
+// file for seed at the store's version now: to a temporary file, synced,
+// then renamed over the old one.
+func writePrints(ctx context.Context, ps PrintStore, seed string, next iter.Seq2[printEntry, error]) error {
+	path := ps.PrintsPath()
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".prints-*")
+	if err != nil {
+		return fmt.Errorf("write prints file: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+	w := bufio.NewWriterSize(tmp, 256<<10)
+	var h [printsHeaderSize]byte
+	if _, err := w.Write(h[:]); err != nil {
+		return fmt.Errorf("write prints file: %w", err)
+	}
+	var n uint64
+	var buf []byte
+	for e, err := range next {
+		if err != nil {
+			return err
+		}
+		buf = appendPrintEntry(buf[:0], e)
+		if _, err := w.Write(buf); err != nil {
+			return fmt.Errorf("write prints file: %w", err)
+		}
+		n++
+	}
+	if err := w.Flush(); err != nil {
+		return fmt.Errorf("write prints file: %w", err)
+	}
+	v, err := ps.ChangeVersion(ctx)
+	if err != nil {
+		return fmt.Errorf("read change version: %w", err)
+	}
+	copy(h[:8], printsMagic)
+	sum := sha256.Sum256([]byte(seed))
+	copy(h[8:40], sum[:])
+	binary.BigEndian.PutUint64(h[40:48], uint64(v))
+	binary.BigEndian.PutUint64(h[48:56], n)
+	if _, err := rand.Read(h[56:72]); err != nil {
+		return fmt.Errorf("write prints file: %w", err)
+	}
+	// The token first: a crash before the rename leaves a store that
+	// trusts no file, never one that trusts a stale file.
+	if err := ps.SetPrintsToken(ctx, hex.EncodeToString(h[56:72])); err != nil {
+		return err
+	}
+	if _, err := tmp.WriteAt(h[:], 0); err != nil {
+		return fmt.Errorf("write prints file: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		return fmt.Errorf("write prints file: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write prints file: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("write prints file: %w", err)
+	}
+	return nil
+}
+
+// printBuckets partitions values by the top bits of their print; each
+// partition is sorted in memory on its own (a radix partition, then a
+// sort), so sorting n values holds about n/printBucketCount of them.
+const (
+	printBucketBits  = 6
+	printBucketCount = 1 << printBucketBits
+	printBucketChunk = 1024 // values held per partition before it spills
+)
+
+// bucketSorter sorts values by print in bounded memory: values go to
+// their partition's buffer; a full buffer is spilled, as one chunk, to a
+// shared temporary file.
+type bucketSorter[T any] struct {
+	dir    string
+	key    func(T) (hi, lo uint64)
+	enc    func([]byte, T) []byte
+	dec    func(*bufio.Reader) (T, error)
+	bufs   [printBucketCount][]T
+	chunks [printBucketCount][][2]int64 // offset, length in f
+	f      *os.File
+	off    int64
+	n      int64
+	scr    []byte
+}
+
+func newBucketSorter[T any](dir string, key func(T) (uint64, uint64), enc func([]byte, T) []byte, dec func(*bufio.Reader) (T, error)) *bucketSorter[T] {
+	return &bucketSorter[T]{dir: dir, key: key, enc: enc, dec: dec}
+}
+
+func (s *bucketSorter[T]) add(v T) error {
+	hi, _ := s.key(v)
+	b := hi >> (64 - printBucketBits)
+	s.bufs[b] = append(s.bufs[b], v)
+	s.n++
+	if len(s.bufs[b]) < printBucketChunk {
+		return nil
+	}
+	return s.spill(int(b))
+}
+
+func (s *bucketSorter[T]) spill(b int) error {
+	if s.f == nil {
+		f, err := os.CreateTemp(s.dir, "plugipay-sync-prints-*")
+		if err != nil {
+			return fmt.Errorf("create spill file: %w", err)
+		}
+		_ = os.Remove(f.Name())
+		s.f = f
+	}
+	s.scr = s.scr[:0]
+	for _, v := range s.bufs[b] {
+		s.scr = s.enc(s.scr, v)
+	}
+	if _, err := s.f.WriteAt(s.scr, s.off); err != nil {
+		return fmt.Errorf("write spill file: %w", err)
+	}
+	s.chunks[b] = append(s.chunks[b], [2]int64{s.off, int64(len(s.scr))})
+	s.off += int64(len(s.scr))
+	s.bufs[b] = s.bufs[b][:0]
+	return nil
+}
+
+// sorted yields every value added, in print order (values with equal
+// prints in no particular order).
+func (s *bucketSorter[T]) sorted() iter.Seq2[T, error] {
+	return func(yield func(T, error) bool) {
+		var all []T
+		r := bufio.NewReaderSize(nil, 64<<10)
+		for b := range printBucketCount {
+			all = all[:0]
+			for _, c := range s.chunks[b] {
+				r.Reset(io.NewSectionReader(s.f, c[0], c[1]))
+				for {
+					v, err := s.dec(r)
+					if errors.Is(err, io.EOF) {
+						break
+					}
+					if err != nil {
+						var zero T
+						yield(zero, fmt.Errorf("read spill file: %w", err))
+						return
+					}
+					all = append(all, v)
+				}
+			}
+			all = append(all, s.bufs[b]...)
+			slices.SortFunc(all, func(a, b T) int {
+				ahi, alo := s.key(a)
+				bhi, blo := s.key(b)
+				switch {
+				case printLess(ahi, alo, bhi, blo):
+					return -1
+				case ahi == bhi && alo == blo:
+					return 0
+				}
+				return 1
+			})
+			for _, v := range all {
+				if !yield(v, nil) {
+					return
+				}
+			}
+		}
+	}
+}
+
+func (s *bucketSorter[T]) close() {
+	if s != nil && s.f != nil {
+		s.f.Close()
+	}
+}
+
+// rowPrintSorter sorts a read's row prints.
+func newRowPrintSorter(dir string) *bucketSorter[RowPrint] {
+	return newBucketSorter(dir,
+		func(r RowPrint) (uint64, uint64) { return splitPrint(r.Print) },
+		func(b []byte, r RowPrint) []byte {
+			b = append(b, r.Print[:]...)
+			b = binary.BigEndian.AppendUint64(b, uint64(r.Pos))
+			return binary.BigEndian.AppendUint32(b, uint32(r.Line))
+		},
+		func(r *bufio.Reader) (RowPrint, error) {
+			var b [28]byte
+			if _, err := io.ReadFull(r, b[:]); err != nil {
+				return RowPrint{}, err
+			}
+			rp := RowPrint{Pos: int64(binary.BigEndian.Uint64(b[16:24])), Line: int(binary.BigEndian.Uint32(b[24:28]))}
+			copy(rp.Print[:], b[:16])
+			return rp, nil
+		})
+}
+
+// newEntrySorter sorts print entries.
+func newEntrySorter(dir string) *bucketSorter[printEntry] {
+	return newBucketSorter(dir,
+		func(e printEntry) (uint64, uint64) { return e.hi, e.lo },
+		appendPrintEntry,
+		func(r *bufio.Reader) (printEntry, error) {
+			e, _, err := readPrintEntry(r, nil)
+			return e, err
+		})
+}
+
+// printCollector gathers the entries a run confirms while it decides and
+// writes (from several workers at once).
+type printCollector struct {
+	mu stdsync.Mutex
+	s  *bucketSorter[printEntry]
+	// err is the first spill error; the run then keeps the old file
+	// invalid rather than write a partial one.
+	err error
+}
+
+func (c *printCollector) add(p Print, kind byte, line int, id string) {
+	if c == nil || p == (Print{}) {
+		return
+	}
+	hi, lo := splitPrint(p)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err == nil {
+		c.err = c.s.add(printEntry{hi: hi, lo: lo, kind: kind, line: line, id: id})
+	}
+}
+
+// mergeEntries yields the entries of a and b, both in print order, in
+// print order.
+func mergeEntries(a, b iter.Seq2[printEntry, error]) iter.Seq2[printEntry, error] {
+	return func(yield func(printEntry, error) bool) {
+		nextB, stop := iter.Pull2(b)
+		defer stop()
+		eb, errB, okB := nextB()
+		for ea, errA := range a {
+			if errA != nil {
+				yield(printEntry{}, errA)
+				return
+			}
+			for okB && (errB != nil || printLess(eb.hi, eb.lo, ea.hi, ea.lo)) {
+				if errB != nil {
+					yield(printEntry{}, errB)
+					return
+				}
+				if !yield(eb, nil) {
+					return
+				}
+				eb, errB, okB = nextB()
+			}
+			if !yield(ea, nil) {
+				return
+			}
+		}
+		for ; okB; eb, errB, okB = nextB() {
+			if errB != nil {
+				yield(printEntry{}, errB)
+				return
+			}
+			if !yield(eb, nil) {
+				return
+			}
+		}
+	}
+}
