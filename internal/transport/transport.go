@@ -206,7 +206,7 @@ func (c *Client) do(ctx context.Context, r *Request) (*Response, int, *Error) {
 	var last *Error
 	for n := 1; ; n++ {
 		ev := Attempt{API: c.o.API, Op: r.Op, Method: r.Method, N: n, Bucket: r.Bucket}
-		if r.Limiter != nil {
+		if limits(r.Limiter) {
 			waitStart := time.Now()
 			err := r.Limiter.Wait(ctx)
 			ev.Waited = time.Since(waitStart)
@@ -276,6 +276,18 @@ func (c *Client) do(ctx context.Context, r *Request) (*Response, int, *Error) {
 			return nil, n, ce
 		}
 	}
+}
+
+// limits reports whether l may make a request wait (a nil or unlimited
+// *Limiter never does, and its wait is not measured).
+func limits(l RateLimiter) bool {
+	if l == nil {
+		return false
+	}
+	if lim, ok := l.(*Limiter); ok {
+		return lim != nil && lim.lim != nil
+	}
+	return true
 }
 
 func (c *Client) observe(a Attempt) {
