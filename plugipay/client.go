@@ -208,7 +208,7 @@ func New(opts Options) (*Client, error) {
 		MaxRetryAfter: orDefault(opts.MaxRetryAfter, DefaultMaxRetryAfter),
 		MaxBody:       maxResponseBytes,
 		Logger:        logger.With(zap.String("component", "plugipay")),
-		Code:          func(e *transport.Error) string { return metricCode(c.fromTransport(nil, "", e)) },
+		Code:          func(e *transport.Error) string { return metricCode(c.fromTransport("", e, nil)) },
 		// The code and request id of an error answer, for the retry log.
 		ParseError: func(status int, h http.Header, body []byte) (code, msg, requestID string) {
 			_, e := decodeEnvelope(status, body)
@@ -315,7 +315,7 @@ func (c *Client) do(ctx context.Context, r *request) (*Envelope, error) {
 		},
 	})
 	if err != nil {
-		return nil, c.fromTransport(ctx, r.desc, err)
+		return nil, c.fromTransport(r.desc, err, func(msg string) *Error { return ctxError(ctx, r.desc, msg) })
 	}
 	return env, nil
 }
@@ -353,9 +353,9 @@ func (c *Client) finish(e *Error, op string, h http.Header, retryAfter time.Dura
 // fromTransport maps the transport's error to the SDK's *Error (the
 // table: a status answer decodes to the API's code and kind; a failure to
 // send is network_error or timeout; the caller's ctx ending is canceled,
-// or timeout past its deadline). With ctx nil (metrics) a canceled error
-// is classified from its cause.
-func (c *Client) fromTransport(ctx context.Context, op string, err error) *Error {
+// or timeout past its deadline, built by ctxErr). With ctxErr nil (for
+// the metrics label) a canceled error is classified from its cause.
+func (c *Client) fromTransport(op string, err error, ctxErr func(msg string) *Error) *Error {
 	var te *transport.Error
 	if !errors.As(err, &te) {
 		return &Error{Op: op, Code: CodeUnknown, Err: ErrAPI, Message: err.Error(), Cause: err}
@@ -384,14 +384,14 @@ func (c *Client) fromTransport(ctx context.Context, op string, err error) *Error
 		if te.Last != nil && te.Last.Kind == transport.KindNetwork && msg == "" {
 			msg = redact(transportMessage(te.Last.Err), c.secret)
 		}
-		if ctx == nil {
+		if ctxErr == nil {
 			e := &Error{Op: op, Code: CodeCanceled, Err: ErrCanceled, Message: msg, Cause: te.Err}
 			if errors.Is(te.Err, context.DeadlineExceeded) {
 				e.Code, e.Err = CodeTimeout, ErrTimeout
 			}
 			return e
 		}
-		return ctxError(ctx, op, msg)
+		return ctxErr(msg)
 	case transport.KindTimeout:
 		msg := te.Message
 		if te.Err != nil && !strings.Contains(msg, te.Err.Error()) {
