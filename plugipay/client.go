@@ -2,19 +2,18 @@
 // protocol of shared/spec/plugipay-api.md: HMAC-SHA256 request signing, the
 // {data, error, meta} envelope, cursor pagination and idempotent writes.
 //
-// The client has one transport (Client.do) with one retry loop, and thin
-// resource services on top (Client.Customers). Every failure is a *Error
+// The client sends through the module's one transport
+// (internal/transport: one retry policy, one backoff schedule, one
+// Retry-After cap, one rate limiter type, one metrics hook), signing every
+// attempt afresh, with thin resource services on top (Client.Customers). Every failure is a *Error
 // that unwraps to a kind sentinel (ErrNotFound, ErrConflict, ...).
 package plugipay
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -24,6 +23,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+
+	"github.com/plugipay-sync/plugipay-sync/internal/transport"
 )
 
 // Defaults applied by New to zero-valued Options fields.
@@ -80,9 +81,10 @@ type Options struct {
 	// (default 4; 1 disables retries).
 	MaxAttempts int
 	// MinBackoff and MaxBackoff bound the exponential backoff between
-	// attempts; each wait is drawn uniformly from [0, min(MaxBackoff,
-	// MinBackoff*2^(n-1))] ("full jitter"). A Retry-After from the server
-	// on 429 or 503 replaces the drawn wait.
+	// attempts (the shared transport's schedule, cenkalti/backoff): the
+	// n-th wait is drawn from [0.5, 1.5] times min(MaxBackoff,
+	// MinBackoff*2^(n-1)). A Retry-After from the server replaces the
+	// drawn wait.
 	MinBackoff time.Duration
 	MaxBackoff time.Duration
 	// MaxRetryAfter is the longest wait a Retry-After may ask for (zero:
@@ -130,22 +132,16 @@ type Client struct {
 	secret     string
 	onBehalfOf string
 	timeout    time.Duration
-	httpClient *http.Client
 
-	maxAttempts   int
-	minBackoff    time.Duration
-	maxRetryAfter time.Duration
-	maxBackoff    time.Duration
-	// jitter draws a wait in [0, d]; replaced in tests.
-	jitter func(d time.Duration) time.Duration
+	maxAttempts int
 	// now returns the signing clock; replaced in tests.
 	now func() time.Time
 
-	readLimiter  *adaptiveLimiter
-	writeLimiter *adaptiveLimiter
-
-	logger  *zap.Logger
-	metrics *metrics
+	// t is the shared transport: retries, backoff, Retry-After cap,
+	// metrics.
+	t            *transport.Client
+	readLimiter  *transport.Limiter
+	writeLimiter *transport.Limiter
 }
 
 // New validates opts, applies defaults and returns a Client.
@@ -179,41 +175,64 @@ func New(opts Options) (*Client, error) {
 	}
 
 	c := &Client{
-		base:          base,
-		keyID:         opts.KeyID,
-		secret:        opts.Secret,
-		onBehalfOf:    opts.OnBehalfOf,
-		timeout:       orDefault(opts.Timeout, DefaultTimeout),
-		httpClient:    opts.HTTPClient,
-		maxAttempts:   orDefault(opts.MaxAttempts, DefaultMaxAttempts),
-		minBackoff:    orDefault(opts.MinBackoff, DefaultMinBackoff),
-		maxBackoff:    orDefault(opts.MaxBackoff, DefaultMaxBackoff),
-		maxRetryAfter: orDefault(opts.MaxRetryAfter, DefaultMaxRetryAfter),
-		jitter:        fullJitter,
-		now:           time.Now,
-		logger:        opts.Logger,
+		base:        base,
+		keyID:       opts.KeyID,
+		secret:      opts.Secret,
+		onBehalfOf:  opts.OnBehalfOf,
+		timeout:     orDefault(opts.Timeout, DefaultTimeout),
+		maxAttempts: orDefault(opts.MaxAttempts, DefaultMaxAttempts),
+		now:         time.Now,
 	}
-	if c.maxBackoff < c.minBackoff {
-		c.maxBackoff = c.minBackoff
+	hc := opts.HTTPClient
+	if hc == nil {
+		hc = &http.Client{CheckRedirect: noRedirect}
 	}
-	if c.httpClient == nil {
-		c.httpClient = &http.Client{CheckRedirect: noRedirect}
+	logger := opts.Logger
+	if logger == nil {
+		logger = zap.NewNop()
 	}
-	if c.logger == nil {
-		c.logger = zap.NewNop()
+	// The server's published limits are per one-second window and it
+	// says when a window is used up: the limiters adapt (see
+	// transport.LimiterOptions.Adaptive).
+	c.readLimiter = transport.NewLimiter(transport.LimiterOptions{Adaptive: true,
+		PerSecond: orDefault(opts.ReadRate, DefaultReadRate), Burst: orDefault(opts.ReadBurst, DefaultReadBurst)})
+	c.writeLimiter = transport.NewLimiter(transport.LimiterOptions{Adaptive: true,
+		PerSecond: orDefault(opts.WriteRate, DefaultWriteRate), Burst: orDefault(opts.WriteBurst, DefaultWriteBurst)})
+	topts := transport.Options{
+		API:           metricsDestination,
+		HTTPClient:    hc,
+		Timeout:       c.timeout,
+		MaxAttempts:   c.maxAttempts,
+		MinBackoff:    orDefault(opts.MinBackoff, DefaultMinBackoff),
+		MaxBackoff:    orDefault(opts.MaxBackoff, DefaultMaxBackoff),
+		MaxRetryAfter: orDefault(opts.MaxRetryAfter, DefaultMaxRetryAfter),
+		MaxBody:       maxResponseBytes,
+		Logger:        logger.With(zap.String("component", "plugipay")),
+		Code:          func(e *transport.Error) string { return metricCode(c.fromTransport("", e, nil)) },
+		// The code and request id of an error answer, for the retry log.
+		ParseError: func(status int, h http.Header, body []byte) (code, msg, requestID string) {
+			_, e := decodeEnvelope(status, body)
+			if e == nil {
+				return "", "", ""
+			}
+			e = c.finish(e, "", h, 0)
+			return e.Code, e.Message, e.RequestID
+		},
+		// Retry-After dates are read against the signing clock.
+		Now: func() time.Time { return c.now() },
 	}
-	c.logger = c.logger.With(zap.String("component", "plugipay"))
-	c.readLimiter = newAdaptiveLimiter("read",
-		orDefault(opts.ReadRate, DefaultReadRate), orDefault(opts.ReadBurst, DefaultReadBurst))
-	c.writeLimiter = newAdaptiveLimiter("write",
-		orDefault(opts.WriteRate, DefaultWriteRate), orDefault(opts.WriteBurst, DefaultWriteBurst))
 	if opts.Registerer != nil {
 		m, err := newMetrics(opts.Registerer)
 		if err != nil {
 			return nil, fmt.Errorf("plugipay: register metrics: %w", err)
 		}
-		c.metrics = m
+		topts.Observer = m
 	}
+	t, err := transport.New(topts)
+	if err != nil {
+		return nil, fmt.Errorf("plugipay: %w", err)
+	}
+	c.t = t
 	c.Customers = &CustomerService{c: c}
 	return c, nil
 }
@@ -244,22 +263,61 @@ type request struct {
 	idemKey string
 }
 
-// response is what one attempt learned, error or not.
-type response struct {
-	status     int
-	env        *Envelope
-	retryAfter time.Duration // from Retry-After, 0 if absent
-	remaining  int           // X-RateLimit-Remaining, -1 if absent
-	reset      time.Time     // X-RateLimit-Reset, zero if absent
-}
-
-// do runs r with retries and returns the decoded envelope of the first
-// successful attempt. Every returned error is a *Error.
+// do runs r through the shared transport (internal/transport: its retry
+// policy, backoff, Retry-After cap, rate limiters and metrics hook) and
+// returns the decoded envelope of the first successful attempt. Every
+// attempt is signed afresh (new timestamp) over the same body bytes and
+// the same Idempotency-Key, so every Plugipay call, writes included, may
+// be retried. Every returned error is a *Error.
 func (c *Client) do(ctx context.Context, r *request) (*Envelope, error) {
-	start := time.Now()
-	env, err := c.retryLoop(ctx, r)
-	c.metrics.observeRequest(r.op, err, time.Since(start))
-	return env, err
+	u, target, err := c.target(r)
+	if err != nil {
+		return nil, &Error{Op: r.desc, Code: CodeValidation, Err: ErrValidation,
+			Message: "build request URL: " + err.Error(), Cause: err}
+	}
+	lim, bucket := c.readLimiter, "read"
+	if r.method != http.MethodGet {
+		lim, bucket = c.writeLimiter, "write"
+	}
+	h := http.Header{}
+	h.Set("Accept", "application/json")
+	h.Set("User-Agent", "plugipay-sync")
+	if r.body != nil {
+		h.Set("Content-Type", "application/json")
+	}
+	if r.idemKey != "" {
+		h.Set(HeaderIdempotencyKey, r.idemKey)
+	}
+	if c.onBehalfOf != "" {
+		h.Set(HeaderOnBehalfOf, c.onBehalfOf)
+	}
+	var env *Envelope
+	_, err = c.t.Do(ctx, &transport.Request{
+		Op: r.op, Desc: r.desc, Method: r.method, URL: u.String(), Header: h, Body: r.body,
+		// Reads are safe, and every write carries an Idempotency-Key the
+		// server replays: all of them may run twice.
+		Idempotent: true,
+		Limiter:    lim, Bucket: bucket,
+		Prepare: func(req *http.Request) error {
+			ts := c.now().Unix()
+			sig := Sign(c.secret, r.method, target, ts, r.body, r.idemKey)
+			req.Header.Set(HeaderAuthorization, AuthorizationHeader(c.keyID, sig))
+			req.Header.Set(HeaderTimestamp, strconv.FormatInt(ts, 10))
+			return nil
+		},
+		Check: func(resp *transport.Response) error {
+			e, apiErr := decodeEnvelope(resp.Status, resp.Body)
+			if apiErr != nil {
+				return c.finish(apiErr, r.desc, resp.Header, 0)
+			}
+			env = e
+			return nil
+		},
+	})
+	if err != nil {
+		return nil, c.fromTransport(r.desc, err, func(msg string) *Error { return ctxError(ctx, r.desc, msg) })
+	}
+	return env, nil
 }
 
 // target returns the request URL and the raw request target that is
@@ -277,99 +335,77 @@ func (c *Client) target(r *request) (*url.URL, string, error) {
 	return u, u.RequestURI(), nil
 }
 
-// attempt sends r once: it signs with a fresh timestamp, sends the exact
-// body bytes, reads and decodes the envelope. It never retries.
-func (c *Client) attempt(ctx context.Context, r *request) (*response, *Error) {
-	u, target, err := c.target(r)
-	if err != nil {
-		return nil, &Error{Op: r.desc, Code: CodeValidation, Err: ErrValidation,
-			Message: "build request URL: " + err.Error(), Cause: err}
+// finish completes an API error decoded from an answer: its operation,
+// its message without the secret, the request id from the header when the
+// envelope had none, and the Retry-After hint.
+func (c *Client) finish(e *Error, op string, h http.Header, retryAfter time.Duration) *Error {
+	e.Op = op
+	e.Message = redact(e.Message, c.secret)
+	if e.RequestID == "" {
+		e.RequestID = h.Get("X-Request-Id")
 	}
-	actx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-
-	var body io.Reader = http.NoBody
-	if r.body != nil {
-		body = bytes.NewReader(r.body)
+	if retryAfter > 0 {
+		e.RetryAfter = int((retryAfter + time.Second - 1) / time.Second)
 	}
-	req, err := http.NewRequestWithContext(actx, r.method, u.String(), body)
-	if err != nil {
-		return nil, &Error{Op: r.desc, Code: CodeValidation, Err: ErrValidation,
-			Message: "build request: " + err.Error(), Cause: err}
-	}
-	ts := c.now().Unix()
-	sig := Sign(c.secret, r.method, target, ts, r.body, r.idemKey)
-	req.Header.Set(HeaderAuthorization, AuthorizationHeader(c.keyID, sig))
-	req.Header.Set(HeaderTimestamp, strconv.FormatInt(ts, 10))
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", "plugipay-sync")
-	if r.body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if r.idemKey != "" {
-		req.Header.Set(HeaderIdempotencyKey, r.idemKey)
-	}
-	if c.onBehalfOf != "" {
-		req.Header.Set(HeaderOnBehalfOf, c.onBehalfOf)
-	}
-
-	resp, err := c.httpClient.Do(req)
-	if err != nil {
-		return nil, c.transportError(ctx, actx, r, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
-	if err != nil {
-		return nil, c.transportError(ctx, actx, r, fmt.Errorf("read response: %w", err))
-	}
-	out := &response{
-		status:     resp.StatusCode,
-		retryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), c.now()),
-		remaining:  -1,
-	}
-	if v := resp.Header.Get("X-RateLimit-Remaining"); v != "" {
-		if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil {
-			out.remaining = n
-		}
-	}
-	if v := resp.Header.Get("X-RateLimit-Reset"); v != "" {
-		if n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil && n > 0 {
-			out.reset = time.Unix(n, 0)
-		}
-	}
-	env, apiErr := decodeEnvelope(resp.StatusCode, data)
-	out.env = env
-	if apiErr != nil {
-		apiErr.Op = r.desc
-		apiErr.Message = redact(apiErr.Message, c.secret)
-		if apiErr.RequestID == "" {
-			apiErr.RequestID = resp.Header.Get("X-Request-Id")
-		}
-		if out.retryAfter > 0 {
-			apiErr.RetryAfter = int((out.retryAfter + time.Second - 1) / time.Second)
-		}
-		return out, apiErr
-	}
-	return out, nil
+	return e
 }
 
-// transportError turns a failure to send or read into a *Error with status
-// 0: canceled when the caller's ctx was canceled, timeout when a deadline
-// passed (the caller's or the attempt's), network_error otherwise.
-func (c *Client) transportError(ctx, actx context.Context, r *request, err error) *Error {
-	msg := redact(transportMessage(err), c.secret)
-	switch {
-	case ctx.Err() != nil:
-		return ctxError(ctx, r.desc, msg)
-	case actx.Err() != nil || errors.Is(err, context.DeadlineExceeded):
-		return &Error{Op: r.desc, Code: CodeTimeout, Err: ErrTimeout,
-			Message: fmt.Sprintf("attempt exceeded %s: %s", c.timeout, msg), Cause: err}
+// fromTransport maps the transport's error to the SDK's *Error (the
+// table: a status answer decodes to the API's code and kind; a failure to
+// send is network_error or timeout; the caller's ctx ending is canceled,
+// or timeout past its deadline, built by ctxErr). With ctxErr nil (for
+// the metrics label) a canceled error is classified from its cause.
+func (c *Client) fromTransport(op string, err error, ctxErr func(msg string) *Error) *Error {
+	var te *transport.Error
+	if !errors.As(err, &te) {
+		return &Error{Op: op, Code: CodeUnknown, Err: ErrAPI, Message: err.Error(), Cause: err}
 	}
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		return &Error{Op: r.desc, Code: CodeTimeout, Err: ErrTimeout, Message: msg, Cause: err}
+	switch te.Kind {
+	case transport.KindStatus:
+		_, e := decodeEnvelope(te.Status, te.Body)
+		if e == nil { // a 3xx carrying a clean envelope: redirects are not followed
+			e = &Error{StatusCode: te.Status, Code: CodeInvalidResponse, Err: ErrInvalidResponse,
+				Message: fmt.Sprintf("unexpected HTTP %d (redirects are not followed)", te.Status)}
+		}
+		e = c.finish(e, op, te.Header, te.RetryAfter)
+		if te.Note != "" {
+			e.Message = fmt.Sprintf("%s (%s)", e.Message, te.Note)
+		}
+		return e
+	case transport.KindResponse:
+		var e *Error
+		if errors.As(te.Err, &e) {
+			return e
+		}
+		return &Error{Op: op, StatusCode: te.Status, Code: CodeInvalidResponse, Err: ErrInvalidResponse,
+			Message: redact(te.Message, c.secret), Cause: te.Err}
+	case transport.KindCanceled:
+		msg := te.Message
+		if te.Last != nil && te.Last.Kind == transport.KindNetwork && msg == "" {
+			msg = redact(transportMessage(te.Last.Err), c.secret)
+		}
+		if ctxErr == nil {
+			e := &Error{Op: op, Code: CodeCanceled, Err: ErrCanceled, Message: msg, Cause: te.Err}
+			if errors.Is(te.Err, context.DeadlineExceeded) {
+				e.Code, e.Err = CodeTimeout, ErrTimeout
+			}
+			return e
+		}
+		return ctxErr(msg)
+	case transport.KindTimeout:
+		msg := te.Message
+		if te.Err != nil && !strings.Contains(msg, te.Err.Error()) {
+			if msg != "" {
+				msg += ": "
+			}
+			msg += transportMessage(te.Err)
+		}
+		return &Error{Op: op, Code: CodeTimeout, Err: ErrTimeout, Message: redact(msg, c.secret), Cause: te.Err}
+	case transport.KindNetwork:
+		return &Error{Op: op, Code: CodeNetwork, Err: ErrNetwork,
+			Message: redact(transportMessage(te.Err), c.secret), Cause: te.Err}
 	}
-	return &Error{Op: r.desc, Code: CodeNetwork, Err: ErrNetwork, Message: msg, Cause: err}
+	return &Error{Op: op, Code: CodeValidation, Err: ErrValidation, Message: redact(te.Message, c.secret), Cause: te.Err}
 }
 
 // transportMessage is err's text with the query string dropped from any

@@ -123,10 +123,10 @@ func TestNew(t *testing.T) {
 		if c.timeout != DefaultTimeout || c.maxAttempts != DefaultMaxAttempts {
 			t.Errorf("timeout, attempts = %v, %d", c.timeout, c.maxAttempts)
 		}
-		if got := c.writeLimiter.limit(); got != DefaultWriteRate {
+		if got := c.writeLimiter.Limit(); got != DefaultWriteRate {
 			t.Errorf("write rate = %v, want %v", got, DefaultWriteRate)
 		}
-		if got := c.readLimiter.limit(); got != DefaultReadRate {
+		if got := c.readLimiter.Limit(); got != DefaultReadRate {
 			t.Errorf("read rate = %v, want %v", got, DefaultReadRate)
 		}
 	})

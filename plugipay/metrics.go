@@ -1,12 +1,12 @@
 package plugipay
 
 import (
-	"errors"
-	"time"
+	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/plugipay-sync/plugipay-sync/internal/apimetrics"
+	"github.com/plugipay-sync/plugipay-sync/internal/transport"
 )
 
 // Label values of the op label, one per customer operation.
@@ -27,60 +27,29 @@ var metricCodes = []string{
 	CodeInvalidResponse, CodeUnknown, CodeMethodNotAllowed, "other",
 }
 
-// metrics holds the client's share of the module's API metrics (see
-// apimetrics), with destination "plugipay". A nil *metrics records
-// nothing, so a Client without a Registerer pays no cost.
-type metrics struct {
-	m *apimetrics.Metrics
-}
-
 // metricsDestination is the destination label of the SDK's calls.
 const metricsDestination = "plugipay"
 
 // newMetrics registers the collectors with reg, sharing those another
-// client registered there already.
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+// client registered there already, and creates every series of the SDK
+// at zero. The result is the transport's metrics hook.
+func newMetrics(reg prometheus.Registerer) (*apimetrics.Metrics, error) {
 	m, err := apimetrics.New(reg, metricsDestination)
 	if err != nil {
 		return nil, err
 	}
-	// Every series exists from the start.
-	m.Init([]string{opCreate, opGet, opUpdate, opList}, metricCodes,
-		[]string{reasonNetwork, reasonTimeout, reasonRateLimited, reasonServer}, []string{"read", "write"})
-	return &metrics{m: m}, nil
+	m.Init([]string{opCreate, opGet, opUpdate, opList}, metricCodes, transport.Reasons, []string{"read", "write"})
+	return m, nil
 }
 
-// observeRequest counts one finished call.
-func (m *metrics) observeRequest(op string, err error, d time.Duration) {
-	if m == nil {
-		return
+// metricCode is the code label of a failed call: its code when it is in
+// the closed set, "other" otherwise.
+func metricCode(e *Error) string {
+	if e == nil {
+		return "ok"
 	}
-	code := "ok"
-	if err != nil {
-		code = "other"
-		var e *Error
-		if errors.As(err, &e) {
-			for _, known := range metricCodes {
-				if e.Code == known {
-					code = known
-					break
-				}
-			}
-		}
+	if slices.Contains(metricCodes, e.Code) {
+		return e.Code
 	}
-	m.m.Request(op, code, d)
-}
-
-// addRetry counts one retry.
-func (m *metrics) addRetry(reason string) {
-	if m != nil {
-		m.m.Retry(reason)
-	}
-}
-
-// addWait adds rate-limiter wait time to bucket's counter.
-func (m *metrics) addWait(bucket string, d time.Duration) {
-	if m != nil {
-		m.m.Wait(bucket, d)
-	}
+	return "other"
 }

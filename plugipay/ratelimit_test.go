@@ -7,61 +7,7 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"golang.org/x/time/rate"
 )
-
-func TestAdaptiveLimiter(t *testing.T) {
-	a := newAdaptiveLimiter("write", 20, 2)
-	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	a.now = func() time.Time { return clock }
-	throttled := &response{status: 429, remaining: -1}
-	for _, want := range []rate.Limit{10, 5, 2.5, 1.25, 1, 1} {
-		a.observe(throttled, &Error{})
-		if got := a.limit(); got != want {
-			t.Fatalf("after 429: limit = %v, want %v", got, want)
-		}
-		// More 429s in the same window are the same congestion event.
-		a.observe(throttled, &Error{})
-		if got := a.limit(); got != want {
-			t.Fatalf("after a second 429 within the cooldown: limit = %v, want %v", got, want)
-		}
-		clock = clock.Add(decreaseCooldown)
-	}
-	ok := &response{status: 200, remaining: 7}
-	for range recoverySteps {
-		a.observe(ok, nil)
-	}
-	if got := a.limit(); got != 20 {
-		t.Errorf("after %d successes: limit = %v, want 20", recoverySteps, got)
-	}
-	a.observe(ok, nil)
-	if got := a.limit(); got != 20 {
-		t.Errorf("limit rose above the configured rate: %v", got)
-	}
-	clock = clock.Add(decreaseCooldown)
-	// Remaining: 0 is the ceiling, not above it: the rate stays, and the
-	// next request waits for the window's reset.
-	a.observe(&response{status: 200, remaining: 0, reset: clock.Add(700 * time.Millisecond)}, nil)
-	if got := a.limit(); got != 20 {
-		t.Errorf("after Remaining: 0: limit = %v, want 20", got)
-	}
-	if got := a.pauseUntil.Sub(clock); got != 700*time.Millisecond {
-		t.Errorf("after Remaining: 0: pause %v, want until the reset (700ms)", got)
-	}
-	a.observe(&response{status: 200, remaining: 0, reset: clock.Add(time.Hour)}, nil)
-	if got := a.pauseUntil.Sub(clock); got != maxPause {
-		t.Errorf("a far reset pauses %v, want the cap %v", got, maxPause)
-	}
-	a.throttle()
-	a.observe(nil, &Error{Code: CodeNetwork}) // no response: no change
-	if got := a.limit(); got != 10 {
-		t.Errorf("after a network error: limit = %v, want 10", got)
-	}
-	if off := newAdaptiveLimiter("read", -1, 0); off.limit() != rate.Inf {
-		t.Errorf("negative rate should disable limiting, got %v", off.limit())
-	}
-}
 
 func TestRateLimit_AdaptsThroughTransport(t *testing.T) {
 	srv := newScriptServer(t,
@@ -80,19 +26,19 @@ func TestRateLimit_AdaptsThroughTransport(t *testing.T) {
 	if _, err := c.Customers.Create(ctx, CustomerParams{}, "idem_1"); !errors.Is(err, ErrRateLimited) {
 		t.Fatalf("err = %v", err)
 	}
-	if w, r := c.writeLimiter.limit(), c.readLimiter.limit(); w != 10 || r != 100 {
+	if w, r := c.writeLimiter.Limit(), c.readLimiter.Limit(); w != 10 || r != 100 {
 		t.Errorf("after a write 429: write, read = %v, %v; want 10, 100", w, r)
 	}
 	if _, err := c.Customers.Create(ctx, CustomerParams{}, "idem_2"); err != nil {
 		t.Fatal(err)
 	}
-	if w := c.writeLimiter.limit(); w <= 10 || w > 20 {
+	if w := c.writeLimiter.Limit(); w <= 10 || w > 20 {
 		t.Errorf("after a success: write = %v, want recovering above 10", w)
 	}
 	if _, err := c.Customers.Get(ctx, "cus_1"); err != nil {
 		t.Fatal(err)
 	}
-	if r := c.readLimiter.limit(); r != 100 {
+	if r := c.readLimiter.Limit(); r != 100 {
 		t.Errorf("after X-RateLimit-Remaining: 0: read = %v, want 100 (paused, not cut)", r)
 	}
 	// The next read waits for the window to reset (no Reset header: 1 s).

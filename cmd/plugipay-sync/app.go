@@ -304,7 +304,8 @@ func (m *Main) openReconciler() error {
 // for cfg, reusing the metrics registered by openReconciler, so a config
 // reload can build a new one beside the running one.
 func (m *Main) buildReconciler(cfg Config) (*sync.Reconciler, error) {
-	src, err := newSourceWith(cfg.CRM, watermarks{db: m.store, dryRun: m.DryRun})
+	src, err := newSourceWith(cfg.CRM, sourceEnv{wm: watermarks{db: m.store, dryRun: m.DryRun},
+		reg: m.reg, log: m.log.Named("hubspot")})
 	if err != nil {
 		return nil, err
 	}
@@ -418,11 +419,20 @@ func rateOption(perSecond float64) float64 {
 
 // newSource builds the configured CRM source without a watermark store
 // (enough for counting; an incremental SQL source needs newSourceWith).
-func newSource(c CRMConfig) (sync.Source, error) { return newSourceWith(c, nil) }
+func newSource(c CRMConfig) (sync.Source, error) { return newSourceWith(c, sourceEnv{}) }
 
-// newSourceWith builds the configured CRM source; wm keeps the watermarks
-// of incremental sources.
-func newSourceWith(c CRMConfig, wm crm.WatermarkStore) (sync.Source, error) {
+// sourceEnv is what a source may use of the process: wm keeps the
+// watermarks of incremental sources; an API source (HubSpot) reports its
+// calls to reg (the shared API metrics) and logs its retries to log.
+type sourceEnv struct {
+	wm  crm.WatermarkStore
+	reg prometheus.Registerer
+	log *zap.Logger
+}
+
+// newSourceWith builds the configured CRM source in env.
+func newSourceWith(c CRMConfig, env sourceEnv) (sync.Source, error) {
+	wm := env.wm
 	norm := c.Normalize.options()
 	switch c.Type {
 	case "csv":
@@ -472,7 +482,7 @@ func newSourceWith(c CRMConfig, wm crm.WatermarkStore) (sync.Source, error) {
 			Fields: h.Fields.crm(), Normalize: norm,
 			Incremental: h.Incremental, Lookback: h.Lookback,
 			FullScanEvery: h.FullScanEvery, FullScanInterval: h.FullScanInterval,
-			Watermarks: wm,
+			Watermarks: wm, Registerer: env.reg, Logger: env.log,
 		})
 		if err != nil {
 			return nil, err

@@ -11,10 +11,13 @@ import (
 )
 
 // TestLayering checks the import graph the design promises (issue 16): the
-// reconciler imports nothing of the module; the Plugipay SDK, usable on its
-// own, and the REST transport import only the shared API metrics; no
-// transport imports the reconciler (adapters map the transport's errors
-// with a table, destination/internal/apierr).
+// reconciler imports nothing of the module; the shared transport
+// (internal/transport) imports nothing of the module; the Plugipay SDK,
+// usable on its own, imports only the transport and the shared API metrics
+// (the transport's metrics hook, which itself imports only the transport);
+// the REST layer of PayGate and Pin likewise; no transport imports the
+// reconciler (adapters map the transport's errors to their kinds with a
+// table: plugipay.Error, destination/internal/apierr, hubspot.Error).
 func TestLayering(t *testing.T) {
 	const module = "github.com/plugipay-sync/plugipay-sync/"
 	for _, tc := range []struct {
@@ -22,9 +25,10 @@ func TestLayering(t *testing.T) {
 		allowed []string // module packages it may import
 	}{
 		{"sync", nil},
-		{"internal/apimetrics", nil},
-		{"plugipay", []string{"internal/apimetrics"}},
-		{"destination/internal/rest", []string{"internal/apimetrics"}},
+		{"internal/transport", nil},
+		{"internal/apimetrics", []string{"internal/transport"}},
+		{"plugipay", []string{"internal/transport", "internal/apimetrics"}},
+		{"destination/internal/rest", []string{"internal/transport", "internal/apimetrics"}},
 	} {
 		t.Run(tc.dir, func(t *testing.T) {
 			files, err := filepath.Glob(filepath.Join("../..", tc.dir, "*.go"))

@@ -5,26 +5,33 @@
 // reported as deleted. An incremental read searches on lastmodifieddate
 // (epoch ms, GTE the watermark minus a lookback, ascending, 200 a page),
 // starting a new search from the newest timestamp seen before the
-// 10,000-result cap of one search query. 429s are honoured by policyName.
-// See shared/spec/crm-sources.md, section 1.
+// 10,000-result cap of one search query. Requests go through the module's
+// one transport (internal/transport): its retry policy, refined by
+// HubSpot's policyName (advise), a Retry-After honoured up to one cap, and
+// the API metrics with destination "hubspot". See
+// shared/spec/crm-sources.md, section 1.
 package hubspot
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"iter"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	stdsync "sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
 	"github.com/plugipay-sync/plugipay-sync/crm"
+	"github.com/plugipay-sync/plugipay-sync/internal/apimetrics"
+	"github.com/plugipay-sync/plugipay-sync/internal/transport"
 	"github.com/plugipay-sync/plugipay-sync/sync"
 )
 
@@ -40,6 +47,8 @@ const (
 	DefaultLookback      = 5 * time.Minute
 	DefaultFullScanEvery = 24
 	DefaultMaxAttempts   = 5
+	// DefaultMaxRetryAfter is the longest Retry-After waited.
+	DefaultMaxRetryAfter = transport.DefaultMaxRetryAfter
 	// ListPageSize is the list endpoint's maximum page; SearchPageSize the
 	// search endpoint's; SearchCap the results one search query reaches.
 	ListPageSize   = 100
@@ -71,10 +80,24 @@ type Options struct {
 	FullScanEvery    int
 	FullScanInterval time.Duration
 	Watermarks       crm.WatermarkStore
-	// HTTPClient defaults to one with a 30-second timeout.
+	// HTTPClient sends the requests; nil means a client of its own.
 	HTTPClient *http.Client
+	// Timeout bounds one attempt (default 30 s).
+	Timeout time.Duration
 	// MaxAttempts per request, retries of 429/423/5xx included.
 	MaxAttempts int
+	// MaxRetryAfter is the longest Retry-After waited (default 1m); a
+	// longer one ends the read at once with the wait in the error.
+	MaxRetryAfter time.Duration
+	// RequestsPerSecond caps the requests (the transport's Limiter);
+	// 0 means no client-side cap: HubSpot's 429s, backed off by
+	// policyName, pace the read.
+	RequestsPerSecond float64
+	// Registerer receives the API metrics (destination "hubspot"); nil
+	// records none.
+	Registerer prometheus.Registerer
+	// Logger receives one line per retry; nil logs nothing.
+	Logger *zap.Logger
 	// Sleep waits d or until ctx is done; tests replace it.
 	Sleep func(ctx context.Context, d time.Duration) error
 	Now   func() time.Time
@@ -82,11 +105,13 @@ type Options struct {
 
 // Source streams HubSpot contacts.
 type Source struct {
-	opts   Options
-	mapper *crm.Mapper
-	props  []string // properties to request
-	mu     stdsync.Mutex
-	full   bool // the last finished read was complete
+	opts    Options
+	t       *transport.Client
+	limiter *transport.Limiter
+	mapper  *crm.Mapper
+	props   []string // properties to request
+	mu      stdsync.Mutex
+	full    bool // the last finished read was complete
 	// pending is the watermark the last finished read prepared.
 	pending crm.PendingWatermark
 }
@@ -113,17 +138,46 @@ func New(opts Options) (*Source, error) {
 	if opts.Incremental && opts.Watermarks == nil {
 		return nil, errors.New("crm.hubspot.incremental: needs a watermark store")
 	}
-	if opts.HTTPClient == nil {
-		opts.HTTPClient = &http.Client{Timeout: 30 * time.Second}
-	}
 	if opts.MaxAttempts <= 0 {
 		opts.MaxAttempts = DefaultMaxAttempts
 	}
-	if opts.Sleep == nil {
-		opts.Sleep = sleep
-	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.Timeout < 0 || opts.MaxRetryAfter < 0 || opts.RequestsPerSecond < 0 {
+		return nil, errors.New("hubspot: Timeout, MaxRetryAfter and RequestsPerSecond must not be negative")
+	}
+	m, err := apimetrics.New(opts.Registerer, metricsDestination)
+	if err != nil {
+		return nil, fmt.Errorf("hubspot: register metrics: %w", err)
+	}
+	m.Init([]string{opList, opSearch}, metricCodes, append(transport.Reasons, transport.ReasonLocked), []string{"all"})
+	topts := transport.Options{
+		API:           metricsDestination,
+		HTTPClient:    opts.HTTPClient,
+		Timeout:       opts.Timeout,
+		MaxAttempts:   opts.MaxAttempts,
+		MinBackoff:    time.Second,
+		MaxBackoff:    30 * time.Second,
+		MaxRetryAfter: opts.MaxRetryAfter,
+		MaxBody:       32 << 20,
+		ParseError:    parseError,
+		Advise:        advise,
+		Code:          metricCode,
+		Logger:        opts.Logger,
+		Sleep:         opts.Sleep,
+		Now:           opts.Now,
+	}
+	if m != nil {
+		topts.Observer = m
+	}
+	t, err := transport.New(topts)
+	if err != nil {
+		return nil, fmt.Errorf("hubspot: %w", err)
+	}
+	var limiter *transport.Limiter
+	if opts.RequestsPerSecond > 0 {
+		limiter = transport.NewLimiter(transport.LimiterOptions{PerSecond: opts.RequestsPerSecond, Burst: 1})
 	}
 	mp, err := crm.NewMapper(opts.Fields, opts.Normalize, "crm.hubspot.fields")
 	if err != nil {
@@ -135,18 +189,7 @@ func New(opts Options) (*Source, error) {
 			props = append(props, f)
 		}
 	}
-	return &Source{opts: opts, mapper: mp, props: props}, nil
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return context.Cause(ctx)
-	}
+	return &Source{opts: opts, t: t, limiter: limiter, mapper: mp, props: props}, nil
 }
 
 // WatermarkKey is the key of the source's watermark.
@@ -264,7 +307,7 @@ func (r *read) list(ctx context.Context, archived bool, yield func(sync.Record, 
 			q.Set("after", after)
 		}
 		var p page
-		if err := s.do(ctx, http.MethodGet, "/contacts?"+q.Encode(), nil, &p); err != nil {
+		if err := s.do(ctx, opList, http.MethodGet, "/contacts?"+q.Encode(), nil, &p); err != nil {
 			yield(sync.Record{}, err)
 			return false
 		}
@@ -327,7 +370,7 @@ func (r *read) search(ctx context.Context, from time.Time, yield func(sync.Recor
 				body.After = strconv.Itoa(after)
 			}
 			var p page
-			if err := s.do(ctx, http.MethodPost, "/contacts/search", body, &p); err != nil {
+			if err := s.do(ctx, opSearch, http.MethodPost, "/contacts/search", body, &p); err != nil {
 				yield(sync.Record{}, err)
 				return false, false
 			}
@@ -435,12 +478,18 @@ type Error struct {
 	Message       string
 	PolicyName    string
 	CorrelationID string
+	// Note says why retrying stopped early, e.g. a Retry-After over the
+	// cap.
+	Note string
 }
 
 func (e *Error) Error() string {
 	msg := fmt.Sprintf("hubspot: %d %s: %s", e.Status, e.Category, e.Message)
 	if e.CorrelationID != "" {
 		msg += " (correlation " + e.CorrelationID + ")"
+	}
+	if e.Note != "" {
+		msg += " (" + e.Note + ")"
 	}
 	switch e.Status {
 	case http.StatusUnauthorized:
@@ -451,86 +500,147 @@ func (e *Error) Error() string {
 	return msg
 }
 
-// do sends one request with retries and decodes the JSON answer into out.
-func (s *Source) do(ctx context.Context, method, path string, body, out any) error {
+// Metrics labels: the destination label of HubSpot's calls (a source,
+// not a destination, but one more bounded value of the same label), its
+// operations, and the closed set of codes metricCode gives.
+const (
+	metricsDestination = "hubspot"
+	opList             = "list"
+	opSearch           = "search"
+)
+
+var metricCodes = []string{"ok", "unauthorized", "not_found", "invalid", "rate_limited", "daily_limit",
+	"locked", "server_error", "network_error", "timeout", "canceled", "invalid_response", "other"}
+
+// metricCode names a failed call for the code label.
+func metricCode(e *transport.Error) string {
+	switch {
+	case e.Kind == transport.KindStatus && e.Status == http.StatusTooManyRequests && policyOf(e) == "DAILY":
+		return "daily_limit"
+	case e.Kind != transport.KindStatus:
+		if c := e.Kind.String(); slices.Contains(metricCodes, c) {
+			return c
+		}
+		return "other"
+	}
+	switch s := e.Status; {
+	case s == http.StatusUnauthorized, s == http.StatusForbidden:
+		return "unauthorized"
+	case s == http.StatusNotFound:
+		return "not_found"
+	case s == http.StatusBadRequest:
+		return "invalid"
+	case s == http.StatusTooManyRequests:
+		return "rate_limited"
+	case s == http.StatusLocked:
+		return "locked"
+	case s >= 500:
+		return "server_error"
+	}
+	return "other"
+}
+
+// errorBody is HubSpot's error answer.
+type errorBody struct {
+	Message, Category, PolicyName, CorrelationID string
+}
+
+func parseErrorBody(body []byte) errorBody {
+	var eb errorBody
+	_ = json.Unmarshal(body, &eb)
+	return eb
+}
+
+// parseError gives the transport the category as the code and the
+// correlation id as the request id (for the retry log).
+func parseError(_ int, _ http.Header, body []byte) (code, message, requestID string) {
+	eb := parseErrorBody(body)
+	return eb.Category, eb.Message, eb.CorrelationID
+}
+
+func policyOf(e *transport.Error) string { return parseErrorBody(e.Body).PolicyName }
+
+// advise refines the transport's policy with HubSpot's guidance (the
+// spec, and HubSpot's own Node SDK): a 429 waits 10 s × attempt for the
+// ten-second bucket and 1 s × attempt for the search (SECONDLY) bucket,
+// and is not retried at all for the DAILY budget; a 423 is retried after
+// at least 2 s × attempt, a 477 (migration in progress) as a 5xx; 5xx wait
+// 1 s × attempt. A Retry-After, when HubSpot (or a proxy) sends one, wins
+// over these waits, up to the cap. Network errors and timeouts take the
+// transport's backoff schedule.
+func advise(e *transport.Error, n int) transport.Advice {
+	if e.Kind != transport.KindStatus {
+		return transport.Advice{}
+	}
+	k := time.Duration(n)
+	switch s := e.Status; {
+	case s == http.StatusTooManyRequests:
+		switch policyOf(e) {
+		case "DAILY":
+			return transport.Advice{Stop: true, Reason: "daily limit"}
+		case "SECONDLY":
+			return transport.Advice{Wait: k * time.Second}
+		}
+		return transport.Advice{Wait: k * 10 * time.Second}
+	case s == http.StatusLocked:
+		return transport.Advice{Retry: true, Wait: k * 2 * time.Second, Reason: transport.ReasonLocked}
+	case s == 477:
+		return transport.Advice{Retry: true, Wait: k * time.Second, Reason: transport.ReasonServer}
+	case s >= 500:
+		return transport.Advice{Wait: k * time.Second}
+	}
+	return transport.Advice{}
+}
+
+// do sends one request through the transport and decodes the JSON answer
+// into out. Every HubSpot call is a read (search is a POST that changes
+// nothing), so every one may be retried. The transport's error is mapped
+// to this package's: an answer to *Error (ErrDailyLimit for the DAILY
+// budget), anything else wrapped as it is.
+func (s *Source) do(ctx context.Context, op, method, path string, body, out any) error {
 	var payload []byte
+	h := http.Header{}
+	h.Set("Accept", "application/json")
 	if body != nil {
 		var err error
 		if payload, err = json.Marshal(body); err != nil {
 			return err
 		}
+		h.Set("Content-Type", "application/json")
 	}
-	for attempt := 1; ; attempt++ {
-		var rd io.Reader
-		if payload != nil {
-			rd = bytes.NewReader(payload)
-		}
-		req, err := http.NewRequestWithContext(ctx, method, s.opts.BaseURL+s.opts.PathPrefix+path, rd)
-		if err != nil {
-			return fmt.Errorf("crm: hubspot: %w", err)
-		}
-		req.Header.Set("Authorization", "Bearer "+s.opts.Token)
-		req.Header.Set("Accept", "application/json")
-		if payload != nil {
-			req.Header.Set("Content-Type", "application/json")
-		}
-		resp, err := s.opts.HTTPClient.Do(req)
-		if err != nil {
-			if ctx.Err() != nil || attempt >= s.opts.MaxAttempts {
-				return fmt.Errorf("crm: hubspot: %w", err)
-			}
-			if err := s.opts.Sleep(ctx, time.Duration(attempt)*time.Second); err != nil {
-				return err
-			}
-			continue
-		}
-		b, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
-		resp.Body.Close()
-		if err != nil {
-			return fmt.Errorf("crm: hubspot: read response: %w", err)
-		}
-		if resp.StatusCode/100 == 2 {
-			if err := json.Unmarshal(b, out); err != nil {
-				return fmt.Errorf("crm: hubspot: decode %s %s: %w", method, req.URL.Path, err)
-			}
+	req := &transport.Request{
+		Op: op, Method: method, URL: s.opts.BaseURL + s.opts.PathPrefix + path, Header: h, Body: payload,
+		Idempotent: true,
+		Prepare: func(r *http.Request) error {
+			r.Header.Set("Authorization", "Bearer "+s.opts.Token)
 			return nil
-		}
-		herr := &Error{Status: resp.StatusCode}
-		var eb struct {
-			Message, Category, PolicyName, CorrelationID string
-		}
-		if json.Unmarshal(b, &eb) == nil {
-			herr.Message, herr.Category, herr.PolicyName, herr.CorrelationID = eb.Message, eb.Category, eb.PolicyName, eb.CorrelationID
-		}
-		wait, retry := backoff(resp.StatusCode, herr.PolicyName, attempt)
-		if resp.StatusCode == http.StatusTooManyRequests && herr.PolicyName == "DAILY" {
+		},
+		Check: func(resp *transport.Response) error { return json.Unmarshal(resp.Body, out) },
+	}
+	if s.limiter != nil {
+		req.Limiter, req.Bucket = s.limiter, "all"
+	}
+	_, err := s.t.Do(ctx, req)
+	if err == nil {
+		return nil
+	}
+	var te *transport.Error
+	if !errors.As(err, &te) {
+		return fmt.Errorf("crm: hubspot: %w", err)
+	}
+	switch te.Kind {
+	case transport.KindStatus:
+		eb := parseErrorBody(te.Body)
+		herr := &Error{Status: te.Status, Category: eb.Category, Message: eb.Message,
+			PolicyName: eb.PolicyName, CorrelationID: eb.CorrelationID, Note: te.Note}
+		if te.Status == http.StatusTooManyRequests && eb.PolicyName == "DAILY" {
 			return fmt.Errorf("%w: %w", ErrDailyLimit, herr)
 		}
-		if !retry || attempt >= s.opts.MaxAttempts {
-			return herr
-		}
-		if err := s.opts.Sleep(ctx, wait); err != nil {
-			return err
-		}
+		return herr
+	case transport.KindResponse:
+		return fmt.Errorf("crm: hubspot: decode %s %s: %w", method, strings.SplitN(path, "?", 2)[0], te.Err)
+	case transport.KindCanceled:
+		return fmt.Errorf("crm: hubspot: %w", te.Err)
 	}
-}
-
-// backoff is the wait before retrying a failed call, by HubSpot's
-// guidance: 10 s × attempt for the ten-second bucket, 1 s × attempt for
-// the search (secondly) bucket, at least 2 s for 423, growing waits for
-// 5xx. Other statuses are not retried.
-func backoff(status int, policy string, attempt int) (time.Duration, bool) {
-	n := time.Duration(attempt)
-	switch {
-	case status == http.StatusTooManyRequests && policy == "SECONDLY":
-		return n * time.Second, true
-	case status == http.StatusTooManyRequests:
-		return n * 10 * time.Second, true
-	case status == http.StatusLocked:
-		return n * 2 * time.Second, true
-	case status == http.StatusBadGateway, status == http.StatusServiceUnavailable, status == http.StatusGatewayTimeout,
-		status == 524, status == http.StatusInternalServerError:
-		return n * time.Second, true
-	}
-	return 0, false
+	return fmt.Errorf("crm: hubspot: %w", te)
 }

@@ -4,11 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	stdsync "sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/plugipay-sync/plugipay-sync/crm"
 	"github.com/plugipay-sync/plugipay-sync/crm/hubspot"
@@ -285,6 +289,118 @@ func TestSource_RateLimits(t *testing.T) {
 			t.Fatalf("read %d, %v", len(got), err)
 		}
 	})
+}
+
+// TestSource_RetryAfter checks that HubSpot's calls honour a Retry-After
+// (seconds or an HTTP date) through the shared transport, over the
+// policyName's wait, and give up at once past the cap (before the shared
+// transport, the source ignored it).
+func TestSource_RetryAfter(t *testing.T) {
+	for _, tt := range []struct {
+		name       string
+		status     int
+		policy     string
+		retryAfter func(now time.Time) string
+		sleeps     []time.Duration // nil: the read fails at once
+	}{
+		{"SecondsOverThePolicy", 429, "TEN_SECONDLY_ROLLING", func(time.Time) string { return "3" }, []time.Duration{3 * time.Second}},
+		{"HTTPDate", 429, "SECONDLY", func(now time.Time) string { return now.Add(7 * time.Second).Format(http.TimeFormat) }, []time.Duration{7 * time.Second}},
+		{"MigrationInProgress", 477, "", func(time.Time) string { return "20" }, []time.Duration{20 * time.Second}},
+		{"ServiceUnavailable", 503, "", func(time.Time) string { return "5" }, []time.Duration{5 * time.Second}},
+		{"AtTheCap", 429, "TEN_SECONDLY_ROLLING", func(time.Time) string { return "60" }, []time.Duration{time.Minute}},
+		{"OverTheCap", 429, "TEN_SECONDLY_ROLLING", func(time.Time) string { return "3600" }, nil},
+		{"DateOverTheCap", 503, "", func(now time.Time) string { return now.Add(2 * time.Hour).Format(http.TimeFormat) }, nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, fake.Options{})
+			put(e.fake, 1, t0)
+			e.fake.InjectRetryAfter(tt.status, tt.policy, tt.retryAfter(e.clock.Now()))
+			got, _, _, err := readAll(e.source(t, func(o *hubspot.Options) { o.Incremental, o.Watermarks = false, nil }))
+			if tt.sleeps == nil {
+				var herr *hubspot.Error
+				if !errors.As(err, &herr) || herr.Status != tt.status || !strings.Contains(err.Error(), "is more than the 1m0s this client waits") {
+					t.Fatalf("err = %v; want the %d naming the cap", err, tt.status)
+				}
+				if len(e.clock.sleeps) != 0 || e.fake.Requests("list") != 1 {
+					t.Errorf("sleeps %v, list requests %d; want no wait and no retry", e.clock.sleeps, e.fake.Requests("list"))
+				}
+				return
+			}
+			if err != nil || len(got) != 1 {
+				t.Fatalf("read %d, %v", len(got), err)
+			}
+			if fmt.Sprint(e.clock.sleeps) != fmt.Sprint(tt.sleeps) {
+				t.Errorf("sleeps = %v, want %v (the Retry-After)", e.clock.sleeps, tt.sleeps)
+			}
+		})
+	}
+	t.Run("OwnCap", func(t *testing.T) {
+		e := newEnv(t, fake.Options{})
+		put(e.fake, 1, t0)
+		e.fake.InjectRetryAfter(429, "SECONDLY", "30")
+		_, _, _, err := readAll(e.source(t, func(o *hubspot.Options) {
+			o.Incremental, o.Watermarks, o.MaxRetryAfter = false, nil, 10*time.Second
+		}))
+		if err == nil || !strings.Contains(err.Error(), "Retry-After 30s is more than the 10s this client waits") {
+			t.Fatalf("err = %v; want the 10 s cap", err)
+		}
+	})
+}
+
+// TestSource_Metrics checks that HubSpot is observed like every API the
+// module speaks: the shared metrics with destination "hubspot".
+func TestSource_Metrics(t *testing.T) {
+	e := newEnv(t, fake.Options{})
+	for i := 1; i <= 150; i++ {
+		put(e.fake, i, t0)
+	}
+	e.fake.Inject(429, "TEN_SECONDLY_ROLLING")
+	reg := prometheus.NewPedanticRegistry()
+	if _, _, _, err := readAll(e.source(t, func(o *hubspot.Options) { o.Registerer = reg })); err != nil {
+		t.Fatal(err)
+	}
+	want := `
+# HELP plugipay_sync_api_retries_total Destination API attempts retried, by destination and reason.
+# TYPE plugipay_sync_api_retries_total counter
+plugipay_sync_api_retries_total{destination="hubspot",reason="locked"} 0
+plugipay_sync_api_retries_total{destination="hubspot",reason="network_error"} 0
+plugipay_sync_api_retries_total{destination="hubspot",reason="rate_limited"} 1
+plugipay_sync_api_retries_total{destination="hubspot",reason="server_error"} 0
+plugipay_sync_api_retries_total{destination="hubspot",reason="timeout"} 0
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "plugipay_sync_api_retries_total"); err != nil {
+		t.Error(err)
+	}
+	// Two list pages and the archived list, each counted once.
+	if got := requests(t, reg, "list", "ok"); got != 3 {
+		t.Errorf("requests{op=list,code=ok} = %v, want 3", got)
+	}
+}
+
+// requests returns the value of plugipay_sync_api_requests_total for
+// destination hubspot, op and code; the series must exist.
+func requests(t *testing.T, reg *prometheus.Registry, op, code string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "plugipay_sync_api_requests_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			l := map[string]string{}
+			for _, p := range m.GetLabel() {
+				l[p.GetName()] = p.GetValue()
+			}
+			if l["destination"] == "hubspot" && l["op"] == op && l["code"] == code {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	t.Fatalf("no series op=%s code=%s", op, code)
+	return 0
 }
 
 func TestSource_BadToken(t *testing.T) {

@@ -6,6 +6,10 @@
 // and the API alerts could not fire. Labels are bounded: destination is
 // one of the adapters' names, op and reason come from fixed lists, and the
 // clients map codes they do not know to "other".
+//
+// *Metrics is the transport's metrics hook (transport.Observer): every
+// client built on internal/transport reports through it, whichever API it
+// speaks.
 package apimetrics
 
 import (
@@ -13,7 +17,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/plugipay-sync/plugipay-sync/internal/transport"
 )
+
+var _ transport.Observer = (*Metrics)(nil)
 
 // Metrics are one client's view of the shared collectors, with its
 // destination label bound. A nil *Metrics records nothing.
@@ -103,6 +111,26 @@ func (m *Metrics) Wait(bucket string, d time.Duration) {
 	if m != nil && d > 0 {
 		m.wait.WithLabelValues(m.dest, bucket).Add(d.Seconds())
 	}
+}
+
+// ObserveAttempt counts an attempt's rate-limiter wait and, when it is
+// retried, the retry (transport.Observer).
+func (m *Metrics) ObserveAttempt(a transport.Attempt) {
+	if m == nil {
+		return
+	}
+	if a.Bucket != "" {
+		m.Wait(a.Bucket, a.Waited)
+	}
+	if a.Retry {
+		m.Retry(a.Reason)
+	}
+}
+
+// ObserveCall counts a finished call by its op and outcome code
+// (transport.Observer).
+func (m *Metrics) ObserveCall(c transport.Call) {
+	m.Request(c.Op, c.Code, c.Duration)
 }
 
 // register registers c, or returns the identical collector already there.

@@ -8,7 +8,7 @@
 // at most 200, total, a numeric after, 400 past 10,000 results, archived
 // excluded), rate limits (a ten-second bucket with X-HubSpot-RateLimit-*
 // headers on list calls, a search bucket of 5 a second, a daily budget;
-// 429 bodies with policyName), and hooks to inject errors and search lag.
+// 429 bodies with policyName), and hooks to inject errors (with a Retry-After if asked) and search lag.
 // It serves both /crm/v3/objects and dated /crm/objects/YYYY-MM prefixes.
 package fake
 
@@ -74,8 +74,9 @@ type Server struct {
 }
 
 type injected struct {
-	status int
-	policy string
+	status     int
+	policy     string
+	retryAfter string
 }
 
 // New returns an empty server knowing the default contact properties.
@@ -128,7 +129,17 @@ func (s *Server) Archive(id int, at time.Time) {
 func (s *Server) Inject(status int, policy string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.injected = append(s.injected, injected{status, policy})
+	s.injected = append(s.injected, injected{status: status, policy: policy})
+}
+
+// InjectRetryAfter is Inject with a Retry-After header (seconds or an
+// HTTP date) on the answer. HubSpot does not document one on a 429, but
+// sends it on a 477 (migration in progress), and a proxy in front of it
+// may add one: the client must honour it up to its cap.
+func (s *Server) InjectRetryAfter(status int, policy, retryAfter string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.injected = append(s.injected, injected{status: status, policy: policy, retryAfter: retryAfter})
 }
 
 // Requests returns how many requests of kind ("list", "archived",
@@ -178,6 +189,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if len(s.injected) > 0 {
 		in := s.injected[0]
 		s.injected = s.injected[1:]
+		if in.retryAfter != "" {
+			w.Header().Set("Retry-After", in.retryAfter)
+		}
 		if in.status == http.StatusTooManyRequests {
 			s.rateLimited(w, in.policy)
 			return

@@ -6,6 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/plugipay-sync/plugipay-sync/internal/apimetrics"
+	"github.com/plugipay-sync/plugipay-sync/internal/transport"
 )
 
 // Registerer is where the metrics are registered (a
@@ -22,7 +23,7 @@ var (
 	metricOps   = []string{"create", "get", "update", "list"}
 	metricCodes = []string{"ok", "invalid", "unauthorized", "not_found", "conflict", "rate_limited",
 		"server_error", "network_error", "timeout", "canceled", "other"}
-	metricReasons = []string{reasonNetwork, reasonTimeout, reasonRateLimited, reasonServer}
+	metricReasons = transport.Reasons
 )
 
 func newMetrics(reg Registerer, dest string) (*metrics, error) {
@@ -41,9 +42,6 @@ func codeOf(err error) string {
 	}
 	var ae *Error
 	if !errors.As(err, &ae) {
-		if errors.Is(err, errAttemptTimeout) {
-			return "timeout"
-		}
 		return "canceled"
 	}
 	switch {

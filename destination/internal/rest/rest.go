@@ -1,20 +1,17 @@
-// Package rest is the HTTP transport shared by the destinations other than
-// Plugipay (whose SDK has its own signed transport): one JSON request
-// path with a client-side rate cap, one retry loop whose policy knows
-// which calls may run twice, and the metrics of every call. The adapters
-// in destination/paygate and destination/pin build their calls on it.
+// Package rest is the JSON call layer of the destinations other than
+// Plugipay (destination/paygate, destination/pin): one request path with a
+// client-side rate cap, built on the module's one transport
+// (internal/transport: retry policy, backoff, Retry-After cap, rate
+// limiter, metrics hook). It maps the transport's errors to its own kinds
+// (Error.Kind), which destination/internal/apierr maps to the
+// reconciler's with one table.
 package rest
 
 import (
-	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -22,17 +19,22 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-	"golang.org/x/time/rate"
+
+	"github.com/plugipay-sync/plugipay-sync/internal/transport"
 )
 
 // Defaults of Options.
 const (
-	DefaultTimeout     = 30 * time.Second
-	DefaultMaxAttempts = 4
+	DefaultTimeout     = transport.DefaultTimeout
+	DefaultMaxAttempts = transport.DefaultMaxAttempts
 	// maxBody bounds how much of an answer is read.
 	maxBody = 8 << 20
 	// DefaultMaxRetryAfter is the longest Retry-After honoured.
-	DefaultMaxRetryAfter = time.Minute
+	DefaultMaxRetryAfter = transport.DefaultMaxRetryAfter
+	// minBackoff and maxBackoff bound the backoff schedule: these APIs
+	// answer fast and publish per-second limits.
+	minBackoff = 200 * time.Millisecond
+	maxBackoff = 10 * time.Second
 )
 
 // Options configure a Client.
@@ -76,10 +78,8 @@ func (c *Client) Host() string { return c.base.Hostname() }
 type Client struct {
 	o       Options
 	base    *url.URL
-	hc      *http.Client
-	limiter *rate.Limiter
-	m       *metrics
-	log     *zap.Logger
+	t       *transport.Client
+	limiter *transport.Limiter
 }
 
 // New checks o and returns its Client.
@@ -97,27 +97,35 @@ func New(o Options) (*Client, error) {
 	if o.Timeout < 0 || o.MaxAttempts < 0 || o.RequestsPerSecond < 0 {
 		return nil, errors.New("rest: Timeout, MaxAttempts and RequestsPerSecond must not be negative")
 	}
-	if o.Timeout == 0 {
-		o.Timeout = DefaultTimeout
+	m, err := newMetrics(o.Registerer, o.Destination)
+	if err != nil {
+		return nil, err
 	}
-	if o.MaxAttempts == 0 {
-		o.MaxAttempts = DefaultMaxAttempts
+	c := &Client{o: o, base: base}
+	topts := transport.Options{
+		API:           o.Destination,
+		HTTPClient:    o.HTTPClient,
+		Timeout:       o.Timeout,
+		MaxAttempts:   o.MaxAttempts,
+		MinBackoff:    minBackoff,
+		MaxBackoff:    maxBackoff,
+		MaxRetryAfter: max(o.MaxRetryAfter, 0),
+		MaxBody:       maxBody,
+		ParseError: func(status int, _ http.Header, body []byte) (string, string, string) {
+			code, msg := c.o.ParseError(status, body)
+			return code, msg, ""
+		},
+		Code:   func(e *transport.Error) string { return codeOf(fromTransport("", e)) },
+		Logger: o.Logger,
 	}
-	if o.MaxRetryAfter <= 0 {
-		o.MaxRetryAfter = DefaultMaxRetryAfter
+	if m != nil {
+		topts.Observer = m
 	}
-	c := &Client{o: o, base: base, hc: o.HTTPClient, log: o.Logger}
-	if c.hc == nil {
-		c.hc = &http.Client{}
-	}
-	if c.log == nil {
-		c.log = zap.NewNop()
+	if c.t, err = transport.New(topts); err != nil {
+		return nil, fmt.Errorf("rest: %w", err)
 	}
 	if o.RequestsPerSecond > 0 {
-		c.limiter = rate.NewLimiter(rate.Limit(o.RequestsPerSecond), 1)
-	}
-	if c.m, err = newMetrics(o.Registerer, o.Destination); err != nil {
-		return nil, err
+		c.limiter = transport.NewLimiter(transport.LimiterOptions{PerSecond: o.RequestsPerSecond, Burst: 1})
 	}
 	return c, nil
 }
@@ -137,7 +145,6 @@ func New(o Options) (*Client, error) {
 // or nil (transient: 429, 5xx, network, timeout). A cancelled ctx gives an
 // error wrapping its cause.
 func (c *Client) Do(ctx context.Context, op, method, path string, body, out any, retryable bool) error {
-	start := time.Now()
 	var payload []byte
 	if body != nil {
 		var err error
@@ -145,160 +152,84 @@ func (c *Client) Do(ctx context.Context, op, method, path string, body, out any,
 			return fmt.Errorf("%s %s: encode body: %w", method, path, err)
 		}
 	}
-	err := c.retryLoop(ctx, op, method, path, payload, out, retryable)
-	c.m.Request(op, codeOf(err), time.Since(start))
-	return err
-}
-
-// outcome is one attempt's result.
-type outcome struct {
-	status     int
-	retryAfter time.Duration
-	err        error
-}
-
-func (c *Client) retryLoop(ctx context.Context, op, method, path string, payload []byte, out any, retryable bool) error {
-	for attempt := 1; ; attempt++ {
-		if c.limiter != nil {
-			waitStart := time.Now()
-			err := c.limiter.Wait(ctx)
-			c.m.Wait("all", time.Since(waitStart))
-			if err != nil {
-				if ctx.Err() != nil {
-					return fmt.Errorf("%s %s: waiting for the rate limiter: %w", method, path, context.Cause(ctx))
-				}
-				return &Error{Code: "timeout", Message: "rate limiter: " + err.Error(), Err: err}
-			}
-		}
-		o := c.attempt(ctx, method, path, payload, out)
-		if o.err == nil {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("%s %s: %w", method, path, errors.Join(context.Cause(ctx), o.err))
-		}
-		retry, reason := shouldRetry(o, retryable)
-		if !retry || attempt >= c.o.MaxAttempts {
-			return o.err
-		}
-		delay := backoff(attempt)
-		if o.retryAfter > c.o.MaxRetryAfter {
-			c.log.Warn("the server asks to wait longer than the cap; giving up on this call",
-				zap.String("destination", c.o.Destination), zap.String("op", op),
-				zap.Duration("retry_after", o.retryAfter), zap.Duration("cap", c.o.MaxRetryAfter))
-			var ae *Error
-			if errors.As(o.err, &ae) {
-				ae.Message = fmt.Sprintf("%s (Retry-After %s is more than the %s this client waits)",
-					ae.Message, o.retryAfter, c.o.MaxRetryAfter)
-			}
-			return o.err
-		}
-		if o.retryAfter > 0 {
-			delay = o.retryAfter
-		}
-		c.log.Warn("retrying request",
-			zap.String("destination", c.o.Destination), zap.String("op", op),
-			zap.Int("attempt", attempt), zap.String("reason", reason),
-			zap.Int("status", o.status), zap.Duration("delay", delay))
-		c.m.Retry(reason)
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("%s %s: waiting to retry: %w", method, path, errors.Join(context.Cause(ctx), o.err))
-		case <-t.C:
-		}
-	}
-}
-
-// Retry reasons: the reason label of the retries metric.
-const (
-	reasonNetwork     = "network_error"
-	reasonTimeout     = "timeout"
-	reasonRateLimited = "rate_limited"
-	reasonServer      = "server_error"
-)
-
-// shouldRetry is the retry policy, a pure function of one attempt's
-// outcome and whether the call may run twice.
-func shouldRetry(o outcome, retryable bool) (bool, string) {
-	switch {
-	case o.status == http.StatusTooManyRequests:
-		return true, reasonRateLimited // refused before executing
-	case !retryable:
-		return false, "not retryable"
-	case o.status >= 500:
-		return true, reasonServer
-	case o.status != 0:
-		return false, "status " + strconv.Itoa(o.status)
-	case isPermanent(o.err):
-		return false, "tls or url error"
-	case errors.Is(o.err, errAttemptTimeout):
-		return true, reasonTimeout
-	}
-	return true, reasonNetwork
-}
-
-// backoff is the wait before retry n: 200ms doubling, capped at 10s, with
-// jitter of up to half of it.
-func backoff(n int) time.Duration {
-	d := 200 * time.Millisecond << min(n-1, 6)
-	d = min(d, 10*time.Second)
-	return d/2 + rand.N(d/2+1)
-}
-
-var errAttemptTimeout = errors.New("attempt timed out")
-
-// attempt sends the call once.
-func (c *Client) attempt(ctx context.Context, method, path string, payload []byte, out any) outcome {
-	actx, cancel := context.WithTimeoutCause(ctx, c.o.Timeout, errAttemptTimeout)
-	defer cancel()
-	var rd io.Reader
+	h := http.Header{}
+	h.Set("Accept", "application/json")
 	if payload != nil {
-		rd = bytes.NewReader(payload)
+		h.Set("Content-Type", "application/json")
 	}
-	req, err := http.NewRequestWithContext(actx, method, c.url(path), rd)
-	if err != nil {
-		return outcome{err: &Error{Code: "invalid_request", Message: err.Error(), Err: err}}
-	}
-	req.Header.Set("Accept", "application/json")
-	if payload != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	c.o.Authorize(req)
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		code := "network_error"
-		if context.Cause(actx) == errAttemptTimeout && ctx.Err() == nil {
-			code, err = "timeout", fmt.Errorf("%w after %s: %w", errAttemptTimeout, c.o.Timeout, err)
-		}
-		return outcome{err: &Error{Code: code, Message: fmt.Sprintf("%s %s: %v", method, path, err), Err: err}}
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
-	if err != nil {
-		return outcome{err: &Error{Status: resp.StatusCode, Code: "network_error",
-			Message: fmt.Sprintf("%s %s: read answer: %v", method, path, err), Err: err}}
-	}
-	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-		if out != nil && resp.StatusCode != http.StatusNoContent {
-			if err := json.Unmarshal(data, out); err != nil {
-				// Not retried: the call executed.
-				return outcome{status: resp.StatusCode, err: &Error{Status: resp.StatusCode,
-					Code: "invalid_response", Message: fmt.Sprintf("%s %s: decode answer: %v", method, path, err), Err: err}}
+	req := &transport.Request{
+		Op: op, Desc: op, Method: method, URL: c.url(path), Header: h, Body: payload,
+		Idempotent: retryable,
+		Prepare:    func(r *http.Request) error { c.o.Authorize(r); return nil },
+		Check: func(resp *transport.Response) error {
+			if out == nil || resp.Status == http.StatusNoContent {
+				return nil
 			}
+			// Not retried: the call executed.
+			return json.Unmarshal(resp.Body, out)
+		},
+	}
+	if c.limiter != nil {
+		req.Limiter, req.Bucket = c.limiter, "all"
+	}
+	_, err := c.t.Do(ctx, req)
+	if err == nil {
+		return nil
+	}
+	return withPath(method, path, fromTransport(method+" "+path, err))
+}
+
+// withPath prefixes a cancelled call's error with its method and path (an
+// *Error carries them in its message already).
+func withPath(method, path string, err error) error {
+	var ae *Error
+	if err == nil || errors.As(err, &ae) {
+		return err
+	}
+	return fmt.Errorf("%s %s: %w", method, path, err)
+}
+
+// fromTransport maps the transport's error to an *Error: the status
+// decides the kind (kindOf); network failures, timeouts and refused 2xx
+// answers are transient or invalid_response. A call whose ctx ended is
+// not an *Error: it wraps the context's cause and the last attempt's
+// failure.
+func fromTransport(call string, err error) error {
+	var te *transport.Error
+	if !errors.As(err, &te) {
+		return err
+	}
+	switch te.Kind {
+	case transport.KindCanceled:
+		if te.Last != nil && te.Last.Kind != transport.KindCanceled {
+			return errors.Join(te.Err, fromTransport(call, te.Last))
 		}
-		return outcome{status: resp.StatusCode}
+		return te.Err
+	case transport.KindStatus:
+		code := te.Code
+		if code == "" {
+			code = "http_" + strconv.Itoa(te.Status)
+		}
+		msg := te.Message
+		if te.Note != "" {
+			msg = fmt.Sprintf("%s (%s)", msg, te.Note)
+		}
+		return &Error{Kind: kindOf(te.Status), Status: te.Status, Code: code, Message: msg}
+	case transport.KindResponse:
+		return &Error{Status: te.Status, Code: "invalid_response",
+			Message: fmt.Sprintf("%s: decode answer: %v", call, te.Err), Err: te.Err}
+	case transport.KindRequest:
+		return &Error{Code: "invalid_request", Message: te.Message, Err: te.Err}
 	}
-	code, msg := c.o.ParseError(resp.StatusCode, data)
-	if code == "" {
-		code = "http_" + strconv.Itoa(resp.StatusCode)
+	// Network errors and timeouts: transient.
+	msg := te.Message
+	if te.Err != nil {
+		if msg != "" {
+			msg += ": "
+		}
+		msg += te.Err.Error()
 	}
-	return outcome{
-		status:     resp.StatusCode,
-		retryAfter: retryAfter(resp.Header.Get("Retry-After")),
-		err:        &Error{Kind: kindOf(resp.StatusCode), Status: resp.StatusCode, Code: code, Message: msg},
-	}
+	return &Error{Status: te.Status, Code: te.Code, Message: fmt.Sprintf("%s: %s", call, msg), Err: te.Err}
 }
 
 func (c *Client) url(path string) string {
@@ -318,32 +249,4 @@ func kindOf(status int) error {
 		return ErrConflict
 	}
 	return nil
-}
-
-// retryAfter parses a Retry-After of seconds or an HTTP date.
-func retryAfter(v string) time.Duration {
-	if v == "" {
-		return 0
-	}
-	if s, err := strconv.Atoi(v); err == nil && s >= 0 {
-		return time.Duration(min(s, 1<<31)) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return max(time.Until(t), 0)
-	}
-	return 0
-}
-
-// isPermanent reports TLS, certificate and URL failures, which a retry
-// cannot fix.
-func isPermanent(err error) bool {
-	var (
-		unknownAuthority x509.UnknownAuthorityError
-		hostname         x509.HostnameError
-		invalid          x509.CertificateInvalidError
-		record           tls.RecordHeaderError
-	)
-	return errors.As(err, &unknownAuthority) || errors.As(err, &hostname) ||
-		errors.As(err, &invalid) || errors.As(err, &record) ||
-		strings.Contains(fmt.Sprint(err), "unsupported protocol scheme")
 }
