@@ -5,7 +5,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/plugipay-sync/plugipay-sync/internal/apimetrics"
 	"github.com/plugipay-sync/plugipay-sync/internal/transport"
 )
 
@@ -33,8 +32,8 @@ const metricsDestination = "plugipay"
 // newMetrics registers the collectors with reg, sharing those another
 // client registered there already, and creates every series of the SDK
 // at zero. The result is the transport's metrics hook.
-func newMetrics(reg prometheus.Registerer) (*apimetrics.Metrics, error) {
-	m, err := apimetrics.New(reg, metricsDestination)
+func newMetrics(reg prometheus.Registerer) (*transport.Metrics, error) {
+	m, err := transport.NewMetrics(reg, metricsDestination)
 	if err != nil {
 		return nil, err
 	}

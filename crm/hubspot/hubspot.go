@@ -30,7 +30,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/plugipay-sync/plugipay-sync/crm"
-	"github.com/plugipay-sync/plugipay-sync/internal/apimetrics"
 	"github.com/plugipay-sync/plugipay-sync/internal/transport"
 	"github.com/plugipay-sync/plugipay-sync/sync"
 )
@@ -147,7 +146,7 @@ func New(opts Options) (*Source, error) {
 	if opts.Timeout < 0 || opts.MaxRetryAfter < 0 || opts.RequestsPerSecond < 0 {
 		return nil, errors.New("hubspot: Timeout, MaxRetryAfter and RequestsPerSecond must not be negative")
 	}
-	m, err := apimetrics.New(opts.Registerer, metricsDestination)
+	m, err := transport.NewMetrics(opts.Registerer, metricsDestination)
 	if err != nil {
 		return nil, fmt.Errorf("hubspot: register metrics: %w", err)
 	}

@@ -2,7 +2,7 @@ package transport
 
 import "time"
 
-// Observer is the metrics hook: internal/apimetrics implements it, so
+// Observer is the metrics hook: Metrics implements it, so
 // every API the module speaks (Plugipay, PayGate, Pin, HubSpot) is counted
 // the same way. A nil Observer observes nothing.
 type Observer interface {

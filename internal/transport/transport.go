@@ -14,7 +14,7 @@
 //   - exponential backoff with jitter from github.com/cenkalti/backoff/v5,
 //     whose waits end at once when the caller's context does;
 //   - one rate limiter type (Limiter, behind the RateLimiter interface);
-//   - one metrics hook (Observer), which internal/apimetrics implements;
+//   - one metrics hook (Observer), which Metrics implements;
 //   - its own error type (*Error), which each adapter maps to its kinds
 //     with a table.
 //

@@ -5,7 +5,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/plugipay-sync/plugipay-sync/internal/apimetrics"
 	"github.com/plugipay-sync/plugipay-sync/internal/transport"
 )
 
@@ -14,8 +13,8 @@ import (
 type Registerer = prometheus.Registerer
 
 // metrics are one Client's share of the module's API metrics (see
-// apimetrics); nil records nothing.
-type metrics = apimetrics.Metrics
+// transport.Metrics); nil records nothing.
+type metrics = transport.Metrics
 
 // Label values: the operations the adapters name, and the codes codeOf
 // gives.
@@ -27,7 +26,7 @@ var (
 )
 
 func newMetrics(reg Registerer, dest string) (*metrics, error) {
-	m, err := apimetrics.New(reg, dest)
+	m, err := transport.NewMetrics(reg, dest)
 	if err != nil {
 		return nil, err
 	}

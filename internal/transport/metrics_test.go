@@ -1,4 +1,4 @@
-package apimetrics
+package transport
 
 import (
 	"strings"
@@ -7,25 +7,23 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-
-	"github.com/plugipay-sync/plugipay-sync/internal/transport"
 )
 
 // TestObserver checks that the transport's hook lands in the shared
 // metrics: a call counts once by its code, a retried attempt counts its
 // reason, a limiter wait its bucket; a nil *Metrics records nothing.
-func TestObserver(t *testing.T) {
+func TestMetrics_Observer(t *testing.T) {
 	reg := prometheus.NewPedanticRegistry()
-	m, err := New(reg, "paygate")
+	m, err := NewMetrics(reg, "paygate")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var o transport.Observer = m
-	o.ObserveAttempt(transport.Attempt{Op: "get", N: 1, Status: 429, RateLimited: true, Retry: true,
-		Reason: transport.ReasonRateLimited, Bucket: "all", Waited: 250 * time.Millisecond})
-	o.ObserveAttempt(transport.Attempt{Op: "get", N: 2, Status: 200, Bucket: "all"})
-	o.ObserveCall(transport.Call{Op: "get", Code: "ok", Attempts: 2, Duration: 300 * time.Millisecond})
-	o.ObserveCall(transport.Call{Op: "create", Code: "unauthorized", Attempts: 1})
+	var o Observer = m
+	o.ObserveAttempt(Attempt{Op: "get", N: 1, Status: 429, RateLimited: true, Retry: true,
+		Reason: ReasonRateLimited, Bucket: "all", Waited: 250 * time.Millisecond})
+	o.ObserveAttempt(Attempt{Op: "get", N: 2, Status: 200, Bucket: "all"})
+	o.ObserveCall(Call{Op: "get", Code: "ok", Attempts: 2, Duration: 300 * time.Millisecond})
+	o.ObserveCall(Call{Op: "create", Code: "unauthorized", Attempts: 1})
 
 	want := `
 # HELP plugipay_sync_api_requests_total Destination API calls by destination, operation and outcome code (ok or the error code); a call's retries count once.
@@ -48,6 +46,6 @@ plugipay_sync_ratelimit_wait_seconds_total{bucket="all",destination="paygate"} 0
 	}
 
 	var none *Metrics
-	none.ObserveAttempt(transport.Attempt{Retry: true, Reason: "x", Bucket: "all", Waited: time.Second})
-	none.ObserveCall(transport.Call{Op: "get", Code: "ok"})
+	none.ObserveAttempt(Attempt{Retry: true, Reason: "x", Bucket: "all", Waited: time.Second})
+	none.ObserveCall(Call{Op: "get", Code: "ok"})
 }

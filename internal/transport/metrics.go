@@ -1,4 +1,4 @@
-// Package apimetrics is the one set of metrics every API client of the
+// Metrics is the one set of metrics every API client of the
 // module reports through, whichever API it speaks: calls by destination,
 // operation and outcome code, their latency, retries and rate-limiter
 // waits. Before it, only Plugipay was observed (issue 16): with a
@@ -7,21 +7,21 @@
 // one of the adapters' names, op and reason come from fixed lists, and the
 // clients map codes they do not know to "other".
 //
-// *Metrics is the transport's metrics hook (transport.Observer): every
-// client built on internal/transport reports through it, whichever API it
-// speaks.
-package apimetrics
+// *Metrics is the transport's metrics hook (Observer): every client built
+// on the transport reports through it, whichever API it speaks. It lives
+// with the transport so that a client (the Plugipay SDK) imports one
+// package of the module, not two.
+
+package transport
 
 import (
 	"errors"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/plugipay-sync/plugipay-sync/internal/transport"
 )
 
-var _ transport.Observer = (*Metrics)(nil)
+var _ Observer = (*Metrics)(nil)
 
 // Metrics are one client's view of the shared collectors, with its
 // destination label bound. A nil *Metrics records nothing.
@@ -36,7 +36,7 @@ type Metrics struct {
 // New registers the collectors with reg, or shares those already there
 // (several clients, one registry), for a client of destination. A nil reg
 // gives a nil *Metrics.
-func New(reg prometheus.Registerer, destination string) (*Metrics, error) {
+func NewMetrics(reg prometheus.Registerer, destination string) (*Metrics, error) {
 	if reg == nil {
 		return nil, nil
 	}
@@ -114,8 +114,8 @@ func (m *Metrics) Wait(bucket string, d time.Duration) {
 }
 
 // ObserveAttempt counts an attempt's rate-limiter wait and, when it is
-// retried, the retry (transport.Observer).
-func (m *Metrics) ObserveAttempt(a transport.Attempt) {
+// retried, the retry (Observer).
+func (m *Metrics) ObserveAttempt(a Attempt) {
 	if m == nil {
 		return
 	}
@@ -128,8 +128,8 @@ func (m *Metrics) ObserveAttempt(a transport.Attempt) {
 }
 
 // ObserveCall counts a finished call by its op and outcome code
-// (transport.Observer).
-func (m *Metrics) ObserveCall(c transport.Call) {
+// (Observer).
+func (m *Metrics) ObserveCall(c Call) {
 	m.Request(c.Op, c.Code, c.Duration)
 }
 
