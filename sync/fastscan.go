@@ -146,7 +146,11 @@ func (s *scan) readPrinted(ctx context.Context, rd *scanReader) (bool, error) {
 			rejected++
 		}
 		if h.each != nil {
-			h.each(e.id, "line "+strconv.Itoa(rp.Line), v)
+			ref := ""
+			if rp.Line > 0 {
+				ref = "line " + strconv.Itoa(rp.Line)
+			}
+			h.each(e.id, ref, v)
 		}
 	}
 	h.read(unchanged+rejected, printTook)
@@ -201,7 +205,8 @@ func (s *scan) mergePrints(sorter *bucketSorter[RowPrint], limit int64, rereadRe
 		if match {
 			buf = appendPrintEntry(buf[:0], old)
 			binary.BigEndian.PutUint64(pos[:], uint64(group[0].Pos))
-			if err := p.matched.add(buf, append(pos[:], binary.AppendUvarint(nil, uint64(group[0].Line))...)); err != nil {
+			where := append(binary.AppendUvarint(pos[:], uint64(group[0].Line)), group[0].Key...)
+			if err := p.matched.add(buf, where); err != nil {
 				return err
 			}
 			old, oldErr, haveOld = nextOld()
@@ -250,8 +255,9 @@ func decodeMatched(f [][]byte) (printEntry, RowPrint) {
 	idLen, n := binary.Uvarint(rest)
 	e.id = string(rest[n : n+int(idLen)])
 	rp := RowPrint{Print: e.print(), Pos: int64(binary.BigEndian.Uint64(f[1][:8]))}
-	l, _ := binary.Uvarint(f[1][8:])
+	l, n := binary.Uvarint(f[1][8:])
 	rp.Line = int(l)
+	rp.Key = string(f[1][8+n:])
 	return e, rp
 }
 

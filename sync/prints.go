@@ -37,11 +37,15 @@ type Print [16]byte
 // RowPrint is one row of a PrintSource's print pass.
 type RowPrint struct {
 	Print Print
-	// Pos is where the row starts in the source (a byte offset for a
-	// file), for RecordsAt.
+	// Pos is where the row is in the read, ascending in source order and
+	// unique in one read: a byte offset for a file, an ordinal for a
+	// query.
 	Pos int64
-	// Line is the row's first line, for its Ref.
+	// Line is the row's first line, for its Ref (0 where there is none).
 	Line int
+	// Key finds the row again where a position cannot (a SQL row's
+	// primary key); empty for a file.
+	Key string
 }
 
 // ErrNoPrints: the source cannot print this read (a row its fast scanner
@@ -402,7 +406,9 @@ func newRowPrintSorter(dir string) *bucketSorter[RowPrint] {
 		func(b []byte, r RowPrint) []byte {
 			b = append(b, r.Print[:]...)
 			b = binary.BigEndian.AppendUint64(b, uint64(r.Pos))
-			return binary.BigEndian.AppendUint32(b, uint32(r.Line))
+			b = binary.BigEndian.AppendUint32(b, uint32(r.Line))
+			b = binary.AppendUvarint(b, uint64(len(r.Key)))
+			return append(b, r.Key...)
 		},
 		func(r *bufio.Reader) (RowPrint, error) {
 			var b [28]byte
@@ -411,6 +417,17 @@ func newRowPrintSorter(dir string) *bucketSorter[RowPrint] {
 			}
 			rp := RowPrint{Pos: int64(binary.BigEndian.Uint64(b[16:24])), Line: int(binary.BigEndian.Uint32(b[24:28]))}
 			copy(rp.Print[:], b[:16])
+			n, err := binary.ReadUvarint(r)
+			if err != nil {
+				return RowPrint{}, err
+			}
+			if n > 0 {
+				key := make([]byte, n)
+				if _, err := io.ReadFull(r, key); err != nil {
+					return RowPrint{}, err
+				}
+				rp.Key = string(key)
+			}
 			return rp, nil
 		})
 }
