@@ -91,7 +91,7 @@ func (c *CSV) openScan(bufSize int) (*os.File, *csvScanner, *columns, int, error
 // encoding/csv would ends it with sync.ErrNoPrints.
 func (c *CSV) Prints(ctx context.Context) iter.Seq2[sync.RowPrint, error] {
 	return func(yield func(sync.RowPrint, error) bool) {
-		f, s, cols, _, err := c.openScan(1 << 20)
+		f, s, cols, _, err := c.openScan(256 << 10)
 		if err != nil {
 			yield(sync.RowPrint{}, err)
 			return

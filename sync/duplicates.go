@@ -66,9 +66,8 @@ func (s *seenIDs) testAndAdd(id string) bool {
 	return false
 }
 
-// test reports whether id was (probably) added.
-func (s *seenIDs) test(id string) bool {
-	b := []byte(id)
+// testBytes reports whether id was (probably) added.
+func (s *seenIDs) testBytes(b []byte) bool {
 	for _, f := range s.filters {
 		if f.Test(b) {
 			return true

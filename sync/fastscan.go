@@ -1,6 +1,7 @@
 package sync
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -132,8 +133,8 @@ func (s *scan) readPrinted(ctx context.Context, rd *scanReader) (bool, error) {
 		if err != nil {
 			return true, err
 		}
-		e, rp := decodeMatched(f)
-		if e.kind == printConfirmed && s.seenIDs.test(e.id) {
+		e, id, rp := decodeMatched(f)
+		if e.kind == printConfirmed && s.seenIDs.testBytes(id) {
 			p.moved[rp.Pos] = true
 			again = append(again, rp)
 			continue
@@ -150,13 +151,13 @@ func (s *scan) readPrinted(ctx context.Context, rd *scanReader) (bool, error) {
 			if rp.Line > 0 {
 				ref = "line " + strconv.Itoa(rp.Line)
 			}
-			h.each(e.id, ref, v)
+			h.each(string(id), ref, v)
 		}
 	}
 	h.read(unchanged+rejected, printTook)
 	h.printed(unchanged, rejected)
 	if len(again) > 0 {
-		slices.SortFunc(again, func(a, b RowPrint) int { return int(a.Pos - b.Pos) })
+		slices.SortFunc(again, func(a, b RowPrint) int { return cmp.Compare(a.Pos, b.Pos) })
 		if err := s.decodeAt(ctx, rd, again); err != nil {
 			return true, err
 		}
@@ -178,38 +179,43 @@ func (s *scan) readPrinted(ctx context.Context, rd *scanReader) (bool, error) {
 // false when more than limit rows did not match.
 func (s *scan) mergePrints(sorter *bucketSorter[RowPrint], limit int64, rereadRejects bool) (unmatched []RowPrint, ok bool, err error) {
 	p := s.prints
-	nextOld, stop := iter.Pull2(s.old.entries())
-	defer stop()
-	old, oldErr, haveOld := nextOld()
+	old, err := s.old.reader()
+	if err != nil {
+		return nil, false, err
+	}
+	haveOld, err := old.next()
+	if err != nil {
+		return nil, false, err
+	}
 	var group []RowPrint
-	var buf []byte
-	var pos [8]byte
+	var where []byte
 	settle := func() error {
 		if len(group) == 0 {
 			return nil
 		}
 		hi, lo := splitPrint(group[0].Print)
-		for haveOld && oldErr == nil && printLess(old.hi, old.lo, hi, lo) {
+		for haveOld && printLess(old.e.hi, old.e.lo, hi, lo) {
 			p.dropped = true
-			old, oldErr, haveOld = nextOld()
-		}
-		if oldErr != nil {
-			return oldErr
-		}
-		match := haveOld && old.hi == hi && old.lo == lo && len(group) == 1
-		if match && old.kind == printRejected {
-			// A known reject is counted only while it stays on its line
-			// (the failure names the line); the dry run shows its reason.
-			match = !rereadRejects && (old.id == "" || old.line == group[0].Line)
-		}
-		if match {
-			buf = appendPrintEntry(buf[:0], old)
-			binary.BigEndian.PutUint64(pos[:], uint64(group[0].Pos))
-			where := append(binary.AppendUvarint(pos[:], uint64(group[0].Line)), group[0].Key...)
-			if err := p.matched.add(buf, where); err != nil {
+			if haveOld, err = old.next(); err != nil {
 				return err
 			}
-			old, oldErr, haveOld = nextOld()
+		}
+		match := haveOld && old.e.hi == hi && old.e.lo == lo && len(group) == 1
+		if match && old.e.kind == printRejected {
+			// A known reject is counted only while it stays on its line
+			// (the failure names the line); the dry run shows its reason.
+			match = !rereadRejects && (len(old.id) == 0 || old.e.line == group[0].Line)
+		}
+		if match {
+			where = binary.BigEndian.AppendUint64(where[:0], uint64(group[0].Pos))
+			where = binary.AppendUvarint(where, uint64(group[0].Line))
+			where = append(where, group[0].Key...)
+			if err := p.matched.add(old.raw, where); err != nil {
+				return err
+			}
+			if haveOld, err = old.next(); err != nil {
+				return err
+			}
 		} else {
 			unmatched = append(unmatched, group...)
 		}
@@ -241,24 +247,27 @@ func (s *scan) mergePrints(sorter *bucketSorter[RowPrint], limit int64, rereadRe
 		s.fallback = fmt.Sprintf("more than %d rows changed since the last run", limit)
 		return nil, false, nil
 	}
-	slices.SortFunc(unmatched, func(a, b RowPrint) int { return int(a.Pos - b.Pos) })
+	slices.SortFunc(unmatched, func(a, b RowPrint) int { return cmp.Compare(a.Pos, b.Pos) })
 	return unmatched, true, nil
 }
 
-// decodeMatched decodes a matched spill record.
-func decodeMatched(f [][]byte) (printEntry, RowPrint) {
+// decodeMatched decodes a matched spill record: the entry (its id as
+// bytes of f, not copied) and the row's place.
+func decodeMatched(f [][]byte) (printEntry, []byte, RowPrint) {
 	e := printEntry{hi: binary.BigEndian.Uint64(f[0][:8]), lo: binary.BigEndian.Uint64(f[0][8:16]), kind: f[0][16]}
 	rest := f[0][17:]
 	line, n := binary.Uvarint(rest)
 	e.line = int(line)
 	rest = rest[n:]
 	idLen, n := binary.Uvarint(rest)
-	e.id = string(rest[n : n+int(idLen)])
+	id := rest[n : n+int(idLen)]
 	rp := RowPrint{Print: e.print(), Pos: int64(binary.BigEndian.Uint64(f[1][:8]))}
 	l, n := binary.Uvarint(f[1][8:])
 	rp.Line = int(l)
-	rp.Key = string(f[1][8+n:])
-	return e, rp
+	if key := f[1][8+n:]; len(key) > 0 {
+		rp.Key = string(key)
+	}
+	return e, id, rp
 }
 
 // decodeAt decodes and takes the rows at rows' positions.
@@ -289,10 +298,11 @@ func (s *scan) confirmedPrints() iter.Seq2[printEntry, error] {
 				yield(printEntry{}, err)
 				return
 			}
-			e, rp := decodeMatched(f)
+			e, id, rp := decodeMatched(f)
 			if p.moved[rp.Pos] {
 				continue
 			}
+			e.id = string(id)
 			if !yield(e, nil) {
 				return
 			}

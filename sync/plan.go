@@ -85,6 +85,9 @@ func (r *Reconciler) Plan(ctx context.Context, emit func(PlanEntry)) (map[string
 			return nil
 		},
 		seen: func(_ context.Context, ids []string) error {
+			if !r.archiving() {
+				return nil // only the archive plan needs them
+			}
 			for _, id := range ids {
 				if err := seen.add(id); err != nil {
 					return err

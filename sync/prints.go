@@ -189,6 +189,60 @@ func (s *printSet) entries() iter.Seq2[printEntry, error] {
 	}
 }
 
+// printReader reads a set's entries one by one without allocating: the
+// merge of a print pass reads every entry.
+type printReader struct {
+	r    *bufio.Reader
+	left uint64
+	// e is the current entry, without its id; raw is its encoding, id
+	// the id within it. Both are reused by next.
+	e   printEntry
+	raw []byte
+	id  []byte
+}
+
+func (s *printSet) reader() (*printReader, error) {
+	if _, err := s.f.Seek(printsHeaderSize, io.SeekStart); err != nil {
+		return nil, fmt.Errorf("read prints file: %w", err)
+	}
+	return &printReader{r: bufio.NewReaderSize(s.f, 64<<10), left: s.n}, nil
+}
+
+// next reads the next entry; false at the end.
+func (c *printReader) next() (bool, error) {
+	if c.left == 0 {
+		return false, nil
+	}
+	c.left--
+	fixed, err := c.r.Peek(17)
+	if err != nil {
+		return false, fmt.Errorf("read prints file: %w", err)
+	}
+	c.raw = append(c.raw[:0], fixed...)
+	if _, err := c.r.Discard(17); err != nil {
+		return false, fmt.Errorf("read prints file: %w", err)
+	}
+	c.e = printEntry{hi: binary.BigEndian.Uint64(c.raw[:8]), lo: binary.BigEndian.Uint64(c.raw[8:16]), kind: c.raw[16]}
+	line, err := binary.ReadUvarint(c.r)
+	if err != nil {
+		return false, fmt.Errorf("read prints file: %w", err)
+	}
+	c.e.line = int(line)
+	c.raw = binary.AppendUvarint(c.raw, line)
+	n, err := binary.ReadUvarint(c.r)
+	if err != nil || n > 1<<16 {
+		return false, fmt.Errorf("read prints file: corrupt entry (%v)", err)
+	}
+	c.raw = binary.AppendUvarint(c.raw, n)
+	at := len(c.raw)
+	c.raw = slices.Grow(c.raw, int(n))[:at+int(n)]
+	if _, err := io.ReadFull(c.r, c.raw[at:]); err != nil {
+		return false, fmt.Errorf("read prints file: %w", err)
+	}
+	c.id = c.raw[at:]
+	return true, nil
+}
+
 func appendPrintEntry(b []byte, e printEntry) []byte {
 	b = binary.BigEndian.AppendUint64(b, e.hi)
 	b = binary.BigEndian.AppendUint64(b, e.lo)
@@ -291,9 +345,9 @@ func writePrints(ctx context.Context, ps PrintStore, seed string, next iter.Seq2
 // partition is sorted in memory on its own (a radix partition, then a
 // sort), so sorting n values holds about n/printBucketCount of them.
 const (
-	printBucketBits  = 6
+	printBucketBits  = 7
 	printBucketCount = 1 << printBucketBits
-	printBucketChunk = 1024 // values held per partition before it spills
+	printBucketChunk = 256 // values held per partition before it spills
 )
 
 // bucketSorter sorts values by print in bounded memory: values go to
@@ -411,12 +465,18 @@ func newRowPrintSorter(dir string) *bucketSorter[RowPrint] {
 			return append(b, r.Key...)
 		},
 		func(r *bufio.Reader) (RowPrint, error) {
-			var b [28]byte
-			if _, err := io.ReadFull(r, b[:]); err != nil {
+			b, err := r.Peek(28) // no copy: a buffer here would escape, per row
+			if err != nil {
+				if errors.Is(err, io.EOF) && len(b) > 0 {
+					err = io.ErrUnexpectedEOF
+				}
 				return RowPrint{}, err
 			}
 			rp := RowPrint{Pos: int64(binary.BigEndian.Uint64(b[16:24])), Line: int(binary.BigEndian.Uint32(b[24:28]))}
 			copy(rp.Print[:], b[:16])
+			if _, err := r.Discard(28); err != nil {
+				return RowPrint{}, err
+			}
 			n, err := binary.ReadUvarint(r)
 			if err != nil {
 				return RowPrint{}, err

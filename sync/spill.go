@@ -23,6 +23,7 @@ type spill struct {
 	// readBuf is the read buffer of records: small for the many runs an
 	// idSorter merges at once.
 	readBuf int
+	lenBuf  [binary.MaxVarintLen64]byte
 }
 
 func newSpill(dir, pattern string) (*spill, error) {
@@ -37,7 +38,7 @@ func newSpill(dir, pattern string) (*spill, error) {
 
 // add appends one record made of fields.
 func (s *spill) add(fields ...[]byte) error {
-	var n [binary.MaxVarintLen64]byte
+	n := &s.lenBuf // a local array would escape through Write, once per field
 	for _, b := range fields {
 		if _, err := s.w.Write(n[:binary.PutUvarint(n[:], uint64(len(b)))]); err != nil {
 			return fmt.Errorf("write spill file: %w", err)
