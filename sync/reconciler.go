@@ -245,7 +245,7 @@ type run struct {
 	id int64
 	// started is when the run began, before it read the source.
 	started time.Time
-	counts counts
+	counts  counts
 	// abort stops the run on a fatal destination error (auth, scope).
 	abort    context.CancelCauseFunc
 	fatalErr atomic.Pointer[error]
