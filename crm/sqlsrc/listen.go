@@ -16,6 +16,9 @@ const (
 	DefaultListenWindow    = 5 * time.Millisecond
 	DefaultListenHeartbeat = 15 * time.Second
 	DefaultListenRetryMax  = 30 * time.Second
+	// ListenerApplicationName is the listener connection's
+	// application_name, unless the DSN sets one.
+	ListenerApplicationName = "plugipay-sync-listener"
 )
 
 // ListenOptions configure Source.Listen.
@@ -100,7 +103,15 @@ var errConnected = errors.New("listener connection lost")
 // listenOnce connects, listens, catches up and forwards notifications
 // until the connection fails or ctx is done.
 func (s *Source) listenOnce(ctx context.Context, o ListenOptions, alive *time.Time) error {
-	conn, err := pgx.Connect(ctx, s.opts.DSN)
+	cfg, err := pgx.ParseConfig(s.opts.DSN)
+	if err != nil {
+		return fmt.Errorf("crm: sql: listener: %w", err)
+	}
+	if cfg.RuntimeParams["application_name"] == "" {
+		// Named in pg_stat_activity, for operators (and tests) to find.
+		cfg.RuntimeParams["application_name"] = ListenerApplicationName
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("crm: sql: listener connect: %w", err)
 	}

@@ -155,9 +155,14 @@ func SignWebhook(target, secret string, at time.Time, events ...Webhook) SignedW
 	return SignedWebhook{URL: target, Body: body, Timestamp: ts, Signature: base64.StdEncoding.EncodeToString(mac.Sum(nil))}
 }
 
-// Send posts the webhook to its URL and returns the status.
-func (w SignedWebhook) Send(ctx context.Context) (int, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.URL, bytes.NewReader(w.Body))
+// Send posts the webhook to endpoint (the address the request reaches
+// behind the proxy its signed URL names; empty: that URL) and returns the
+// status.
+func (w SignedWebhook) Send(ctx context.Context, endpoint string) (int, error) {
+	if endpoint == "" {
+		endpoint = w.URL
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, bytes.NewReader(w.Body))
 	if err != nil {
 		return 0, err
 	}
