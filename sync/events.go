@@ -149,6 +149,10 @@ func NewEvents(rec func() *Reconciler, opts EventsOptions) *Events {
 			Help: "Users waiting to be synced by the event path.",
 		}),
 	}
+	for _, a := range []string{ActionCreated, ActionUpdated, ActionUnchanged, ActionRecovered, ActionArchived,
+		ActionSkipped, ActionRejected, ActionFailed, ActionNotFound} {
+		e.m.synced.WithLabelValues(a)
+	}
 	for _, s := range []string{EventSourceAPI, EventSourcePostgres, EventSourceHubSpot} {
 		e.m.latency.WithLabelValues(s)
 		e.m.received.WithLabelValues(s)
