@@ -5,8 +5,10 @@ import (
 	"errors"
 	"iter"
 	"slices"
+	stdsync "sync"
 	"testing"
 
+	"github.com/plugipay-sync/plugipay-sync/internal/priority"
 	"github.com/plugipay-sync/plugipay-sync/sync"
 )
 
@@ -171,5 +173,50 @@ func TestRun_LeavesUserToNewerTargetedSync(t *testing.T) {
 		if c.Name != "New Name" {
 			t.Errorf("customer name = %q after the run; the run's older read overwrote the targeted sync's", c.Name)
 		}
+	}
+}
+
+// laneDest records the priority lane of each write's context.
+type laneDest struct {
+	*fakeDest
+	mu    stdsync.Mutex
+	lanes []priority.Lane
+}
+
+func (d *laneDest) note(ctx context.Context) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.lanes = append(d.lanes, priority.From(ctx))
+}
+
+func (d *laneDest) CreateCustomer(ctx context.Context, c sync.Customer, key string) (sync.Customer, error) {
+	d.note(ctx)
+	return d.fakeDest.CreateCustomer(ctx, c, key)
+}
+
+func (d *laneDest) UpdateCustomer(ctx context.Context, id string, p sync.Patch, key string) (sync.Customer, error) {
+	d.note(ctx)
+	return d.fakeDest.UpdateCustomer(ctx, id, p, key)
+}
+
+// The event path's writes carry the context mark of Options.MarkEvent (the
+// seam of the priority lane); a run's do not.
+func TestSyncIDs_MarksEventContext(t *testing.T) {
+	h := newHarness(t)
+	dst := &laneDest{fakeDest: h.dst}
+	src := users(2)
+	opts := sync.Options{Now: h.clk.Now, MarkEvent: func(ctx context.Context) context.Context { return priority.With(ctx, priority.Event) }}
+	if _, err := sync.New(src, dst, h.store, opts).Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	r := src.items[0].(sync.Record)
+	r.Name = "Changed"
+	src.items[0] = r
+	if _, err := sync.New(byID{src}, dst, h.store, opts).SyncIDs(context.Background(), []string{r.ExternalID}, false); err != nil {
+		t.Fatal(err)
+	}
+	want := []priority.Lane{priority.Background, priority.Background, priority.Event}
+	if !slices.Equal(dst.lanes, want) {
+		t.Errorf("lanes = %v, want %v", dst.lanes, want)
 	}
 }

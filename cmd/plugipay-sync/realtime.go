@@ -63,7 +63,7 @@ type realtime struct {
 	requests *prometheus.CounterVec
 	pgUp     prometheus.Gauge
 	pgDrops  prometheus.Counter
-	// Ready, if set, gets the listener's address (tests).
+	// addr is the realtime listener's address once it serves.
 	addr atomic.Value
 }
 
