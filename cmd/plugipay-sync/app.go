@@ -61,7 +61,7 @@ type Main struct {
 	// the daemon is serving (tests use it with listen ":0").
 	Ready func(addr string)
 	// RealtimeReady, if set, is called with the realtime listener's
-	// address (realtime.listen) once it is serving, before Ready.
+	// address (realtime.listen) once it is serving, after Ready.
 	RealtimeReady func(addr string)
 	// ProgressInterval is how often a --once run off a terminal logs its
 	// progress; 0 means DefaultProgressInterval.
