@@ -94,7 +94,14 @@ func (ru *run) archiveGone(ctx context.Context) error {
 	for range ru.opts.Concurrency {
 		wg.Go(func() {
 			for m := range ch {
-				ru.archiveOne(ctx, m)
+				unlock, superseded, err := ru.lockUser(ctx, m.ExternalID)
+				if err != nil {
+					continue
+				}
+				if !superseded {
+					ru.archiveOne(ctx, m)
+				}
+				unlock()
 			}
 		})
 	}

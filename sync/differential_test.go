@@ -242,7 +242,8 @@ func planFits(planned string, o sync.Outcome) bool {
 
 // TestDifferential_PlanRunSyncOne is issue 13's differential test: over
 // randomised worlds, the dry run's plan is what the following run does,
-// row by row, and SyncOne(X) does what the run does with X. Nobody's
+// row by row, and SyncOne(X) and SyncIDs([X]) (issue 17) do what the run
+// does with X. Nobody's
 // customer is ever blanked.
 func TestDifferential_PlanRunSyncOne(t *testing.T) {
 	differential(t, 160, []int{1, 3, 10, 1000})
@@ -332,6 +333,26 @@ func differential(t *testing.T, scenarios int, batchSizes []int) {
 					t.Errorf("%s: SyncOne(%s) = %s (%v, %s), the run did %q (verdict %s) with %s", sc, id, res.Action, err, res.Reason, o.Action, o.Verdict, key)
 				}
 				assertNotBlanked(t, sc, h2.dst)
+
+				// SyncIDs, the event path's targeted sync, does the same
+				// through a read by id, and keeps the backoff. Its read
+				// is complete for the users it names: compared with a
+				// run whose read was complete.
+				h3, src3 := sc.build(t)
+				if ps := src3.(*partialSource); !ps.complete {
+					continue
+				}
+				got, err := sync.New(byID{src3.(*partialSource).sliceSource}, h3.dst, h3.store, sc.opts(h3, 1)).SyncIDs(ctx, []string{id}, false)
+				if err != nil || len(got) != 1 {
+					t.Fatalf("%s: SyncIDs(%s) = %+v, %v", sc, id, got, err)
+				}
+				if ran && o.Verdict == sync.VerdictBackoff {
+					want = sync.ActionFailed
+				}
+				if got[0].Action != want {
+					t.Errorf("%s: SyncIDs(%s) = %+v, the run did %q (verdict %s) with %s", sc, id, got[0], o.Action, o.Verdict, key)
+				}
+				assertNotBlanked(t, sc, h3.dst)
 			}
 		})
 	}

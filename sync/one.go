@@ -82,6 +82,20 @@ func (r *Reconciler) SyncOne(ctx context.Context, externalID string) (OneResult,
 		return OneResult{}, fmt.Errorf("%w: %q", ErrNotInSource, externalID)
 	}
 
+	unlock, err := r.users.lock(ctx, []string{externalID})
+	if err != nil {
+		return OneResult{}, err
+	}
+	defer unlock()
+	return r.syncDesired(ctx, d, true)
+}
+
+// syncDesired does what the decision says for one user the read found as
+// d, the caller holding the user's lock: SyncOne and SyncIDs share it, so
+// a targeted sync does what a run does. force waives the backoff of an
+// earlier failure.
+func (r *Reconciler) syncDesired(ctx context.Context, d Desired, force bool) (OneResult, error) {
+	externalID := d.Record.ExternalID
 	ids := []string{externalID}
 	mappings, err := r.store.Mappings(ctx, ids)
 	if err != nil {
@@ -98,7 +112,7 @@ func (r *Reconciler) SyncOne(ctx context.Context, externalID string) (OneResult,
 	if f, ok := failures[externalID]; ok {
 		k.Failure = &f
 	}
-	dec := r.policy().decide(d, k, when{now: r.opts.Now(), force: true})
+	dec := r.policy().decide(d, k, when{now: r.opts.Now(), force: force})
 	customerID := ""
 	if k.Mapping != nil {
 		customerID = k.Mapping.CustomerID
@@ -109,6 +123,10 @@ func (r *Reconciler) SyncOne(ctx context.Context, externalID string) (OneResult,
 		return OneResult{Action: ActionUnchanged, CustomerID: customerID}, nil
 	case VerdictReject:
 		return OneResult{Action: ActionRejected}, &RecordError{Ref: d.Record.Ref, ExternalID: externalID, Reason: dec.Reason}
+	case VerdictBackoff:
+		// Only without force: an event for content that failed before
+		// waits for its backoff, as the run does.
+		return OneResult{Action: ActionFailed, CustomerID: customerID, Reason: dec.Reason}, nil
 	case VerdictSkip, VerdictLeave:
 		return OneResult{Action: ActionSkipped, CustomerID: customerID, Reason: dec.Reason}, nil
 	case VerdictArchive:

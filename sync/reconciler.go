@@ -79,6 +79,14 @@ type Options struct {
 	// row and each archived user, from several goroutines. Tests compare
 	// it with the dry run's plan.
 	OnOutcome func(Outcome)
+	// Users serialises the work on each user between the run and the
+	// targeted syncs (SyncIDs); share one between the reconcilers of a
+	// process. Nil gives the reconciler its own.
+	Users *Users
+	// MarkEvent, if set, marks the context of a targeted sync's API calls
+	// (the seam of issue 17's priority lane: a transport that shares the
+	// write budget can serve them first).
+	MarkEvent func(context.Context) context.Context
 }
 
 // Outcome is what a run did with one source row or gone user.
@@ -107,6 +115,9 @@ type Reconciler struct {
 	m         *Metrics
 	// current is the run in progress, for Progress.
 	current atomic.Pointer[run]
+	users   *Users
+	// verified: a targeted sync proved the destination (see SyncIDs).
+	verified atomic.Bool
 }
 
 // Progress returns the counts of the run in progress so far; ok is false
@@ -166,6 +177,12 @@ func New(src Source, dst Destination, store Store, opts Options) *Reconciler {
 	if opts.SpillDir == "" {
 		opts.SpillDir = spillDir()
 	}
+	if opts.Users == nil {
+		opts.Users = NewUsers()
+	}
+	if opts.MarkEvent == nil {
+		opts.MarkEvent = func(ctx context.Context) context.Context { return ctx }
+	}
 	caps := dst.Capabilities()
 	f := newFields(opts.Managed).within(caps)
 	if opts.Deletion == DeletionArchive {
@@ -178,7 +195,7 @@ func New(src Source, dst Destination, store Store, opts Options) *Reconciler {
 		}))
 	}
 	return &Reconciler{src: src, dst: dst, caps: caps, store: store, opts: opts, fields: f,
-		log: opts.Logger, recordLog: recordLog, m: opts.Metrics}
+		log: opts.Logger, recordLog: recordLog, m: opts.Metrics, users: opts.Users}
 }
 
 // Check reports options the destination cannot honour: a mode it cannot
@@ -225,8 +242,10 @@ func (c *counts) snapshot() RunCounts {
 // run is the state of one Run.
 type run struct {
 	*Reconciler
-	id     int64
-	counts counts
+	id int64
+	// started is when the run began, before it read the source.
+	started time.Time
+	counts  counts
 	// abort stops the run on a fatal destination error (auth, scope).
 	abort    context.CancelCauseFunc
 	fatalErr atomic.Pointer[error]
@@ -280,7 +299,8 @@ func (r *Reconciler) Run(ctx context.Context) (RunRecord, error) {
 	if err != nil {
 		return RunRecord{}, fmt.Errorf("start run: %w", err)
 	}
-	ru := &run{Reconciler: r, id: id}
+	ru := &run{Reconciler: r, id: id, started: start}
+	r.users.forgetBefore(start)
 	r.current.Store(ru)
 	stopLive := r.m.countLive(ru.counts.snapshot)
 	// Prove the credentials and the workspace even when nothing changed:
@@ -621,6 +641,16 @@ func (ru *run) handle(ctx context.Context, j job) {
 	ctx, cancel := context.WithTimeoutCause(ctx, ru.opts.WriteTimeout,
 		fmt.Errorf("record took longer than %s", ru.opts.WriteTimeout))
 	defer cancel()
+	unlock, superseded, err := ru.lockUser(ctx, j.rec.ExternalID)
+	if err != nil {
+		return // the run is stopping; the next one sends it
+	}
+	defer unlock()
+	if superseded {
+		ru.counts.unchanged.Add(1)
+		ru.outcome(j.rec, j.verdict, ActionUnchanged)
+		return
+	}
 	action, err := ru.breaker.Execute(func() (string, error) {
 		a, err := ru.safeReconcile(ctx, j)
 		if stopping() == nil && destinationFault(err) {

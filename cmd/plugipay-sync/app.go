@@ -24,6 +24,7 @@ import (
 	"github.com/plugipay-sync/plugipay-sync/destination/paygate"
 	"github.com/plugipay-sync/plugipay-sync/destination/pin"
 	plugipaydest "github.com/plugipay-sync/plugipay-sync/destination/plugipay"
+	"github.com/plugipay-sync/plugipay-sync/internal/priority"
 	"github.com/plugipay-sync/plugipay-sync/state"
 	"github.com/plugipay-sync/plugipay-sync/sync"
 )
@@ -59,6 +60,9 @@ type Main struct {
 	// Ready, if set, is called with the metrics listener's address once
 	// the daemon is serving (tests use it with listen ":0").
 	Ready func(addr string)
+	// RealtimeReady, if set, is called with the realtime listener's
+	// address (realtime.listen) once it is serving, after Ready.
+	RealtimeReady func(addr string)
 	// ProgressInterval is how often a --once run off a terminal logs its
 	// progress; 0 means DefaultProgressInterval.
 	ProgressInterval time.Duration
@@ -83,8 +87,11 @@ type Main struct {
 	gauge  *storeGauges
 	// syncMetrics are shared by every reconciler built (see reload).
 	syncMetrics *sync.Metrics
-	reloadOK    prometheus.Gauge
-	reloadTime  prometheus.Gauge
+	// users serialises each user's writes across the reconcilers built
+	// and the event path (issue 17).
+	users      *sync.Users
+	reloadOK   prometheus.Gauge
+	reloadTime prometheus.Gauge
 }
 
 // NewMain returns a Main writing its summary to stdout and logs to stderr.
@@ -279,6 +286,7 @@ func (m *Main) openReconciler() error {
 	buildInfo.WithLabelValues(Version, Commit, goVersion()).Set(1)
 	m.gauge = newStoreGauges(m.reg)
 	m.syncMetrics = sync.NewMetrics(m.reg)
+	m.users = sync.NewUsers()
 	m.health = newHealth(m.reg, time.Now())
 	m.health.setSchedule(m.cfg.Schedule, m.cfg.Health.StaleAfterRuns, time.Now())
 	m.reloadOK = promauto.With(m.reg).NewGauge(prometheus.GaugeOpts{
@@ -329,6 +337,8 @@ func (m *Main) buildReconciler(cfg Config) (*sync.Reconciler, error) {
 		AllowMassArchive: m.AllowMassArchive,
 		BreakAfter:       cfg.Sync.BreakAfter,
 		SpillDir:         spillDir(cfg.State.Path),
+		Users:            m.users,
+		MarkEvent:        func(ctx context.Context) context.Context { return priority.With(ctx, priority.Event) },
 	}), nil
 }
 

@@ -42,6 +42,8 @@ type Config struct {
 	Sync        SyncConfig        `yaml:"sync"`
 	Health      HealthConfig      `yaml:"health"`
 	Log         LogConfig         `yaml:"log"`
+	// Realtime is the event path (issue 17); see config_realtime.go.
+	Realtime RealtimeConfig `yaml:"realtime"`
 
 	// Deprecations are warnings about keys that still work but will not
 	// (the program logs them at start; check-config prints them).
@@ -313,8 +315,9 @@ func DefaultConfig() Config {
 			MaxArchiveRatio: 0.05,
 			BreakAfter:      sync.DefaultBreakAfter,
 		},
-		Health: HealthConfig{StaleAfterRuns: DefaultStaleAfterRuns},
-		Log:    LogConfig{Format: "json", Level: "info"},
+		Health:   HealthConfig{StaleAfterRuns: DefaultStaleAfterRuns},
+		Log:      LogConfig{Format: "json", Level: "info"},
+		Realtime: defaultRealtimeConfig(),
 	}
 }
 
@@ -431,6 +434,10 @@ func (c *Config) applyEnvFallbacks(lookupEnv func(string) (string, bool)) error 
 			env string
 		}{&h.Token, "HUBSPOT_TOKEN"})
 	}
+	fallbacks = append(fallbacks, []struct {
+		dst *string
+		env string
+	}{{&c.Realtime.Token, "PLUGIPAY_SYNC_TRIGGER_TOKEN"}, {&c.Realtime.HubSpot.ClientSecret, "HUBSPOT_CLIENT_SECRET"}}...)
 	for _, f := range fallbacks {
 		if *f.dst != "" {
 			continue
@@ -496,6 +503,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.CRM.validate(); err != nil {
+		return err
+	}
+	if err := c.Realtime.validate(c.CRM); err != nil {
 		return err
 	}
 	s := c.Sync

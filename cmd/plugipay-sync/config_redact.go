@@ -42,7 +42,8 @@ func redactConfigSecrets(err error, path string, lookupEnv func(string) (string,
 			secrets = append(secrets, v)
 		}
 	}
-	for _, name := range []string{"PLUGIPAY_SECRET", "PAYGATE_SECRET_KEY", "PIN_SECRET_KEY", "HUBSPOT_TOKEN"} {
+	for _, name := range []string{"PLUGIPAY_SECRET", "PAYGATE_SECRET_KEY", "PIN_SECRET_KEY", "HUBSPOT_TOKEN",
+		"PLUGIPAY_SYNC_TRIGGER_TOKEN", "HUBSPOT_CLIENT_SECRET"} {
 		add(name)
 	}
 	raw, _ := os.ReadFile(path)

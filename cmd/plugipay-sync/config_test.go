@@ -109,6 +109,11 @@ func TestReadConfigFile_Invalid(t *testing.T) {
 		{"bad duration", validBase + "sync:\n  retry_min: soon\n", "cannot unmarshal !!str `soon` into time.Duration"},
 		{"log format", validBase + "log:\n  format: xml\n", `log.format: must be json or console (got "xml")`},
 		{"empty state path", validBase + "state:\n  path: \"\"\n", "state.path: required"},
+		{"short trigger token", validBase + "realtime:\n  token: short\n", "realtime.token: must be at least 16 characters (e.g. openssl rand -hex 32)"},
+		{"realtime listen", validBase + "realtime:\n  token: 0123456789abcdef\n  listen: \"9465\"\n", `realtime.listen: must be host:port, e.g. "127.0.0.1:9465" (loopback) (got "9465")`},
+		{"too many ids", validBase + "realtime:\n  max_ids: 0\n", `realtime.max_ids: must be between 1 and 100000 (got "0")`},
+		{"notify without postgres", validBase + "realtime:\n  postgres:\n    enabled: true\n", "realtime.postgres.enabled: needs crm.type: sql with crm.sql.driver: postgres (MariaDB/MySQL: a short schedule with crm.sql.incremental: true instead)"},
+		{"webhooks without hubspot", validBase + "realtime:\n  hubspot:\n    client_secret: s3cr3t-s3cr3t\n", "realtime.hubspot.client_secret: needs crm.type: hubspot"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -173,6 +173,7 @@ func readmeMetrics(t *testing.T) []string {
 func TestMetricCatalogue(t *testing.T) {
 	dir := t.TempDir()
 	e := newE2E(t, writeUsers(t, filepath.Join(dir, "u.csv"), 20), emulator.Options{})
+	appendFile(t, e.config, realtimeYAML) // the event path's metrics (issue 17)
 	base, _ := startDaemon(t, e)
 	names := scrapedNames(t, base)
 	for n := range destinationMetricNames(t) {
@@ -275,6 +276,7 @@ func TestRealPrometheus(t *testing.T) {
 	e := newE2E(t, writeUsers(t, filepath.Join(dir, "u.csv"), 60),
 		emulator.Options{Faults: emulator.Faults{ErrorRate: 0.3}, Seed: 6})
 	e.writeConfig(filepath.Join(dir, "u.csv"), "@every 1s")
+	appendFile(t, e.config, realtimeYAML) // the event path's series, which its alerts read
 	base, _ := startDaemon(t, e)
 	target := strings.TrimPrefix(base, "http://")
 

@@ -77,6 +77,20 @@ func (m *Main) serve(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("schedule: %w", err)
 	}
+	// The event path (issue 17) syncs through the current reconciler;
+	// POST /v1/runs asks for a run through runNow.
+	runNow := make(chan struct{}, 1)
+	stopRealtime := func() {}
+	if m.cfg.Realtime.on() {
+		rt := newRealtime(m, recPtr.Load, runNow)
+		if stopRealtime, err = rt.start(ctx); err != nil {
+			stopListener()
+			return err
+		}
+		if a, ok := rt.addr.Load().(string); ok && m.RealtimeReady != nil {
+			m.RealtimeReady(a)
+		}
+	}
 	m.gauge.refresh(ctx, m.store, m.log)
 	c.Start()
 	m.log.Info("daemon started", zap.String("schedule", m.cfg.Schedule), zap.String("version", Version))
@@ -90,6 +104,8 @@ func (m *Main) serve(ctx context.Context) error {
 		case <-ctx.Done():
 		case <-hup:
 			m.reload(c, &id, job, &recPtr)
+		case <-runNow:
+			wg.Go(job)
 		}
 	}
 	m.log.Info("stopping", zap.String("cause", context.Cause(ctx).Error()))
@@ -105,6 +121,7 @@ func (m *Main) serve(ctx context.Context) error {
 	case <-time.After(ShutdownTimeout):
 		m.log.Error("a run did not stop in time; exiting anyway", zap.Duration("timeout", ShutdownTimeout))
 	}
+	stopRealtime()
 	stopListener()
 	wg.Wait()
 	m.log.Info("stopped")

@@ -35,6 +35,8 @@ type Contact struct {
 	Created  time.Time
 	Updated  time.Time // lastmodifieddate
 	Archived bool
+	// mergedInto is the contact this one was merged into (see Merge).
+	mergedInto int
 }
 
 // Options configure a Server. Zero limits are off.
@@ -161,6 +163,10 @@ var pathRE = regexp.MustCompile(`^/crm/(?:v3/objects|objects/\d{4}-\d{2})/contac
 
 // ServeHTTP implements the API.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if batchRE.MatchString(r.URL.Path) {
+		s.serveBatchRead(w, r)
+		return
+	}
 	m := pathRE.FindStringSubmatch(r.URL.Path)
 	if m == nil {
 		writeError(w, http.StatusNotFound, "OBJECT_NOT_FOUND", "unknown path "+r.URL.Path, nil)
@@ -342,7 +348,7 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, archived bool) {
 	var results []map[string]any
 	next, lastID := "", 0
 	for _, c := range s.contacts {
-		if c.ID <= after || c.Archived != archived {
+		if c.ID <= after || c.Archived != archived || c.mergedInto != 0 {
 			continue
 		}
 		if len(results) == limit {

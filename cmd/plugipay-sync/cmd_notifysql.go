@@ -1,0 +1,48 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+
+	"github.com/plugipay-sync/plugipay-sync/crm/sqlsrc"
+)
+
+// runNotifySQL prints (or, with --install, runs) the SQL of the trigger
+// that notifies the daemon of every change to crm.sql.table, for
+// realtime.postgres (issue 17). It reads the config only; the daemon need
+// not be stopped.
+func runNotifySQL(ctx context.Context, m *Main, args []string) (int, error) {
+	fs := flag.NewFlagSet("notify-sql", flag.ContinueOnError)
+	m.commonFlags(fs)
+	install := fs.Bool("install", false, "run the SQL against crm.sql.dsn (needs the right to create functions and triggers) instead of printing it")
+	if err := parseCommandFlags(fs, args, m.stdout); err != nil {
+		return ExitFailed, err
+	}
+	if err := m.loadConfig(); err != nil {
+		return ExitConfig, err
+	}
+	src, err := newSourceWith(m.cfg.CRM, nil)
+	if err != nil {
+		return ExitConfig, err
+	}
+	pg, ok := src.(*sqlsrc.Source)
+	if !ok {
+		return ExitConfig, errors.New("crm.type: notify-sql needs crm.type: sql with driver postgres")
+	}
+	channel := m.cfg.Realtime.Postgres.Channel
+	q, err := pg.NotifySQL(channel)
+	if err != nil {
+		return ExitConfig, err
+	}
+	if !*install {
+		fmt.Fprint(m.stdout, q)
+		return ExitOK, nil
+	}
+	if err := pg.InstallNotify(ctx, channel); err != nil {
+		return ExitFailed, err
+	}
+	fmt.Fprintf(m.stdout, "installed the notify trigger on %s (channel %s)\n", m.cfg.CRM.SQL.Table, channel)
+	return ExitOK, nil
+}
