@@ -83,9 +83,9 @@ type Options struct {
 	// targeted syncs (SyncIDs); share one between the reconcilers of a
 	// process. Nil gives the reconciler its own.
 	Users *Users
-	// MarkEvent, if set, marks the context of a targeted sync's API calls
-	// (the seam of issue 17's priority lane: a transport that shares the
-	// write budget can serve them first).
+	// MarkEvent, if set, marks the context of a targeted sync's API calls,
+	// so the transport's rate limiter serves them before a run's (issue
+	// 17's priority lane; the reconciler cannot name the transport).
 	MarkEvent func(context.Context) context.Context
 }
 

@@ -8,7 +8,7 @@ import (
 	stdsync "sync"
 	"testing"
 
-	"github.com/plugipay-sync/plugipay-sync/internal/priority"
+	"github.com/plugipay-sync/plugipay-sync/internal/transport"
 	"github.com/plugipay-sync/plugipay-sync/sync"
 )
 
@@ -180,13 +180,13 @@ func TestRun_LeavesUserToNewerTargetedSync(t *testing.T) {
 type laneDest struct {
 	*fakeDest
 	mu    stdsync.Mutex
-	lanes []priority.Lane
+	lanes []transport.Lane
 }
 
 func (d *laneDest) note(ctx context.Context) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.lanes = append(d.lanes, priority.From(ctx))
+	d.lanes = append(d.lanes, transport.LaneFrom(ctx))
 }
 
 func (d *laneDest) CreateCustomer(ctx context.Context, c sync.Customer, key string) (sync.Customer, error) {
@@ -205,7 +205,7 @@ func TestSyncIDs_MarksEventContext(t *testing.T) {
 	h := newHarness(t)
 	dst := &laneDest{fakeDest: h.dst}
 	src := users(2)
-	opts := sync.Options{Now: h.clk.Now, MarkEvent: func(ctx context.Context) context.Context { return priority.With(ctx, priority.Event) }}
+	opts := sync.Options{Now: h.clk.Now, MarkEvent: func(ctx context.Context) context.Context { return transport.WithLane(ctx, transport.LaneEvent) }}
 	if _, err := sync.New(src, dst, h.store, opts).Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +215,7 @@ func TestSyncIDs_MarksEventContext(t *testing.T) {
 	if _, err := sync.New(byID{src}, dst, h.store, opts).SyncIDs(context.Background(), []string{r.ExternalID}, false); err != nil {
 		t.Fatal(err)
 	}
-	want := []priority.Lane{priority.Background, priority.Background, priority.Event}
+	want := []transport.Lane{transport.LaneBackground, transport.LaneBackground, transport.LaneEvent}
 	if !slices.Equal(dst.lanes, want) {
 		t.Errorf("lanes = %v, want %v", dst.lanes, want)
 	}

@@ -24,7 +24,7 @@ import (
 	"github.com/plugipay-sync/plugipay-sync/destination/paygate"
 	"github.com/plugipay-sync/plugipay-sync/destination/pin"
 	plugipaydest "github.com/plugipay-sync/plugipay-sync/destination/plugipay"
-	"github.com/plugipay-sync/plugipay-sync/internal/priority"
+	"github.com/plugipay-sync/plugipay-sync/internal/transport"
 	"github.com/plugipay-sync/plugipay-sync/state"
 	"github.com/plugipay-sync/plugipay-sync/sync"
 )
@@ -338,7 +338,7 @@ func (m *Main) buildReconciler(cfg Config) (*sync.Reconciler, error) {
 		BreakAfter:       cfg.Sync.BreakAfter,
 		SpillDir:         spillDir(cfg.State.Path),
 		Users:            m.users,
-		MarkEvent:        func(ctx context.Context) context.Context { return priority.With(ctx, priority.Event) },
+		MarkEvent:        func(ctx context.Context) context.Context { return transport.WithLane(ctx, transport.LaneEvent) },
 	}), nil
 }
 

@@ -23,7 +23,7 @@ func runNotifySQL(ctx context.Context, m *Main, args []string) (int, error) {
 	if err := m.loadConfig(); err != nil {
 		return ExitConfig, err
 	}
-	src, err := newSourceWith(m.cfg.CRM, nil)
+	src, err := newSourceWith(m.cfg.CRM, sourceEnv{})
 	if err != nil {
 		return ExitConfig, err
 	}

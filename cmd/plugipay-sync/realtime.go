@@ -121,7 +121,7 @@ func (rt *realtime) start(ctx context.Context) (stop func(), err error) {
 	}
 	wg.Go(func() { _ = rt.events.Start(ctx) })
 	if rt.cfg.Postgres.Enabled {
-		src, err := newSourceWith(rt.m.cfg.CRM, nil)
+		src, err := newSourceWith(rt.m.cfg.CRM, sourceEnv{log: rt.log})
 		if err != nil {
 			return nil, err
 		}

@@ -3,6 +3,7 @@ package hubspot
 import (
 	"context"
 	"iter"
+	"net/http"
 	"net/url"
 
 	"github.com/plugipay-sync/plugipay-sync/sync"
@@ -95,7 +96,7 @@ func (s *Source) batchRead(ctx context.Context, ids []string, idProp string, arc
 	if len(q) > 0 {
 		path += "?" + q.Encode()
 	}
-	if err := s.do(ctx, "POST", path, body, &out); err != nil {
+	if err := s.do(ctx, opBatchRead, http.MethodPost, path, body, &out); err != nil {
 		return nil, err
 	}
 	return out.Results, nil

@@ -150,7 +150,7 @@ func New(opts Options) (*Source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("hubspot: register metrics: %w", err)
 	}
-	m.Init([]string{opList, opSearch}, metricCodes, append(transport.Reasons, transport.ReasonLocked), []string{"all"})
+	m.Init([]string{opList, opSearch, opBatchRead}, metricCodes, append(transport.Reasons, transport.ReasonLocked), []string{"all"})
 	topts := transport.Options{
 		API:           metricsDestination,
 		HTTPClient:    opts.HTTPClient,
@@ -506,6 +506,7 @@ const (
 	metricsDestination = "hubspot"
 	opList             = "list"
 	opSearch           = "search"
+	opBatchRead        = "batch_read" // targeted syncs (byid.go)
 )
 
 var metricCodes = []string{"ok", "unauthorized", "not_found", "invalid", "rate_limited", "daily_limit",

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -79,6 +80,12 @@ type Limiter struct {
 
 	mu           sync.Mutex // serialises read-modify-write of the limit
 	lastDecrease time.Time
+	// background lets one background request at a time hold a token
+	// reservation (a semaphore of one), so an event-lane request never
+	// queues behind a backfill's many workers; events counts the
+	// event-lane requests waiting, which background ones yield to.
+	background chan struct{}
+	events     atomic.Int64
 	// pauseUntil is the server's window reset after it said the window is
 	// used up: no request leaves before it.
 	pauseUntil time.Time
@@ -92,7 +99,7 @@ func NewLimiter(o LimiterOptions) *Limiter {
 	if o.ResetHeader == "" {
 		o.ResetHeader = "X-RateLimit-Reset"
 	}
-	l := &Limiter{o: o, now: time.Now}
+	l := &Limiter{o: o, now: time.Now, background: make(chan struct{}, 1)}
 	if o.PerSecond <= 0 || math.IsInf(o.PerSecond, 1) || math.IsNaN(o.PerSecond) {
 		return l
 	}
@@ -103,6 +110,11 @@ func NewLimiter(o LimiterOptions) *Limiter {
 
 // Wait blocks until a request may leave or ctx ends. An error with
 // ctx.Err() nil means ctx's deadline is too close for the next token.
+//
+// Requests of the event lane (see WithLane) go first: background requests
+// take their tokens one at a time, each only when no event-lane request is
+// waiting, so an event waits for at most the token a background request
+// already reserved, not for every worker of a backfill at the ceiling.
 func (l *Limiter) Wait(ctx context.Context) error {
 	if l == nil || l.lim == nil {
 		return ctx.Err()
@@ -110,12 +122,41 @@ func (l *Limiter) Wait(ctx context.Context) error {
 	if err := l.waitPause(ctx); err != nil {
 		return err
 	}
-	if err := l.lim.Wait(ctx); err != nil {
+	if LaneFrom(ctx) == LaneEvent {
+		l.events.Add(1)
+		err := l.lim.Wait(ctx)
+		l.events.Add(-1)
+		if err != nil {
+			return err
+		}
+	} else if err := l.waitBackground(ctx); err != nil {
 		return err
 	}
 	// A token reserved before the server said the window was used up must
 	// not go out inside that window: honour a pause set while we waited.
 	return l.waitPause(ctx)
+}
+
+// waitBackground takes a background request's token: one background
+// request at a time, and only while no event-lane request waits.
+func (l *Limiter) waitBackground(ctx context.Context) error {
+	select {
+	case l.background <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-l.background }()
+	for l.events.Load() > 0 {
+		// Yield for about one token's time, then look again.
+		t := time.NewTimer(max(time.Duration(float64(time.Second)/max(float64(l.lim.Limit()), 1)), time.Millisecond))
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		}
+	}
+	return l.lim.Wait(ctx)
 }
 
 // waitPause blocks until pauseUntil has passed (at most maxPause) or ctx
