@@ -113,7 +113,7 @@ func (s *scan) readPrinted(ctx context.Context, rd *scanReader) (bool, error) {
 	if p.matched, err = newSpill(s.r.opts.SpillDir, "plugipay-sync-matched-*"); err != nil {
 		return false, err
 	}
-	unmatched, ok, err := s.mergePrints(sorter, max(maxUnmatchedRows, rows/4), h.rereadRejects)
+	unmatched, ok, err := s.mergePrints(sorter, max(maxUnmatchedRows, rows/4))
 	if err != nil || !ok {
 		return false, err
 	}
@@ -133,7 +133,7 @@ func (s *scan) readPrinted(ctx context.Context, rd *scanReader) (bool, error) {
 		if err != nil {
 			return true, err
 		}
-		e, id, rp := decodeMatched(f)
+		e, id, reason, rp := decodeMatched(f)
 		if e.kind == printConfirmed && s.seenIDs.testBytes(id) {
 			p.moved[rp.Pos] = true
 			again = append(again, rp)
@@ -151,7 +151,7 @@ func (s *scan) readPrinted(ctx context.Context, rd *scanReader) (bool, error) {
 			if rp.Line > 0 {
 				ref = "line " + strconv.Itoa(rp.Line)
 			}
-			h.each(string(id), ref, v)
+			h.each(id, ref, v, reason)
 		}
 	}
 	h.read(unchanged+rejected, printTook)
@@ -177,7 +177,7 @@ func (s *scan) readPrinted(ctx context.Context, rd *scanReader) (bool, error) {
 // confirmed ones: a row whose print matches one (and no other row's) goes
 // to the matched spill; the others are returned, in source order. ok is
 // false when more than limit rows did not match.
-func (s *scan) mergePrints(sorter *bucketSorter[RowPrint], limit int64, rereadRejects bool) (unmatched []RowPrint, ok bool, err error) {
+func (s *scan) mergePrints(sorter *bucketSorter[RowPrint], limit int64) (unmatched []RowPrint, ok bool, err error) {
 	p := s.prints
 	old, err := s.old.reader()
 	if err != nil {
@@ -203,8 +203,8 @@ func (s *scan) mergePrints(sorter *bucketSorter[RowPrint], limit int64, rereadRe
 		match := haveOld && old.e.hi == hi && old.e.lo == lo && len(group) == 1
 		if match && old.e.kind == printRejected {
 			// A known reject is counted only while it stays on its line
-			// (the failure names the line); the dry run shows its reason.
-			match = !rereadRejects && (len(old.id) == 0 || old.e.line == group[0].Line)
+			// (the failure names the line).
+			match = len(old.id) == 0 || old.e.line == group[0].Line
 		}
 		if match {
 			where = binary.BigEndian.AppendUint64(where[:0], uint64(group[0].Pos))
@@ -251,23 +251,26 @@ func (s *scan) mergePrints(sorter *bucketSorter[RowPrint], limit int64, rereadRe
 	return unmatched, true, nil
 }
 
-// decodeMatched decodes a matched spill record: the entry (its id as
-// bytes of f, not copied) and the row's place.
-func decodeMatched(f [][]byte) (printEntry, []byte, RowPrint) {
-	e := printEntry{hi: binary.BigEndian.Uint64(f[0][:8]), lo: binary.BigEndian.Uint64(f[0][8:16]), kind: f[0][16]}
+// decodeMatched decodes a matched spill record: the entry (its id and
+// reason as bytes of f, not copied) and the row's place.
+func decodeMatched(f [][]byte) (e printEntry, id, reason []byte, rp RowPrint) {
+	e = printEntry{hi: binary.BigEndian.Uint64(f[0][:8]), lo: binary.BigEndian.Uint64(f[0][8:16]), kind: f[0][16]}
 	rest := f[0][17:]
 	line, n := binary.Uvarint(rest)
 	e.line = int(line)
 	rest = rest[n:]
 	idLen, n := binary.Uvarint(rest)
-	id := rest[n : n+int(idLen)]
-	rp := RowPrint{Print: e.print(), Pos: int64(binary.BigEndian.Uint64(f[1][:8]))}
+	id = rest[n : n+int(idLen)]
+	rest = rest[n+int(idLen):]
+	reasonLen, n := binary.Uvarint(rest)
+	reason = rest[n : n+int(reasonLen)]
+	rp = RowPrint{Print: e.print(), Pos: int64(binary.BigEndian.Uint64(f[1][:8]))}
 	l, n := binary.Uvarint(f[1][8:])
 	rp.Line = int(l)
 	if key := f[1][8+n:]; len(key) > 0 {
 		rp.Key = string(key)
 	}
-	return e, id, rp
+	return e, id, reason, rp
 }
 
 // decodeAt decodes and takes the rows at rows' positions.
@@ -298,11 +301,11 @@ func (s *scan) confirmedPrints() iter.Seq2[printEntry, error] {
 				yield(printEntry{}, err)
 				return
 			}
-			e, id, rp := decodeMatched(f)
+			e, id, reason, rp := decodeMatched(f)
 			if p.moved[rp.Pos] {
 				continue
 			}
-			e.id = string(id)
+			e.id, e.reason = string(id), string(reason)
 			if !yield(e, nil) {
 				return
 			}

@@ -95,10 +95,18 @@ func (r *Reconciler) Plan(ctx context.Context, emit func(PlanEntry)) (map[string
 			}
 			return nil
 		},
-		row:           func(context.Context, Record, Known, Decision) error { return nil },
-		read:          func(int64, time.Duration) {},
-		printed:       func(unchanged, _ int64) { p.counts[PlanUnchanged] += unchanged },
-		rereadRejects: true,
+		row:     func(context.Context, Record, Known, Decision) error { return nil },
+		read:    func(int64, time.Duration) {},
+		printed: func(unchanged, _ int64) {
+			if unchanged > 0 {
+				p.counts[PlanUnchanged] += unchanged
+			}
+		},
+		each: func(id []byte, ref string, v Verdict, reason []byte) {
+			if v == VerdictReject { // a known reject, with the reason it was recorded with
+				p.add(PlanEntry{ExternalID: string(id), Ref: ref}, Decision{Verdict: v, Reason: string(reason)})
+			}
+		},
 	})
 	if err != nil {
 		return p.counts, err

@@ -98,6 +98,7 @@ type printEntry struct {
 	kind   byte
 	line   int    // rejected rows: the line it was recorded with
 	id     string // external id; empty for a rejected row without one
+	reason string // rejected rows: why (the dry run shows it)
 }
 
 func (e printEntry) print() Print {
@@ -116,7 +117,7 @@ func printLess(ahi, alo, bhi, blo uint64) bool { return ahi < bhi || (ahi == bhi
 // The prints file: a fixed header (magic, seed digest, change version,
 // entry count, token) and the entries in print order.
 const (
-	printsMagic      = "PSYPRNT1"
+	printsMagic      = "PSYPRNT2"
 	printsHeaderSize = 8 + 32 + 8 + 8 + 16
 )
 
@@ -194,8 +195,8 @@ func (s *printSet) entries() iter.Seq2[printEntry, error] {
 type printReader struct {
 	r    *bufio.Reader
 	left uint64
-	// e is the current entry, without its id; raw is its encoding, id
-	// the id within it. Both are reused by next.
+	// e is the current entry, without its id and reason; raw is its
+	// encoding, id the id within it. Both are reused by next.
 	e   printEntry
 	raw []byte
 	id  []byte
@@ -239,7 +240,18 @@ func (c *printReader) next() (bool, error) {
 	if _, err := io.ReadFull(c.r, c.raw[at:]); err != nil {
 		return false, fmt.Errorf("read prints file: %w", err)
 	}
-	c.id = c.raw[at:]
+	idEnd := len(c.raw)
+	m, err := binary.ReadUvarint(c.r)
+	if err != nil || m > 1<<16 {
+		return false, fmt.Errorf("read prints file: corrupt entry (%v)", err)
+	}
+	c.raw = binary.AppendUvarint(c.raw, m)
+	rat := len(c.raw)
+	c.raw = slices.Grow(c.raw, int(m))[:rat+int(m)]
+	if _, err := io.ReadFull(c.r, c.raw[rat:]); err != nil {
+		return false, fmt.Errorf("read prints file: %w", err)
+	}
+	c.id = c.raw[at:idEnd]
 	return true, nil
 }
 
@@ -249,7 +261,9 @@ func appendPrintEntry(b []byte, e printEntry) []byte {
 	b = append(b, e.kind)
 	b = binary.AppendUvarint(b, uint64(e.line))
 	b = binary.AppendUvarint(b, uint64(len(e.id)))
-	return append(b, e.id...)
+	b = append(b, e.id...)
+	b = binary.AppendUvarint(b, uint64(len(e.reason)))
+	return append(b, e.reason...)
 }
 
 func readPrintEntry(r *bufio.Reader, buf []byte) (printEntry, []byte, error) {
@@ -275,6 +289,19 @@ func readPrintEntry(r *bufio.Reader, buf []byte) (printEntry, []byte, error) {
 		return e, buf, err
 	}
 	e.id = string(buf)
+	if n, err = binary.ReadUvarint(r); err != nil {
+		return e, buf, err
+	}
+	if n > 1<<16 {
+		return e, buf, errors.New("corrupt entry")
+	}
+	if n > 0 {
+		buf = slices.Grow(buf[:0], int(n))[:n]
+		if _, err := io.ReadFull(r, buf); err != nil {
+			return e, buf, err
+		}
+		e.reason = string(buf)
+	}
 	return e, buf, nil
 }
 
@@ -513,7 +540,7 @@ type printCollector struct {
 	err error
 }
 
-func (c *printCollector) add(p Print, kind byte, line int, id string) {
+func (c *printCollector) add(p Print, kind byte, line int, id, reason string) {
 	if c == nil || p == (Print{}) {
 		return
 	}
@@ -521,7 +548,7 @@ func (c *printCollector) add(p Print, kind byte, line int, id string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.err == nil {
-		c.err = c.s.add(printEntry{hi: hi, lo: lo, kind: kind, line: line, id: id})
+		c.err = c.s.add(printEntry{hi: hi, lo: lo, kind: kind, line: line, id: id, reason: reason})
 	}
 }
 

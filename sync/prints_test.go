@@ -3,6 +3,7 @@ package sync_test
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"iter"
 	"maps"
@@ -133,6 +134,21 @@ func runWorld(t *testing.T, sc scenario, h *harness, src sync.Source) worldState
 	return ws
 }
 
+// planWorld is the dry run's plan of the scenario's source: every entry,
+// with its action, reason and changes.
+func planWorld(t *testing.T, sc scenario, h *harness, src sync.Source) map[string]string {
+	t.Helper()
+	plan := map[string]string{}
+	counts, err := sync.New(src, h.dst, h.store, sc.opts(h, 1)).Plan(context.Background(), func(e sync.PlanEntry) {
+		plan[e.ExternalID+"|"+e.Ref] = fmt.Sprintf("%s %s %s %v", e.Action, e.CustomerID, e.Reason, e.Changes)
+	})
+	if err != nil && !errors.Is(err, sync.ErrMassArchive) {
+		t.Fatalf("%s: plan: %v", sc, err)
+	}
+	plan["counts"] = fmt.Sprint(counts)
+	return plan
+}
+
 // TestDifferential_PrintPass holds the print pass to the full read: over
 // randomised worlds (changes, duplicates, bad rows, failures in backoff,
 // partial reads, each mode and destination), a run that decodes only the
@@ -148,6 +164,20 @@ func TestDifferential_PrintPass(t *testing.T) {
 		hA, srcA := plain.build(t)
 		hB, srcB := printed.build(t)
 		for round := range 2 {
+			// The dry runs first: a print pass plans what a full read plans.
+			planA, planB := planWorld(t, plain, hA, srcA), planWorld(t, printed, hB, srcB)
+			if !maps.Equal(planA, planB) {
+				for _, k := range slices.Sorted(maps.Keys(planA)) {
+					if planA[k] != planB[k] {
+						t.Errorf("%s round %d: plan %s: full read %q, print pass %q", plain, round, k, planA[k], planB[k])
+					}
+				}
+				for k := range planB {
+					if _, ok := planA[k]; !ok {
+						t.Errorf("%s round %d: plan %s: only the print pass: %q", plain, round, k, planB[k])
+					}
+				}
+			}
 			a, b := runWorld(t, plain, hA, srcA), runWorld(t, printed, hB, srcB)
 			if b.printPass {
 				passes++

@@ -618,12 +618,12 @@ func verdictAction(v Verdict) string {
 }
 
 // eachPrinted reports the rows a print pass matched to Options.OnOutcome.
-func (ru *run) eachPrinted() func(id, ref string, v Verdict) {
+func (ru *run) eachPrinted() func(id []byte, ref string, v Verdict, reason []byte) {
 	if ru.opts.OnOutcome == nil {
 		return nil
 	}
-	return func(id, ref string, v Verdict) {
-		ru.outcome(Record{ExternalID: id, Ref: ref}, v, verdictAction(v))
+	return func(id []byte, ref string, v Verdict, _ []byte) {
+		ru.outcome(Record{ExternalID: string(id), Ref: ref}, v, verdictAction(v))
 	}
 }
 

@@ -31,7 +31,7 @@ func rejectHash(reason string) string {
 func (ru *run) rejectRow(ctx context.Context, re *RecordError) error {
 	if re.ExternalID == "" {
 		ru.reject(re)
-		ru.confirmed.add(re.Print, printRejected, refLine(re.Ref), "")
+		ru.confirmed.add(re.Print, printRejected, refLine(re.Ref), "", re.Reason)
 		return nil
 	}
 	ru.rejects = append(ru.rejects, re)
@@ -67,7 +67,7 @@ func (ru *run) flushRejects(ctx context.Context) error {
 			ru.knownRejects++
 			ru.outcome(Record{ExternalID: re.ExternalID, Ref: re.Ref}, VerdictReject, ActionRejected)
 			if f.Message == msg {
-				ru.confirmed.add(re.Print, printRejected, refLine(re.Ref), re.ExternalID)
+				ru.confirmed.add(re.Print, printRejected, refLine(re.Ref), re.ExternalID, re.Reason)
 				continue
 			}
 			// The row moved: keep its line current, without a log line.
@@ -82,7 +82,7 @@ func (ru *run) flushRejects(ctx context.Context) error {
 			return fmt.Errorf("record a rejected row: %w", err)
 		}
 		known[re.ExternalID] = stored
-		ru.confirmed.add(re.Print, printRejected, refLine(re.Ref), re.ExternalID)
+		ru.confirmed.add(re.Print, printRejected, refLine(re.Ref), re.ExternalID, re.Reason)
 	}
 	ru.rejects = ru.rejects[:0]
 	return nil

@@ -50,14 +50,12 @@ type scanHooks struct {
 	// read gets each n rows (valid, bad or deleted) as they are read, with
 	// how long the source took to yield them.
 	read func(n int64, d time.Duration)
-	// printed gets the rows a print pass matched with the last run's
-	// confirmed prints: unchanged rows, and rejected rows counted only.
-	// each, when set, gets every such row.
+	// printed gets the count of the rows a print pass matched with the
+	// last run's confirmed prints: unchanged rows, and rejected rows
+	// counted only. each, when set, gets every such row (its id, ref,
+	// verdict and, for a reject, the reason recorded with it).
 	printed func(unchanged, rejected int64)
-	each    func(id, ref string, v Verdict)
-	// rereadRejects: rejected rows are decoded again even when their
-	// print matched, for their reason (the dry run prints it).
-	rereadRejects bool
+	each    func(id []byte, ref string, v Verdict, reason []byte)
 }
 
 // resolveHooks are what the run and the dry run do with the scan's
@@ -361,7 +359,7 @@ func (s *scan) resolve(ctx context.Context, all bool, h resolveHooks) error {
 // next run need not decode it.
 func (s *scan) confirm(row scanRow) {
 	if row.verdict == VerdictUnchanged {
-		s.confirmed.add(row.print, printConfirmed, 0, row.id)
+		s.confirmed.add(row.print, printConfirmed, 0, row.id, "")
 	}
 }
 

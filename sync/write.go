@@ -295,7 +295,7 @@ func (ru *run) confirmHash(ctx context.Context, j job, customerID, hash string) 
 		return fmt.Errorf("store mapping: %w", err)
 	}
 	if hash == j.hash {
-		ru.confirmed.add(j.rec.Print, printConfirmed, 0, j.rec.ExternalID)
+		ru.confirmed.add(j.rec.Print, printConfirmed, 0, j.rec.ExternalID, "")
 	}
 	return nil
 }
