@@ -505,3 +505,67 @@ func TestSync_PrintPassDifferential(t *testing.T) {
 	}
 }
 
+// TestSync_PrintPassIncremental is the default configuration: incremental
+// reads between full scans. An incremental run reads with Records (its
+// Prints answers ErrNoPrints) and leaves the last full read's prints as
+// they are, so the next full scan is a print pass when the store did not
+// change; a change made between the runs is read by the incremental run.
+// The watermark the print pass prepares is committed as after Records.
+func TestSync_PrintPassIncremental(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name(), func(t *testing.T) {
+			b.need(t)
+			db, name := table(t, b)
+			base := time.Now().UTC().Add(-2 * time.Hour).Truncate(time.Second)
+			const n = 300
+			fill(t, db, b, name, n, base)
+			exec(t, db, "UPDATE %s SET plan = 'pro'", name)
+			wm := &crm.MemoryWatermarks{}
+			inner, err := New(Options{Driver: b.driver, DSN: b.dsn, Table: name, PageSize: 100,
+				Incremental: true, Overlap: time.Minute, FullScanEvery: 3, Watermarks: wm,
+				Columns: crm.ColumnMap{ExternalID: "id", Email: "email", Metadata: map[string]string{"plan": "plan"}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			src := &probe{Source: inner}
+			h := newSyncHarness(t)
+			run := func(name string) sync.RunCounts {
+				t.Helper()
+				src.reset()
+				got := h.runKeep(src)
+				t.Logf("%s: %+v, Records %d, printed %d, decoded %d", name, got, src.records, src.printed, src.decoded)
+				return got
+			}
+			// Run 1 (full, no prints yet): Records. Runs 2 and 3: incremental
+			// no-ops. Run 4: full, by print, nothing decoded.
+			if got := run("run 1"); got.Created != n || src.records != 1 {
+				t.Fatalf("run 1 = %+v", got)
+			}
+			w1, _, _ := wm.Watermark(context.Background(), inner.WatermarkKey())
+			for _, r := range []string{"run 2", "run 3"} {
+				if got := run(r); got.Updated != 0 || src.records != 1 || src.printed != 0 || inner.LastReadComplete() {
+					t.Fatalf("%s = %+v; want an incremental no-op read with Records", r, got)
+				}
+			}
+			if got := run("run 4"); got.Unchanged != n || src.records != 0 || src.printed != n || src.decoded != 0 {
+				t.Fatalf("run 4 = %+v; want a full print pass, nothing decoded", got)
+			}
+			w4, _, _ := wm.Watermark(context.Background(), inner.WatermarkKey())
+			if !w4.At.Equal(w1.At) || w4.RunsSinceFull != 0 || !w4.LastFullAt.After(w1.LastFullAt) {
+				t.Fatalf("watermark after the print pass %+v; after the first full read %+v", w4, w1)
+			}
+			// A change between runs: the incremental run 5 reads it.
+			exec(t, db, "UPDATE %s SET plan = 'team', updated_at = "+param(b, 1)+" WHERE id = 42", name, ts(b, time.Now()))
+			if got := run("run 5"); got.Updated != 1 || h.plan(42) != "team" || src.records != 1 {
+				t.Fatalf("run 5 = %+v, plan %q", got, h.plan(42))
+			}
+			// Run 6 (incremental), run 7 full: the store changed in run 5, so
+			// the prints of run 4 are stale and run 7 reads with Records,
+			// which keeps the prints again.
+			run("run 6")
+			if got := run("run 7"); got.Unchanged != n || src.records != 1 {
+				t.Fatalf("run 7 = %+v; want a full read with Records", got)
+			}
+		})
+	}
+}
