@@ -301,9 +301,8 @@ func (c *CSV) resolve(header []string) (*columns, error) {
 		cols.metaIdx = append(cols.metaIdx, i)
 		cols.metaLabels = append(cols.metaLabels, "metadata."+key)
 	}
-	for _, i := range append([]int{cols.externalID, cols.email, cols.name, cols.phone, cols.taxID}, cols.metaIdx...) {
-		cols.printIdx = append(cols.printIdx, i)
-	}
+	cols.printIdx = append(cols.printIdx, cols.externalID, cols.email, cols.name, cols.phone, cols.taxID)
+	cols.printIdx = append(cols.printIdx, cols.metaIdx...)
 	for _, p := range cols.nameTmpl {
 		cols.printIdx = append(cols.printIdx, p.field)
 	}

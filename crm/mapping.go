@@ -197,6 +197,12 @@ func parseTemplate(s string) ([]tmplPart, error) {
 	return parts, nil
 }
 
+// MapperVersion names the checks and the normalisation of Record. It is
+// part of the print seed of a source that maps with a Mapper (the SQL
+// source): bump it when either changes, so that every row is validated
+// again on the next run.
+const MapperVersion = "mapper-v1"
+
 // Fields returns the source fields the mapping reads, in the order Record
 // wants their values. The caller must not change it.
 func (mp *Mapper) Fields() []string { return mp.fields }

@@ -316,9 +316,15 @@ func (s *scan) confirmedPrints() iter.Seq2[printEntry, error] {
 
 // keepPrints writes the prints the run confirmed for the next run, unless
 // they are the ones it read and nothing changed in the store since.
+//
+// A read that was not the whole source (an incremental SQL read) confirmed
+// only the rows it read: it leaves the file as it is, which stays valid
+// if the run changed nothing in the store. Written over, the file of the
+// last full read was lost to every incremental run, even a no-op, and the
+// next full scan decoded every row again.
 func (s *scan) keepPrints(ctx context.Context) error {
 	p := s.prints
-	if p == nil || s.confirmed.err != nil {
+	if p == nil || s.confirmed.err != nil || !s.complete {
 		return nil
 	}
 	v, err := p.store.ChangeVersion(ctx)

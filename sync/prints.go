@@ -2,6 +2,7 @@ package sync
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -435,6 +436,7 @@ func (s *bucketSorter[T]) spill(b int) error {
 func (s *bucketSorter[T]) sorted() iter.Seq2[T, error] {
 	return func(yield func(T, error) bool) {
 		var all []T
+		var keys []sortKey
 		r := bufio.NewReaderSize(nil, 64<<10)
 		for b := range printBucketCount {
 			all = all[:0]
@@ -454,24 +456,33 @@ func (s *bucketSorter[T]) sorted() iter.Seq2[T, error] {
 				}
 			}
 			all = append(all, s.bufs[b]...)
-			slices.SortFunc(all, func(a, b T) int {
-				ahi, alo := s.key(a)
-				bhi, blo := s.key(b)
-				switch {
-				case printLess(ahi, alo, bhi, blo):
-					return -1
-				case ahi == bhi && alo == blo:
-					return 0
+			// Sort the keys, not the values: a value (a SQL row's print
+			// with its key) is 48 bytes and its print is split on every
+			// comparison; this sort took a quarter of a SQL no-op scan.
+			keys = keys[:0]
+			for i, v := range all {
+				hi, lo := s.key(v)
+				keys = append(keys, sortKey{hi, lo, i})
+			}
+			slices.SortFunc(keys, func(a, b sortKey) int {
+				if c := cmp.Compare(a.hi, b.hi); c != 0 {
+					return c
 				}
-				return 1
+				return cmp.Compare(a.lo, b.lo)
 			})
-			for _, v := range all {
-				if !yield(v, nil) {
+			for _, k := range keys {
+				if !yield(all[k.i], nil) {
 					return
 				}
 			}
 		}
 	}
+}
+
+// sortKey is a value's print and its index in its partition.
+type sortKey struct {
+	hi, lo uint64
+	i      int
 }
 
 func (s *bucketSorter[T]) close() {

@@ -302,6 +302,20 @@ func TestSync_RepeatedKeys(t *testing.T) {
 			if got := refs(src); len(got) != 11 || !slices.Contains(got, "id=7") || !slices.Contains(got, "id=7 (row 2 with this id)") {
 				t.Fatalf("full scan refs = %q; want 11 rows, both of id 7", got)
 			}
+			// Each of user 7's rows once (MariaDB returned them in another
+			// order on the next page, and one was read twice).
+			var sevens []string
+			for rec, err := range src.Records(context.Background()) {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if rec.ExternalID == "7" {
+					sevens = append(sevens, rec.Email)
+				}
+			}
+			if slices.Sort(sevens); !slices.Equal(sevens, []string{"second7@example.com", "u7@example.com"}) {
+				t.Fatalf("full scan read user 7's rows as %q", sevens)
+			}
 			h := newSyncHarness(t)
 			if got := h.run(src); got.Read != 11 || got.Rejected != 2 || got.Created != 9 {
 				t.Fatalf("run = %+v; want 11 read, both rows of id 7 rejected, 9 created", got)

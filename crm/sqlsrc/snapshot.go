@@ -62,6 +62,21 @@ func (r *read) pageQuery(first bool) (string, []any, int) {
 			where = append(where, u+" >= "+a.add(at), "("+u+" > "+a.add(at)+" OR ("+u+" = "+a.add(at)+" AND "+id+" >= "+a.add(r.lastID)+"))")
 		}
 	}
+	if s.opts.Query != "" {
+		// A query: may give one key several rows (a JOIN). Ordered by
+		// every column read as well, they come in one order on every
+		// page, so the rows of the last key a page skips (see page) are
+		// the ones the previous page read: on MariaDB the next page
+		// returned them in another order, and one of user 7's two rows was
+		// read twice and the other never.
+		rest := r.cols[2:]
+		if r.full {
+			rest = r.cols[1:]
+		}
+		for _, c := range rest {
+			order += ", " + c
+		}
+	}
 	limit := s.opts.PageSize + r.run
 	q := "SELECT " + strings.Join(r.cols, ", ") + " FROM " + s.from()
 	if len(where) > 0 {

@@ -39,6 +39,7 @@ import (
 var (
 	_ sync.PartialSource = (*Source)(nil)
 	_ sync.Committer     = (*Source)(nil)
+	_ sync.PrintSource   = (*Source)(nil)
 )
 
 // Drivers.
@@ -220,7 +221,17 @@ func (s *Source) Records(ctx context.Context) iter.Seq2[sync.Record, error] {
 		}
 		defer done()
 		r.q = q
-		if !r.stream(ctx, yield) {
+		ok, err := r.stream(ctx, func(raw []any, ref string) bool {
+			rec, rerr := r.decode(raw, ref)
+			if rerr != nil {
+				return yield(sync.Record{}, rerr)
+			}
+			return yield(rec, nil)
+		})
+		if err != nil {
+			yield(sync.Record{}, err)
+		}
+		if !ok || err != nil {
 			return
 		}
 		s.finish(r)
@@ -245,6 +256,8 @@ type read struct {
 	hz    horizon
 	maxAt time.Time
 	vals  []string
+	// scratch is the buffer prints are built in.
+	scratch []byte
 	// The keyset position: the key of the last row read, and how many
 	// consecutive rows carried it (see page).
 	lastAt, lastID any
@@ -336,40 +349,38 @@ func (s *Source) what() string {
 	return "crm.sql.query"
 }
 
-// stream pages through the rows; it returns false when the stream ended
-// early (an error yielded, or the consumer stopped).
-func (r *read) stream(ctx context.Context, yield func(sync.Record, error) bool) bool {
+// stream pages through the rows and hands each to emit with its Ref; it
+// returns false when emit stopped it, and the error that ended it.
+func (r *read) stream(ctx context.Context, emit func(raw []any, ref string) bool) (bool, error) {
 	for first := true; ; first = false {
 		q, params, limit := r.pageQuery(first)
-		n, ok := r.page(ctx, q, params, yield)
-		if !ok {
-			return false
+		n, ok, err := r.page(ctx, q, params, emit)
+		if !ok || err != nil {
+			return ok, err
 		}
 		if n < limit {
-			return true
+			return true, nil
 		}
 	}
 }
 
-// page runs one query and yields its rows; it returns how many rows the
-// query returned.
+// page runs one query and hands its rows to emit; it returns how many rows
+// the query returned.
 //
 // A page starts at the key of the last row read, inclusive, and skips the
 // rows of that key already read: a query: whose JOIN gives one id several
 // rows with one (updated_at, id) then has each of them read once even when
 // a page ends between them (issue 15: "id > 7" skipped the second row
-// silently). Each repeat is yielded with its own Ref, so the reconciler
-// reports the id as duplicated rather than syncing one row by sort order.
-func (r *read) page(ctx context.Context, q string, params []any, yield func(sync.Record, error) bool) (n int, ok bool) {
+// silently). Each repeat gets its own Ref, so the reconciler reports the
+// id as duplicated rather than syncing one row by sort order.
+func (r *read) page(ctx context.Context, q string, params []any, emit func(raw []any, ref string) bool) (n int, ok bool, err error) {
 	s := r.s
 	if err := ctx.Err(); err != nil {
-		yield(sync.Record{}, fmt.Errorf("crm: sql: %w", context.Cause(ctx)))
-		return 0, false
+		return 0, true, fmt.Errorf("crm: sql: %w", context.Cause(ctx))
 	}
 	rows, err := r.q.QueryContext(ctx, q, params...)
 	if err != nil {
-		yield(sync.Record{}, fmt.Errorf("crm: sql: query %s: %w", s.what(), err))
-		return 0, false
+		return 0, true, fmt.Errorf("crm: sql: query %s: %w", s.what(), err)
 	}
 	defer rows.Close()
 	raw := make([]any, len(r.cols))
@@ -377,15 +388,10 @@ func (r *read) page(ctx context.Context, q string, params []any, yield func(sync
 	for i := range raw {
 		ptrs[i] = &raw[i]
 	}
-	off := 2
-	if s.opts.DeletedColumn != "" {
-		off = 3
-	}
 	skip := r.run // rows of the last key that the previous page read
 	for rows.Next() {
 		if err := rows.Scan(ptrs...); err != nil {
-			yield(sync.Record{}, fmt.Errorf("crm: sql: scan %s: %w", s.what(), err))
-			return n, false
+			return n, true, fmt.Errorf("crm: sql: scan %s: %w", s.what(), err)
 		}
 		n++
 		at, id := keyParam(raw[1]), keyParam(raw[0])
@@ -402,37 +408,57 @@ func (r *read) page(ctx context.Context, q string, params []any, yield func(sync
 		if t, ok := s.toTime(raw[1]); ok && t.After(r.maxAt) {
 			r.maxAt = t
 		}
-		for i := range r.vals {
-			r.vals[i] = str(raw[off+i])
-		}
-		ref := "id=" + str(raw[0])
-		if r.run > 1 {
-			ref += fmt.Sprintf(" (row %d with this %s)", r.run, r.keyName())
-		}
-		var rec sync.Record
-		var rerr *sync.RecordError
-		if off == 3 && truthy(raw[2]) {
-			rec = sync.Record{ExternalID: strings.TrimSpace(r.vals[0]), Ref: ref, Deleted: true}
-			if rec.ExternalID == "" {
-				rerr = &sync.RecordError{Ref: ref, Reason: "deleted row without an externalId"}
-			}
-		} else {
-			rec, rerr = s.mapper.Record(r.vals, ref)
-		}
-		if rerr != nil {
-			ok = yield(sync.Record{}, rerr)
-		} else {
-			ok = yield(rec, nil)
-		}
-		if !ok {
-			return n, false
+		if !emit(raw, r.ref(str(raw[0]), r.run)) {
+			return n, false, nil
 		}
 	}
 	if err := rows.Err(); err != nil {
-		yield(sync.Record{}, fmt.Errorf("crm: sql: read %s: %w", s.what(), err))
-		return n, false
+		return n, true, fmt.Errorf("crm: sql: read %s: %w", s.what(), err)
 	}
-	return n, true
+	return n, true, nil
+}
+
+// ref is the Ref of the run-th row read with the key id.
+func (r *read) ref(id string, run int) string {
+	ref := "id=" + id
+	if run > 1 {
+		ref += fmt.Sprintf(" (row %d with this %s)", run, r.keyName())
+	}
+	return ref
+}
+
+// fill sets r.vals to the mapped values of a scanned row and returns
+// whether the row is soft-deleted.
+func (r *read) fill(raw []any) (deleted bool) {
+	off := 2
+	if r.s.opts.DeletedColumn != "" {
+		off = 3
+	}
+	for i := range r.vals {
+		r.vals[i] = str(raw[off+i])
+	}
+	return off == 3 && truthy(raw[2])
+}
+
+// decode builds the record of a scanned row, or the RecordError saying
+// why it cannot be synced; either carries the row's print (see Prints).
+func (r *read) decode(raw []any, ref string) (sync.Record, *sync.RecordError) {
+	deleted := r.fill(raw)
+	var p sync.Print
+	p, r.scratch = printVals(deleted, r.vals, r.scratch)
+	if deleted {
+		if id := strings.TrimSpace(r.vals[0]); id != "" {
+			return sync.Record{ExternalID: id, Ref: ref, Deleted: true, Print: p}, nil
+		}
+		return sync.Record{}, &sync.RecordError{Ref: ref, Reason: "deleted row without an externalId", Print: p}
+	}
+	rec, rerr := r.s.mapper.Record(r.vals, ref)
+	if rerr != nil {
+		rerr.Print = p
+		return sync.Record{}, rerr
+	}
+	rec.Print = p
+	return rec, nil
 }
 
 // finish prepares the new watermark after a read that reached the end;
