@@ -56,7 +56,18 @@ func (s *Source) RecordsByID(ctx context.Context, ids []string) iter.Seq2[sync.R
 			q := "SELECT " + strings.Join(r.cols, ", ") + " FROM " + s.from() +
 				" WHERE " + ext + " IN (" + strings.Join(marks, ", ") + ") ORDER BY " + r.keys[0]
 			r.lastAt, r.lastID, r.run = nil, nil, 0
-			if _, ok := r.page(ctx, q, a.list, yield); !ok {
+			_, ok, err := r.page(ctx, q, a.list, func(raw []any, ref string) bool {
+				rec, rerr := r.decode(raw, ref)
+				if rerr != nil {
+					return yield(sync.Record{}, rerr)
+				}
+				return yield(rec, nil)
+			})
+			if err != nil {
+				yield(sync.Record{}, err)
+				return
+			}
+			if !ok {
 				return
 			}
 		}
