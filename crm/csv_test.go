@@ -48,12 +48,14 @@ func read(t testing.TB, opts crm.CSVOptions) result {
 	var res result
 	var prints []sync.Print
 	var all []string // every row as Records yields it
+	var ids []string // every valid row's external id; "" for a bad row
 	for rec, err := range src.Records(context.Background()) {
 		var rerr *sync.RecordError
 		switch {
 		case errors.As(err, &rerr):
 			prints = append(prints, rerr.Print)
 			all = append(all, rerr.Error())
+			ids = append(ids, "")
 			res.rejects = append(res.rejects, rerr.Error())
 		case err != nil:
 			if res.fatal != nil {
@@ -66,12 +68,13 @@ func read(t testing.TB, opts crm.CSVOptions) result {
 			}
 			prints = append(prints, rec.Print)
 			all = append(all, fmt.Sprintf("%+v", rec))
+			ids = append(ids, rec.ExternalID)
 			rec.Print = sync.Print{}
 			res.records = append(res.records, rec)
 		}
 	}
 	if res.fatal == nil {
-		checkPrints(t, src, prints, all)
+		checkPrints(t, src, prints, all, ids)
 	}
 	return res
 }
@@ -386,7 +389,7 @@ func TestCSV_StopEarly(t *testing.T) {
 // tests read (issue 13): unless the source declines to print the file, it
 // prints the rows Records yields, in order, with the same prints, and
 // RecordsAt decodes each row exactly as Records did.
-func checkPrints(t testing.TB, src *crm.CSV, want []sync.Print, all []string) {
+func checkPrints(t testing.TB, src *crm.CSV, want []sync.Print, all []string, ids []string) {
 	t.Helper()
 	var rows []sync.RowPrint
 	for rp, err := range src.Prints(context.Background()) {
@@ -401,6 +404,13 @@ func checkPrints(t testing.TB, src *crm.CSV, want []sync.Print, all []string) {
 	got := make([]sync.Print, len(rows))
 	for i, rp := range rows {
 		got[i] = rp.Print
+	}
+	if len(ids) == len(rows) {
+		for i, rp := range rows {
+			if ids[i] != "" && rp.ID != sync.IDHash(ids[i]) {
+				t.Fatalf("row %d: the print pass's id hash is not IDHash(%q)", i, ids[i])
+			}
+		}
 	}
 	if !reflect.DeepEqual(got, want) && !(len(got) == 0 && len(want) == 0) {
 		t.Fatalf("Prints yields %d prints, Records %d rows, or the prints differ:\n%x\n%x", len(got), len(want), got, want)

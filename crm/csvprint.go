@@ -1,6 +1,7 @@
 package crm
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -117,7 +118,11 @@ func (c *CSV) Prints(ctx context.Context) iter.Seq2[sync.RowPrint, error] {
 			}
 			var p sync.Print
 			p, scratch = printRow(cols.printIdx, s.fields, scratch)
-			if !yield(sync.RowPrint{Print: p, Pos: off, Line: line}, nil) {
+			var id uint64
+			if cols.externalID < len(s.fields) {
+				id = sync.IDHashBytes(bytes.TrimSpace(s.fields[cols.externalID]))
+			}
+			if !yield(sync.RowPrint{Print: p, Pos: off, Line: line, ID: id}, nil) {
 				return
 			}
 		}

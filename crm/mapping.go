@@ -207,6 +207,10 @@ const MapperVersion = "mapper-v1"
 // wants their values. The caller must not change it.
 func (mp *Mapper) Fields() []string { return mp.fields }
 
+// ExternalIDField is the index in Fields of the field the external id is
+// read from (a record's ExternalID is that value, trimmed).
+func (mp *Mapper) ExternalIDField() int { return mp.externalID }
+
 // Check reports the first mapped field that the source does not have,
 // as a configuration error naming it. has looks a field up.
 func (mp *Mapper) Check(has func(field string) bool, where string) error {

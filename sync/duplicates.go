@@ -47,8 +47,10 @@ func newSeenFilter(capacity uint) *bloom.BloomFilter {
 }
 
 // testAndAdd reports whether id was (probably) added before, and adds it.
-func (s *seenIDs) testAndAdd(id string) bool {
-	b := []byte(id)
+func (s *seenIDs) testAndAdd(id string) bool { return s.testAndAddBytes([]byte(id)) }
+
+// testAndAddBytes is testAndAdd of b.
+func (s *seenIDs) testAndAddBytes(b []byte) bool {
 	for _, f := range s.filters[:len(s.filters)-1] {
 		if f.Test(b) {
 			return true

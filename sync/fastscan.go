@@ -3,10 +3,10 @@ package sync
 import (
 	"cmp"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"iter"
+	"math/bits"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,15 +22,49 @@ type scanPrints struct {
 	seed  string
 	// version is the store's change version when the scan began.
 	version int64
-	// matched holds the rows whose print matched a confirmed one, in
-	// print order: the entry, and the row's position.
-	matched *spill
-	// moved are the positions of matched rows decoded after all, because
-	// a changed row carries their external id too.
-	moved map[int64]bool
+	// sorter holds the read's prints, sorted on demand; kept until the
+	// run writes the confirmed prints (a second merge gives the matched
+	// ones again, instead of a copy of every matched row spilled).
+	sorter *bucketSorter[RowPrint]
+	// shared are the id hashes more than one row of the read carries:
+	// their rows never match, so every row of a duplicated id is decoded
+	// and found by the scan's exact count. candidates are the hashes the
+	// print pass's filter flagged (shared ones and false positives), whose
+	// rows the first merge counts exactly.
+	shared, candidates map[uint64]bool
 	// used: the scan was a print pass. dropped: some of the last run's
 	// prints matched no row.
 	used, dropped bool
+}
+
+// idFilter flags the id hashes of a read that may repeat: three probes a
+// hash in a bit array of about 16 bits a row (under 0.5% false positives,
+// which the merge then counts exactly). The hashes are hashes already, so
+// each probe is a multiply and a shift, not a hash of its own: a Bloom
+// filter's seven hashes a row cost a tenth of a print pass.
+type idFilter struct {
+	bits  []uint64
+	shift uint
+}
+
+func newIDFilter(estimate int64) *idFilter {
+	n := max(uint64(estimate), 1<<16) * 16
+	log := uint(64 - bits.LeadingZeros64(n-1))
+	return &idFilter{bits: make([]uint64, (uint64(1)<<log)/64), shift: 64 - log}
+}
+
+// testAndAdd reports whether h was (probably) added before, and adds it.
+func (f *idFilter) testAndAdd(h uint64) bool {
+	seen := true
+	for _, m := range [3]uint64{0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9} {
+		i := (h * m) >> f.shift
+		w, b := &f.bits[i/64], uint64(1)<<(i%64)
+		if *w&b == 0 {
+			seen = false
+			*w |= b
+		}
+	}
+	return seen
 }
 
 // maxUnmatchedRows bounds the rows a print pass decodes by position
@@ -47,7 +81,7 @@ func (s *scan) openPrints(ctx context.Context) error {
 	if !ok || !ok2 || s.r.archiving() {
 		return nil
 	}
-	p := &scanPrints{src: src, store: store, seed: src.PrintSeed() + "\x00" + s.r.printSeed(), moved: map[int64]bool{}}
+	p := &scanPrints{src: src, store: store, seed: src.PrintSeed() + "\x00" + s.r.printSeed()}
 	v, err := store.ChangeVersion(ctx)
 	if err != nil {
 		return fmt.Errorf("read change version: %w", err)
@@ -63,8 +97,8 @@ func (s *scan) openPrints(ctx context.Context) error {
 
 func (s *scan) closePrints() {
 	s.old.close()
-	if s.prints != nil && s.prints.matched != nil {
-		s.prints.matched.close()
+	if s.prints != nil {
+		s.prints.sorter.close()
 	}
 	if s.confirmed != nil {
 		s.confirmed.s.close()
@@ -90,8 +124,13 @@ func (r *Reconciler) printSeed() string {
 func (s *scan) readPrinted(ctx context.Context, rd *scanReader) (bool, error) {
 	p, h := s.prints, rd.h
 	start := time.Now()
-	sorter := newRowPrintSorter(s.r.opts.SpillDir)
-	defer sorter.close()
+	p.sorter = newRowPrintSorter(s.r.opts.SpillDir)
+	// Every row's id hash goes through a filter as it is printed: an id on
+	// two rows (a duplicate, exactly as a full read defines it) is flagged
+	// here, wherever the rows are, and counted exactly by the merge, so
+	// that no row of it can match.
+	ids := newIDFilter(s.estimate)
+	p.candidates, p.shared = map[uint64]bool{}, map[uint64]bool{}
 	var rows int64
 	for rp, err := range p.src.Prints(ctx) {
 		if errors.Is(err, ErrNoPrints) {
@@ -101,7 +140,10 @@ func (s *scan) readPrinted(ctx context.Context, rd *scanReader) (bool, error) {
 		if err != nil {
 			return false, fmt.Errorf("read source: %w", err)
 		}
-		if err := sorter.add(rp); err != nil {
+		if rp.ID != 0 && ids.testAndAdd(rp.ID) {
+			p.candidates[rp.ID] = true
+		}
+		if err := p.sorter.add(rp); err != nil {
 			return false, err
 		}
 		rows++
@@ -109,15 +151,13 @@ func (s *scan) readPrinted(ctx context.Context, rd *scanReader) (bool, error) {
 	if ctx.Err() != nil {
 		return false, context.Cause(ctx)
 	}
-	var err error
-	if p.matched, err = newSpill(s.r.opts.SpillDir, "plugipay-sync-matched-*"); err != nil {
-		return false, err
-	}
-	unmatched, ok, err := s.mergePrints(sorter, max(maxUnmatchedRows, rows/4))
+	unmatched, counts, ok, err := s.mergePrints(max(maxUnmatchedRows, rows/4), h.each, nil)
 	if err != nil || !ok {
 		return false, err
 	}
-	printTook := time.Since(start)
+	s.confirmed.shared = p.shared
+	h.read(counts.unchanged+counts.rejected, time.Since(start))
+	h.printed(counts.unchanged, counts.rejected)
 
 	// The changed rows, in source order, decided as a full read decides
 	// them; the seen-ids filter need only hold theirs.
@@ -125,70 +165,64 @@ func (s *scan) readPrinted(ctx context.Context, rd *scanReader) (bool, error) {
 	if err := s.decodeAt(ctx, rd, unmatched); err != nil {
 		return true, err
 	}
-	// A matched row whose id a changed row carries too is decoded after
-	// all: the two are duplicates (or the filter's false positive).
-	var again []RowPrint
-	var unchanged, rejected int64
-	for f, err := range p.matched.records(2) {
-		if err != nil {
-			return true, err
-		}
-		e, id, reason, rp := decodeMatched(f)
-		if e.kind == printConfirmed && s.seenIDs.testBytes(id) {
-			p.moved[rp.Pos] = true
-			again = append(again, rp)
-			continue
-		}
-		v := VerdictUnchanged
-		if e.kind == printConfirmed {
-			unchanged++
-		} else {
-			v = VerdictReject
-			rejected++
-		}
-		if h.each != nil {
-			ref := ""
-			if rp.Line > 0 {
-				ref = "line " + strconv.Itoa(rp.Line)
-			}
-			h.each(id, ref, v, reason)
-		}
-	}
-	h.read(unchanged+rejected, printTook)
-	h.printed(unchanged, rejected)
-	if len(again) > 0 {
-		slices.SortFunc(again, func(a, b RowPrint) int { return cmp.Compare(a.Pos, b.Pos) })
-		if err := s.decodeAt(ctx, rd, again); err != nil {
-			return true, err
-		}
-	}
 	if err := rd.finish(ctx); err != nil {
 		return true, err
 	}
 	s.complete = s.r.readComplete()
 	p.used = true
 	s.r.log.Info("print pass: only the rows that changed since the last run were decoded",
-		zap.Int64("rows", rows), zap.Int64("unchanged", unchanged), zap.Int64("known_rejects", rejected),
-		zap.Int("decoded", len(unmatched)+len(again)), zap.Duration("took", time.Since(start)))
+		zap.Int64("rows", rows), zap.Int64("unchanged", counts.unchanged), zap.Int64("known_rejects", counts.rejected),
+		zap.Int("decoded", len(unmatched)), zap.Duration("took", time.Since(start)))
 	return true, nil
 }
 
+// mergeCounts are the rows a merge matched.
+type mergeCounts struct{ unchanged, rejected int64 }
+
 // mergePrints merges the sorted prints of the read with the last run's
-// confirmed ones: a row whose print matches one (and no other row's) goes
-// to the matched spill; the others are returned, in source order. ok is
-// false when more than limit rows did not match.
-func (s *scan) mergePrints(sorter *bucketSorter[RowPrint], limit int64) (unmatched []RowPrint, ok bool, err error) {
+// confirmed ones. A row matches when its print is a confirmed one, no
+// other row of the read has that print, and no other row has its id; a
+// known reject also has to be on the line it was recorded with. each gets
+// every matched row; keep, when set, gets every matched entry in print
+// order (the second merge, when the run writes the confirmed prints). The
+// rows that did not match are returned, in source order; ok is false when
+// more than limit of them did not match.
+func (s *scan) mergePrints(limit int64, each func(id []byte, ref string, v Verdict, reason []byte), keep func(printEntry) error) (unmatched []RowPrint, counts mergeCounts, ok bool, err error) {
 	p := s.prints
 	old, err := s.old.reader()
 	if err != nil {
-		return nil, false, err
+		return nil, counts, false, err
 	}
 	haveOld, err := old.next()
 	if err != nil {
-		return nil, false, err
+		return nil, counts, false, err
 	}
+	// A row that would match but whose id hash the filter flagged waits
+	// until the merge has counted that hash's rows (first merge only).
+	type deferred struct {
+		rp         RowPrint
+		kind       byte
+		id, reason string
+	}
+	var waiting []deferred
+	count := map[uint64]int{}
 	var group []RowPrint
-	var where []byte
+	matched := func(rp RowPrint, kind byte, id, reason []byte) {
+		v := VerdictUnchanged
+		if kind == printConfirmed {
+			counts.unchanged++
+		} else {
+			v = VerdictReject
+			counts.rejected++
+		}
+		if each != nil {
+			ref := ""
+			if rp.Line > 0 {
+				ref = "line " + strconv.Itoa(rp.Line)
+			}
+			each(id, ref, v, reason)
+		}
+	}
 	settle := func() error {
 		if len(group) == 0 {
 			return nil
@@ -200,77 +234,83 @@ func (s *scan) mergePrints(sorter *bucketSorter[RowPrint], limit int64) (unmatch
 				return err
 			}
 		}
-		match := haveOld && old.e.hi == hi && old.e.lo == lo && len(group) == 1
+		rp := group[0]
+		if keep == nil && p.candidates[rp.ID] {
+			count[rp.ID] += len(group)
+		}
+		match := haveOld && old.e.hi == hi && old.e.lo == lo && len(group) == 1 && !p.shared[rp.ID]
 		if match && old.e.kind == printRejected {
 			// A known reject is counted only while it stays on its line
 			// (the failure names the line).
-			match = len(old.id) == 0 || old.e.line == group[0].Line
+			match = len(old.id) == 0 || old.e.line == rp.Line
 		}
-		if match {
-			where = binary.BigEndian.AppendUint64(where[:0], uint64(group[0].Pos))
-			where = binary.AppendUvarint(where, uint64(group[0].Line))
-			where = append(where, group[0].Key...)
-			if err := p.matched.add(old.raw, where); err != nil {
+		switch {
+		case match && keep == nil && p.candidates[rp.ID]:
+			waiting = append(waiting, deferred{rp: rp, kind: old.e.kind, id: string(old.id), reason: string(old.reason)})
+			if haveOld, err = old.next(); err != nil {
 				return err
+			}
+		case match:
+			if keep == nil {
+				matched(rp, old.e.kind, old.id, old.reason)
+			}
+			if keep != nil {
+				e := old.e
+				e.id, e.reason = string(old.id), string(old.reason)
+				if err := keep(e); err != nil {
+					return err
+				}
 			}
 			if haveOld, err = old.next(); err != nil {
 				return err
 			}
-		} else {
+		case keep == nil:
 			unmatched = append(unmatched, group...)
 		}
 		group = group[:0]
 		return nil
 	}
-	for rp, err := range sorter.sorted() {
+	for rp, err := range p.sorter.sorted() {
 		if err != nil {
-			return nil, false, err
+			return nil, counts, false, err
 		}
 		if len(group) > 0 && group[0].Print != rp.Print {
 			if err := settle(); err != nil {
-				return nil, false, err
+				return nil, counts, false, err
 			}
 			if int64(len(unmatched)) > limit {
 				s.fallback = fmt.Sprintf("more than %d rows changed since the last run", limit)
-				return nil, false, nil
+				return nil, counts, false, nil
 			}
 		}
 		group = append(group, rp)
 	}
 	if err := settle(); err != nil {
-		return nil, false, err
+		return nil, counts, false, err
 	}
 	if haveOld {
 		p.dropped = true
 	}
+	if keep == nil {
+		for h, n := range count {
+			if n > 1 {
+				p.shared[h] = true
+			}
+		}
+		for _, d := range waiting {
+			if p.shared[d.rp.ID] {
+				unmatched = append(unmatched, d.rp)
+			} else {
+				matched(d.rp, d.kind, []byte(d.id), []byte(d.reason))
+			}
+		}
+	}
 	if int64(len(unmatched)) > limit {
 		s.fallback = fmt.Sprintf("more than %d rows changed since the last run", limit)
-		return nil, false, nil
+		return nil, counts, false, nil
 	}
 	slices.SortFunc(unmatched, func(a, b RowPrint) int { return cmp.Compare(a.Pos, b.Pos) })
-	return unmatched, true, nil
-}
-
-// decodeMatched decodes a matched spill record: the entry (its id and
-// reason as bytes of f, not copied) and the row's place.
-func decodeMatched(f [][]byte) (e printEntry, id, reason []byte, rp RowPrint) {
-	e = printEntry{hi: binary.BigEndian.Uint64(f[0][:8]), lo: binary.BigEndian.Uint64(f[0][8:16]), kind: f[0][16]}
-	rest := f[0][17:]
-	line, n := binary.Uvarint(rest)
-	e.line = int(line)
-	rest = rest[n:]
-	idLen, n := binary.Uvarint(rest)
-	id = rest[n : n+int(idLen)]
-	rest = rest[n+int(idLen):]
-	reasonLen, n := binary.Uvarint(rest)
-	reason = rest[n : n+int(reasonLen)]
-	rp = RowPrint{Print: e.print(), Pos: int64(binary.BigEndian.Uint64(f[1][:8]))}
-	l, n := binary.Uvarint(f[1][8:])
-	rp.Line = int(l)
-	if key := f[1][8+n:]; len(key) > 0 {
-		rp.Key = string(key)
-	}
-	return e, id, reason, rp
+	return unmatched, counts, true, nil
 }
 
 // decodeAt decodes and takes the rows at rows' positions.
@@ -289,40 +329,33 @@ func (s *scan) decodeAt(ctx context.Context, rd *scanReader, rows []RowPrint) er
 }
 
 // confirmedPrints yields the prints the run confirmed, in print order:
-// the matched rows' and those the run decided or wrote.
+// the matched rows' (merged again) and those the run decided or wrote.
 func (s *scan) confirmedPrints() iter.Seq2[printEntry, error] {
-	p := s.prints
 	matched := func(yield func(printEntry, error) bool) {
-		if p.matched == nil {
+		if !s.prints.used {
 			return
 		}
-		for f, err := range p.matched.records(2) {
-			if err != nil {
-				yield(printEntry{}, err)
-				return
-			}
-			e, id, reason, rp := decodeMatched(f)
-			if p.moved[rp.Pos] {
-				continue
-			}
-			e.id, e.reason = string(id), string(reason)
+		stop := errors.New("stopped")
+		_, _, _, err := s.mergePrints(0, nil, func(e printEntry) error {
 			if !yield(e, nil) {
-				return
+				return stop
 			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, stop) {
+			yield(printEntry{}, err)
 		}
 	}
 	return mergeEntries(matched, s.confirmed.s.sorted())
 }
 
-// keepPrints writes the prints the run confirmed for the next run, unless
-// they are the ones it read and nothing changed in the store since.
-//
-// A read that was not the whole source (an incremental SQL read) confirmed
-// only the rows it read: it leaves the file as it is, which stays valid
-// if the run changed nothing in the store. Written over, the file of the
-// last full read was lost to every incremental run, even a no-op, and the
-// next full scan decoded every row again.
-func (s *scan) keepPrints(ctx context.Context) error {
+// keepPrints writes the prints the run confirmed for the next run. When
+// they are the ones it read, the file stays; if the store changed (for the
+// rows the run decoded, which the file does not hold), only its version
+// is brought up to date. Users a targeted sync read during the run
+// (touched) are left out: their confirmed content may have changed since
+// the run read their rows.
+func (s *scan) keepPrints(ctx context.Context, touched map[string]bool) error {
 	p := s.prints
 	if p == nil || s.confirmed.err != nil || !s.complete {
 		return nil
@@ -331,12 +364,30 @@ func (s *scan) keepPrints(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("read change version: %w", err)
 	}
-	if p.used && !p.dropped && len(p.moved) == 0 && s.confirmed.s.n == 0 && v == p.version {
+	same := p.used && !p.dropped && s.confirmed.s.n == 0 && len(touched) == 0
+	switch {
+	case same && v == p.version:
 		return nil
+	case same:
+		return touchPrints(ctx, p.store)
 	}
 	s.r.log.Debug("writing the confirmed prints", zap.Bool("print_pass", p.used), zap.Bool("dropped", p.dropped),
-		zap.Int("moved", len(p.moved)), zap.Int64("confirmed", s.confirmed.s.n), zap.Bool("store_changed", v != p.version))
-	return writePrints(ctx, p.store, p.seed, s.confirmedPrints())
+		zap.Int64("confirmed", s.confirmed.s.n), zap.Int("touched", len(touched)))
+	entries := s.confirmedPrints()
+	if len(touched) > 0 {
+		all := entries
+		entries = func(yield func(printEntry, error) bool) {
+			for e, err := range all {
+				if err == nil && touched[e.id] {
+					continue
+				}
+				if !yield(e, err) {
+					return
+				}
+			}
+		}
+	}
+	return writePrints(ctx, p.store, p.seed, entries)
 }
 
 // refLine is the line of a "line N" ref, or 0.

@@ -95,8 +95,8 @@ func (r *Reconciler) Plan(ctx context.Context, emit func(PlanEntry)) (map[string
 			}
 			return nil
 		},
-		row:     func(context.Context, Record, Known, Decision) error { return nil },
-		read:    func(int64, time.Duration) {},
+		row:  func(context.Context, Record, Known, Decision) error { return nil },
+		read: func(int64, time.Duration) {},
 		printed: func(unchanged, _ int64) {
 			if unchanged > 0 {
 				p.counts[PlanUnchanged] += unchanged

@@ -47,6 +47,30 @@ type RowPrint struct {
 	// Key finds the row again where a position cannot (a SQL row's
 	// primary key); empty for a file.
 	Key string
+	// ID is IDHash of the external id the row's record carries (its
+	// mapped id field, trimmed); zero when it has none. Rows sharing one
+	// never match, so duplicates are found as a full read finds them.
+	ID uint64
+}
+
+// IDHash is the hash of an external id that RowPrint.ID carries: 64-bit
+// FNV-1a (ids are short; the reconciler imports no hashing library), zero
+// for no id and never zero otherwise.
+func IDHash(id string) uint64 { return idHash(id) }
+
+// IDHashBytes is IDHash of id's bytes.
+func IDHashBytes(id []byte) uint64 { return idHash(id) }
+
+func idHash[S string | []byte](id S) uint64 {
+	if len(id) == 0 {
+		return 0
+	}
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(id); i++ {
+		h ^= uint64(id[i])
+		h *= 1099511628211
+	}
+	return max(h, 1)
 }
 
 // ErrNoPrints: the source cannot print this read (a row its fast scanner
@@ -198,9 +222,10 @@ type printReader struct {
 	left uint64
 	// e is the current entry, without its id and reason; raw is its
 	// encoding, id the id within it. Both are reused by next.
-	e   printEntry
-	raw []byte
-	id  []byte
+	e      printEntry
+	raw    []byte
+	id     []byte
+	reason []byte
 }
 
 func (s *printSet) reader() (*printReader, error) {
@@ -253,6 +278,7 @@ func (c *printReader) next() (bool, error) {
 		return false, fmt.Errorf("read prints file: %w", err)
 	}
 	c.id = c.raw[at:idEnd]
+	c.reason = c.raw[rat:]
 	return true, nil
 }
 
@@ -304,6 +330,40 @@ func readPrintEntry(r *bufio.Reader, buf []byte) (printEntry, []byte, error) {
 		e.reason = string(buf)
 	}
 	return e, buf, nil
+}
+
+// touchPrints makes the prints file at path valid at the store's version
+// now, its entries unchanged: the run changed the store only for users
+// the file does not hold (the rows it decoded), under the writer lock.
+func touchPrints(ctx context.Context, ps PrintStore) error {
+	f, err := os.OpenFile(ps.PrintsPath(), os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("update prints file: %w", err)
+	}
+	defer f.Close()
+	v, err := ps.ChangeVersion(ctx)
+	if err != nil {
+		return fmt.Errorf("read change version: %w", err)
+	}
+	var h [8 + 8 + 16]byte // version, count (kept), token
+	if _, err := f.ReadAt(h[:], 40); err != nil {
+		return fmt.Errorf("update prints file: %w", err)
+	}
+	binary.BigEndian.PutUint64(h[:8], uint64(v))
+	if _, err := rand.Read(h[16:]); err != nil {
+		return fmt.Errorf("update prints file: %w", err)
+	}
+	// The token first, as writePrints does.
+	if err := ps.SetPrintsToken(ctx, hex.EncodeToString(h[16:])); err != nil {
+		return err
+	}
+	if _, err := f.WriteAt(h[:], 40); err != nil {
+		return fmt.Errorf("update prints file: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("update prints file: %w", err)
+	}
+	return nil
 }
 
 // writePrints writes the entries of next, in print order, as the prints
@@ -436,7 +496,7 @@ func (s *bucketSorter[T]) spill(b int) error {
 func (s *bucketSorter[T]) sorted() iter.Seq2[T, error] {
 	return func(yield func(T, error) bool) {
 		var all []T
-		var keys []sortKey
+		var keys, scratch []sortKey
 		r := bufio.NewReaderSize(nil, 64<<10)
 		for b := range printBucketCount {
 			all = all[:0]
@@ -464,12 +524,7 @@ func (s *bucketSorter[T]) sorted() iter.Seq2[T, error] {
 				hi, lo := s.key(v)
 				keys = append(keys, sortKey{hi, lo, i})
 			}
-			slices.SortFunc(keys, func(a, b sortKey) int {
-				if c := cmp.Compare(a.hi, b.hi); c != 0 {
-					return c
-				}
-				return cmp.Compare(a.lo, b.lo)
-			})
+			keys, scratch = radixSortKeys(keys, scratch)
 			for _, k := range keys {
 				if !yield(all[k.i], nil) {
 					return
@@ -483,6 +538,65 @@ func (s *bucketSorter[T]) sorted() iter.Seq2[T, error] {
 type sortKey struct {
 	hi, lo uint64
 	i      int
+}
+
+// Radix passes of radixSortKeys: the bits of hi below a partition's.
+const (
+	radixBits   = 11
+	radixPasses = 2
+)
+
+// radixSortKeys sorts the keys of one partition by print. Prints are
+// uniform hashes, so two counting-sort passes over the next 22 bits of hi
+// leave only rare runs of equal prefixes, which a comparison sort puts in
+// order: about a third of the time of sorting by comparison alone. It
+// returns the sorted keys and the buffer to reuse.
+func radixSortKeys(keys, scratch []sortKey) ([]sortKey, []sortKey) {
+	if len(keys) < 64 {
+		slices.SortFunc(keys, compareKeys)
+		return keys, scratch
+	}
+	scratch = slices.Grow(scratch[:0], len(keys))[:len(keys)]
+	src, dst := keys, scratch
+	var count [1 << radixBits]int
+	for pass := range radixPasses {
+		shift := 64 - printBucketBits - radixBits*(radixPasses-pass)
+		clear(count[:])
+		for _, k := range src {
+			count[(k.hi>>shift)&(1<<radixBits-1)]++
+		}
+		sum := 0
+		for d, c := range count {
+			count[d] = sum
+			sum += c
+		}
+		for _, k := range src {
+			d := (k.hi >> shift) & (1<<radixBits - 1)
+			dst[count[d]] = k
+			count[d]++
+		}
+		src, dst = dst, src
+	}
+	// src is sorted by the top bits; order each run of equal prefixes.
+	const prefix = 64 - printBucketBits - radixBits*radixPasses
+	for i := 0; i < len(src); {
+		j := i + 1
+		for j < len(src) && src[j].hi>>prefix == src[i].hi>>prefix {
+			j++
+		}
+		if j-i > 1 {
+			slices.SortFunc(src[i:j], compareKeys)
+		}
+		i = j
+	}
+	return src, dst
+}
+
+func compareKeys(a, b sortKey) int {
+	if c := cmp.Compare(a.hi, b.hi); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.lo, b.lo)
 }
 
 func (s *bucketSorter[T]) close() {
@@ -499,20 +613,22 @@ func newRowPrintSorter(dir string) *bucketSorter[RowPrint] {
 			b = append(b, r.Print[:]...)
 			b = binary.BigEndian.AppendUint64(b, uint64(r.Pos))
 			b = binary.BigEndian.AppendUint32(b, uint32(r.Line))
+			b = binary.BigEndian.AppendUint64(b, r.ID)
 			b = binary.AppendUvarint(b, uint64(len(r.Key)))
 			return append(b, r.Key...)
 		},
 		func(r *bufio.Reader) (RowPrint, error) {
-			b, err := r.Peek(28) // no copy: a buffer here would escape, per row
+			b, err := r.Peek(36) // no copy: a buffer here would escape, per row
 			if err != nil {
 				if errors.Is(err, io.EOF) && len(b) > 0 {
 					err = io.ErrUnexpectedEOF
 				}
 				return RowPrint{}, err
 			}
-			rp := RowPrint{Pos: int64(binary.BigEndian.Uint64(b[16:24])), Line: int(binary.BigEndian.Uint32(b[24:28]))}
+			rp := RowPrint{Pos: int64(binary.BigEndian.Uint64(b[16:24])), Line: int(binary.BigEndian.Uint32(b[24:28])),
+				ID: binary.BigEndian.Uint64(b[28:36])}
 			copy(rp.Print[:], b[:16])
-			if _, err := r.Discard(28); err != nil {
+			if _, err := r.Discard(36); err != nil {
 				return RowPrint{}, err
 			}
 			n, err := binary.ReadUvarint(r)
@@ -546,6 +662,9 @@ func newEntrySorter(dir string) *bucketSorter[printEntry] {
 type printCollector struct {
 	mu stdsync.Mutex
 	s  *bucketSorter[printEntry]
+	// shared are the id hashes several rows of the read carry: their
+	// rows never match, so their prints are not kept.
+	shared map[uint64]bool
 	// err is the first spill error; the run then keeps the old file
 	// invalid rather than write a partial one.
 	err error
@@ -558,6 +677,9 @@ func (c *printCollector) add(p Print, kind byte, line int, id, reason string) {
 	hi, lo := splitPrint(p)
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.shared[IDHash(id)] && id != "" {
+		return
+	}
 	if c.err == nil {
 		c.err = c.s.add(printEntry{hi: hi, lo: lo, kind: kind, line: line, id: id, reason: reason})
 	}

@@ -87,6 +87,8 @@ type scan struct {
 	marked  map[string]bool
 	// markedMsg are the messages of the marks.
 	markedMsg map[string]string
+	// estimate is how many users the read is expected to hold.
+	estimate int64
 	// complete: the read was the whole source.
 	complete bool
 	// rejected are the users whose writes are not applied: duplicates.
@@ -113,7 +115,7 @@ func (r *Reconciler) newScan(ctx context.Context) (*scan, error) {
 	if err != nil {
 		return nil, fmt.Errorf("count mappings: %w", err)
 	}
-	s := &scan{r: r, pol: r.policy(), seenIDs: newSeenIDs(mapped), maybe: map[string]bool{},
+	s := &scan{r: r, pol: r.policy(), seenIDs: newSeenIDs(mapped), estimate: mapped, maybe: map[string]bool{},
 		marked: map[string]bool{}, rejected: map[string]bool{}}
 	for _, id := range marked {
 		s.marked[id], s.maybe[id] = true, true

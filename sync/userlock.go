@@ -115,6 +115,19 @@ func (u *Users) readSince(id string, t time.Time) bool {
 	return ok && !r.Before(t)
 }
 
+// readSinceSet returns the users a targeted sync read at or after t.
+func (u *Users) readSinceSet(t time.Time) map[string]bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	out := map[string]bool{}
+	for id, r := range u.read {
+		if !r.Before(t) {
+			out[id] = true
+		}
+	}
+	return out
+}
+
 // forgetBefore forgets the reads older than t: a run starting at t, and
 // every later one, reads the CRM after them.
 func (u *Users) forgetBefore(t time.Time) {

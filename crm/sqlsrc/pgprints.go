@@ -1,6 +1,7 @@
 package sqlsrc
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/binary"
@@ -56,6 +57,7 @@ func (s *Source) pgPrints(ctx context.Context, db *sql.DB, r *read, yield func(s
 			off = 3
 		}
 		vals := make([][]byte, len(r.vals))
+		idField := s.mapper.ExternalIDField()
 		var buf, key []byte
 		// The newest updated_at: a binary timestamp compares as its
 		// microseconds, converted once at the end; other types as Records
@@ -119,7 +121,8 @@ func (s *Source) pgPrints(ctx context.Context, db *sql.DB, r *read, yield func(s
 			} else {
 				key = kb
 			}
-			if !yield(sync.RowPrint{Print: p, Pos: pos, Key: string(kb)}, nil) {
+			id := sync.IDHashBytes(bytes.TrimSpace(vals[idField]))
+			if !yield(sync.RowPrint{Print: p, Pos: pos, Key: string(kb), ID: id}, nil) {
 				return errStopped
 			}
 		}

@@ -140,7 +140,8 @@ func (s *Source) pagedPrints(ctx context.Context, db *sql.DB, r *read, yield fun
 		var p sync.Print
 		p, r.scratch = printVals(deleted, r.vals, r.scratch)
 		pos++
-		return yield(sync.RowPrint{Print: p, Pos: pos, Key: str(raw[0])}, nil)
+		id := sync.IDHash(strings.TrimSpace(r.vals[s.mapper.ExternalIDField()]))
+		return yield(sync.RowPrint{Print: p, Pos: pos, Key: str(raw[0]), ID: id}, nil)
 	})
 }
 

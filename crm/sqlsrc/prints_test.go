@@ -76,13 +76,19 @@ func checkPrints(t *testing.T, src *Source) int {
 		return slices.Equal(a.refs, b.refs) && slices.Equal(a.descs, b.descs) && slices.Equal(a.prints, b.prints)
 	}
 	want := map[string]*rows{}
+	wantIDs := map[string][]uint64{} // key: IDHash of each valid record's external id
 	n := 0
 	for rec, err := range src.Records(ctx) {
 		collect(want, rec, err)
+		if err == nil {
+			key, _, _ := describe(rec, err)
+			wantIDs[key] = append(wantIDs[key], sync.IDHash(rec.ExternalID))
+		}
 		n++
 	}
 	var all []sync.RowPrint
 	printed := map[string]*rows{}
+	printedIDs := map[string][]uint64{}
 	for rp, err := range src.Prints(ctx) {
 		if err != nil {
 			t.Fatalf("Prints: %v", err)
@@ -95,6 +101,14 @@ func checkPrints(t *testing.T, src *Source) int {
 			printed[rp.Key] = &rows{}
 		}
 		printed[rp.Key].prints = append(printed[rp.Key].prints, rp.Print)
+		printedIDs[rp.Key] = append(printedIDs[rp.Key], rp.ID)
+	}
+	for key, ids := range wantIDs {
+		for _, id := range ids {
+			if !slices.Contains(printedIDs[key], id) {
+				t.Fatalf("key %q: no printed row carries the id hash of its record", key)
+			}
+		}
 	}
 	if len(all) != n {
 		t.Fatalf("Prints yields %d rows, Records %d", len(all), n)
