@@ -17,6 +17,13 @@ type Customer struct {
 	Metadata              map[string]string `json:"metadata,omitempty"`
 	CreatedAt             string            `json:"createdAt,omitempty"`
 	UpdatedAt             string            `json:"updatedAt,omitempty"`
+
+	// RequestID is meta.requestId of the response that returned the
+	// customer (Create, Update, Get; a list's is on its page).
+	RequestID string `json:"-"`
+	// Raw is the customer object exactly as the API sent it, for fields
+	// this type does not know yet.
+	Raw json.RawMessage `json:"-"`
 }
 
 // CustomerParams is the body of a create or update. A nil field is not sent;

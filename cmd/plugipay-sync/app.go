@@ -82,9 +82,10 @@ type Main struct {
 	rec    *sync.Reconciler
 	gauge  *storeGauges
 	// syncMetrics are shared by every reconciler built (see reload).
-	syncMetrics *sync.Metrics
-	reloadOK    prometheus.Gauge
-	reloadTime  prometheus.Gauge
+	syncMetrics   *sync.Metrics
+	verifyMetrics *sync.VerifyMetrics
+	reloadOK      prometheus.Gauge
+	reloadTime    prometheus.Gauge
 }
 
 // NewMain returns a Main writing its summary to stdout and logs to stderr.
@@ -279,6 +280,7 @@ func (m *Main) openReconciler() error {
 	buildInfo.WithLabelValues(Version, Commit, goVersion()).Set(1)
 	m.gauge = newStoreGauges(m.reg)
 	m.syncMetrics = sync.NewMetrics(m.reg)
+	m.verifyMetrics = sync.NewVerifyMetrics(m.reg)
 	m.health = newHealth(m.reg, time.Now())
 	m.health.setSchedule(m.cfg.Schedule, m.cfg.Health.StaleAfterRuns, time.Now())
 	m.reloadOK = promauto.With(m.reg).NewGauge(prometheus.GaugeOpts{
@@ -329,6 +331,7 @@ func (m *Main) buildReconciler(cfg Config) (*sync.Reconciler, error) {
 		AllowMassArchive: m.AllowMassArchive,
 		BreakAfter:       cfg.Sync.BreakAfter,
 		SpillDir:         spillDir(cfg.State.Path),
+		AuditValues:      cfg.Audit.Values,
 	}), nil
 }
 

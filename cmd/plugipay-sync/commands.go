@@ -29,6 +29,7 @@ func commandTable() map[string]command {
 		"failures":      {Summary: "list the records kept as failed", Run: runFailures},
 		"retry":         {Summary: "make failed records eligible again now (--external-id, --code, --all)", Run: runRetry},
 		"sync":          {Summary: "sync --external-id ID: reconcile one user now and print what was done", Run: runSyncOne},
+		"verify":        {Summary: "compare Plugipay with what the sync last confirmed: drift per field, missing customers, orphans (--repair puts drift back)", Run: runVerify},
 		"rebuild-cache": {Summary: "rebuild the state DB's mappings from the destination's customer list (--match-email: link by email where it keeps no external id)", Run: runRebuildCache},
 	}
 }

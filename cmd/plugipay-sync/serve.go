@@ -77,6 +77,9 @@ func (m *Main) serve(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("schedule: %w", err)
 	}
+	if err := m.addMaintenance(ctx, c, &runMu, &runs, &recPtr); err != nil {
+		return err
+	}
 	m.gauge.refresh(ctx, m.store, m.log)
 	c.Start()
 	m.log.Info("daemon started", zap.String("schedule", m.cfg.Schedule), zap.String("version", Version))
