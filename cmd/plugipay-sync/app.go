@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -84,8 +85,12 @@ type Main struct {
 	// syncMetrics are shared by every reconciler built (see reload).
 	syncMetrics   *sync.Metrics
 	verifyMetrics *sync.VerifyMetrics
-	reloadOK      prometheus.Gauge
-	reloadTime    prometheus.Gauge
+	// webhook receives Plugipay's events once the daemon started it
+	// (webhook.go); webhookMetrics count them.
+	webhook        atomic.Pointer[webhookReceiver]
+	webhookMetrics map[string]prometheus.Counter
+	reloadOK       prometheus.Gauge
+	reloadTime     prometheus.Gauge
 }
 
 // NewMain returns a Main writing its summary to stdout and logs to stderr.
@@ -281,6 +286,7 @@ func (m *Main) openReconciler() error {
 	m.gauge = newStoreGauges(m.reg)
 	m.syncMetrics = sync.NewMetrics(m.reg)
 	m.verifyMetrics = sync.NewVerifyMetrics(m.reg)
+	m.webhookMetrics = newWebhookMetrics(m.reg)
 	m.health = newHealth(m.reg, time.Now())
 	m.health.setSchedule(m.cfg.Schedule, m.cfg.Health.StaleAfterRuns, time.Now())
 	m.reloadOK = promauto.With(m.reg).NewGauge(prometheus.GaugeOpts{

@@ -33,6 +33,9 @@ type VerifyConfig struct {
 	// ReadShare is the share of destination.plugipay.reads_per_second the
 	// list walk may use, so it never starves a run's reads.
 	ReadShare float64 `yaml:"read_share"`
+	// WebhookSecret, when set, makes the daemon take Plugipay's customer
+	// events on WebhookPath, verified with this endpoint secret.
+	WebhookSecret string `yaml:"webhook_secret"`
 }
 
 // AuditConfig tunes the audit ledger.
@@ -68,6 +71,8 @@ func (c *Config) validateVerify() error {
 		return invalid("verify.missing", v.Missing, "must be report or recreate")
 	case v.ReadShare <= 0 || v.ReadShare > 1:
 		return invalid("verify.read_share", fmt.Sprint(v.ReadShare), "must be greater than 0 and at most 1, e.g. 0.5")
+	case v.WebhookSecret != "" && c.Listen == "":
+		return invalid("verify.webhook_secret", "(set)", "needs listen: the webhook endpoint is served on the metrics listener")
 	case c.Audit.Retention < 0:
 		return invalid("audit.retention", c.Audit.Retention.String(), "must not be negative (0 keeps the ledger forever)")
 	}

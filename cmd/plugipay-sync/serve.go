@@ -80,6 +80,7 @@ func (m *Main) serve(ctx context.Context) error {
 	if err := m.addMaintenance(ctx, c, &runMu, &runs, &recPtr); err != nil {
 		return err
 	}
+	m.startWebhooks(ctx, &runMu, &runs, &recPtr)
 	m.gauge.refresh(ctx, m.store, m.log)
 	c.Start()
 	m.log.Info("daemon started", zap.String("schedule", m.cfg.Schedule), zap.String("version", Version))
@@ -223,6 +224,7 @@ func (m *Main) watchProgress(r *sync.Reconciler) (stop func()) {
 func (m *Main) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg}))
+	mux.HandleFunc("POST "+WebhookPath, m.serveWebhook)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})

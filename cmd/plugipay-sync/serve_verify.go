@@ -24,6 +24,7 @@ const AuditPruneSchedule = "@every 1h"
 // run is going.
 func (m *Main) addMaintenance(ctx context.Context, c *cron.Cron, runMu *stdsync.Mutex, runs *stdsync.WaitGroup, rec *atomic.Pointer[sync.Reconciler]) error {
 	if s := m.cfg.Sync.VerifySchedule; s != "" {
+		o := m.verifyOptions(false) // a reload does not change it: m.cfg is the serve loop's
 		verify := func() {
 			runs.Add(1)
 			defer runs.Done()
@@ -35,7 +36,7 @@ func (m *Main) addMaintenance(ctx context.Context, c *cron.Cron, runMu *stdsync.
 				return
 			}
 			defer runMu.Unlock()
-			if _, err := rec.Load().Verify(ctx, m.verifyOptions(false)); err != nil && ctx.Err() == nil {
+			if _, err := rec.Load().Verify(ctx, o); err != nil && ctx.Err() == nil {
 				m.log.Error("verify failed", zap.Error(explain(err)))
 			}
 			m.gauge.refresh(context.WithoutCancel(ctx), m.store, m.log)
@@ -45,8 +46,9 @@ func (m *Main) addMaintenance(ctx context.Context, c *cron.Cron, runMu *stdsync.
 		}
 		m.log.Info("verify scheduled", zap.String("verify_schedule", s), zap.String("policy", m.cfg.Verify.Policy))
 	}
+	ret := m.cfg.Audit.Retention
 	prune := func() {
-		if ret := m.cfg.Audit.Retention; ret > 0 && ctx.Err() == nil {
+		if ret > 0 && ctx.Err() == nil {
 			n, err := m.store.PruneAudit(ctx, time.Now().Add(-ret))
 			switch {
 			case err != nil:
