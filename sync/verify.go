@@ -149,14 +149,16 @@ func (r *Reconciler) Verify(ctx context.Context, o VerifyOptions) (VerifyReport,
 	}
 	log := r.log.With(zap.String("verify_id", o.ID))
 
-	// Every mapping, by external id: what the list does not yield is
-	// missing.
+	// Every mapping, by customer id (a destination may keep no external
+	// id on the customer): what the list does not yield is missing.
 	mapped := map[string]Mapping{}
+	mappedExt := map[string]bool{}
 	for m, err := range r.store.AllMappings(ctx) {
 		if err != nil {
 			return rep, fmt.Errorf("verify: read mappings: %w", err)
 		}
-		mapped[m.ExternalID] = m
+		mapped[m.CustomerID] = m
+		mappedExt[m.ExternalID] = true
 	}
 
 	var lim *pacer
@@ -166,7 +168,7 @@ func (r *Reconciler) Verify(ctx context.Context, o VerifyOptions) (VerifyReport,
 	var page []Customer
 	var drift []drifted
 	flush := func() error {
-		d, err := r.verifyPage(ctx, ledger, page, mapped, &rep, o)
+		d, err := r.verifyPage(ctx, ledger, page, mapped, mappedExt, &rep, o)
 		drift = append(drift, d...)
 		page = page[:0]
 		return err
@@ -273,19 +275,23 @@ func cmpString(a, b string) int {
 }
 
 // verifyPage compares one page of listed customers, removing those it
-// finds from mapped, and returns the drifted ones.
-func (r *Reconciler) verifyPage(ctx context.Context, ledger Ledger, page []Customer, mapped map[string]Mapping, rep *VerifyReport, o VerifyOptions) ([]drifted, error) {
+// finds from mapped (by customer id), and returns the drifted ones.
+func (r *Reconciler) verifyPage(ctx context.Context, ledger Ledger, page []Customer, mapped map[string]Mapping, mappedExt map[string]bool, rep *VerifyReport, o VerifyOptions) ([]drifted, error) {
 	if len(page) == 0 {
 		return nil, nil
 	}
+	// mine reports whether c is the customer of its mapping: on a
+	// destination that keeps the external id, it must still carry it
+	// (another tool may have moved it).
+	mine := func(c Customer) (Mapping, bool) {
+		m, ok := mapped[c.ID]
+		return m, ok && (r.caps.ExternalID == ExternalIDNone || c.ExternalID == m.ExternalID)
+	}
 	var ids, unknown []string
 	for _, c := range page {
-		if c.ExternalID == "" {
-			continue
-		}
-		if m, ok := mapped[c.ExternalID]; ok && m.CustomerID == c.ID {
-			ids = append(ids, c.ExternalID)
-		} else {
+		if m, ok := mine(c); ok {
+			ids = append(ids, m.ExternalID)
+		} else if c.ExternalID != "" && !mappedExt[c.ExternalID] {
 			unknown = append(unknown, c.ExternalID)
 		}
 	}
@@ -315,12 +321,9 @@ func (r *Reconciler) verifyPage(ctx context.Context, ledger Ledger, page []Custo
 	pol := r.policy()
 	var out []drifted
 	for _, c := range page {
-		if c.ExternalID == "" {
-			continue
-		}
-		m, ok := mapped[c.ExternalID]
-		if !ok || m.CustomerID != c.ID {
-			if !known[c.ExternalID] {
+		m, ok := mine(c)
+		if !ok {
+			if c.ExternalID != "" && !mappedExt[c.ExternalID] && !known[c.ExternalID] {
 				rep.Orphans++
 				if len(rep.OrphanExamples) < o.Examples {
 					rep.OrphanExamples = append(rep.OrphanExamples, CustomerRef{ExternalID: c.ExternalID, CustomerID: c.ID})
@@ -328,12 +331,12 @@ func (r *Reconciler) verifyPage(ctx context.Context, ledger Ledger, page []Custo
 			}
 			continue
 		}
-		delete(mapped, c.ExternalID)
+		delete(mapped, c.ID)
 		if m.Hash == ArchivedHash {
 			rep.Archived++
 			continue
 		}
-		cr, ok := recs[c.ExternalID]
+		cr, ok := recs[m.ExternalID]
 		if !ok || cr.Hash != m.Hash || pol.fields.hash(cr.Record) != m.Hash {
 			rep.Unverifiable++
 			continue
@@ -346,14 +349,18 @@ func (r *Reconciler) verifyPage(ctx context.Context, ledger Ledger, page []Custo
 			continue
 		}
 		rep.Drifted++
+		counted := map[string]bool{} // customers per field: metadata once, however many keys
 		for _, fc := range changes(c, p) {
 			field := fc.Field
 			if len(field) > len(FieldMetadata) && field[:len(FieldMetadata)+1] == FieldMetadata+"." {
 				field = FieldMetadata
 			}
-			rep.DriftByField[field]++
+			if !counted[field] {
+				counted[field] = true
+				rep.DriftByField[field]++
+			}
 			if n := countField(rep.Examples, fc.Field); n < o.Examples {
-				rep.Examples = append(rep.Examples, DriftExample{ExternalID: c.ExternalID, CustomerID: c.ID,
+				rep.Examples = append(rep.Examples, DriftExample{ExternalID: m.ExternalID, CustomerID: c.ID,
 					Field: fc.Field, Want: fc.New, Have: fc.Old})
 			}
 		}
