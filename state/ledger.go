@@ -42,16 +42,8 @@ func (db *DB) Confirm(ctx context.Context, c sync.Confirmation) error {
 			if _, err := tx.ExecContext(ctx, `DELETE FROM confirmed_records WHERE external_id = ?`, m.ExternalID); err != nil {
 				return err
 			}
-		} else {
-			r := c.Record
-			b, err := json.Marshal(confirmedJSON{Email: r.Email, Name: r.Name, Phone: r.Phone, TaxID: r.TaxID, Metadata: r.Metadata})
-			if err != nil {
-				return err
-			}
-			if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO confirmed_records (external_id, hash, record) VALUES (?, ?, ?)`,
-				m.ExternalID, m.Hash, string(b)); err != nil {
-				return err
-			}
+		} else if err := tx.putConfirmed(ctx, m.ExternalID, m.Hash, c.Record); err != nil {
+			return err
 		}
 		if c.Audit != nil {
 			return tx.appendAudit(ctx, *c.Audit)
@@ -62,6 +54,36 @@ func (db *DB) Confirm(ctx context.Context, c sync.Confirmation) error {
 		return fmt.Errorf("state: confirm %q: %w", m.ExternalID, err)
 	}
 	return nil
+}
+
+// PutConfirmedRecords stores recs (keyed by Record.ExternalID) in one
+// transaction.
+func (db *DB) PutConfirmedRecords(ctx context.Context, recs []sync.ConfirmedRecord) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	err := db.update(ctx, func(tx *Tx) error {
+		for _, cr := range recs {
+			if err := tx.putConfirmed(ctx, cr.Record.ExternalID, cr.Hash, &cr.Record); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("state: put confirmed records: %w", err)
+	}
+	return nil
+}
+
+func (tx *Tx) putConfirmed(ctx context.Context, externalID, hash string, r *sync.Record) error {
+	b, err := json.Marshal(confirmedJSON{Email: r.Email, Name: r.Name, Phone: r.Phone, TaxID: r.TaxID, Metadata: r.Metadata})
+	if err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, `INSERT OR REPLACE INTO confirmed_records (external_id, hash, record) VALUES (?, ?, ?)`,
+		externalID, hash, string(b))
+	return err
 }
 
 func (tx *Tx) appendAudit(ctx context.Context, e sync.AuditEntry) error {

@@ -84,6 +84,10 @@ type Ledger interface {
 	// ConfirmedRecords returns the confirmed content of those externalIDs
 	// that have one.
 	ConfirmedRecords(ctx context.Context, externalIDs []string) (map[string]ConfirmedRecord, error)
+	// PutConfirmedRecords stores the content of users whose mappings were
+	// stored from the destination's list (the cache rebuild): what the
+	// customer held when it was linked is what the sync believes it holds.
+	PutConfirmedRecords(ctx context.Context, recs []ConfirmedRecord) error
 }
 
 // AuditReader reads the ledger back (history, export).

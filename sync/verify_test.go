@@ -106,3 +106,26 @@ func TestVerify(t *testing.T) {
 		})
 	}
 }
+
+// TestVerify_AfterRebuild: a cache rebuilt from the customer list keeps
+// the listed content, so verify compares those customers too.
+func TestVerify_AfterRebuild(t *testing.T) {
+	h := newHarness(t)
+	src := users(10)
+	h.mustRun(src, sync.RunCounts{Read: 10, Created: 10})
+	fresh := newHarness(t) // an empty state DB over the same customers
+	fresh.dst = h.dst
+	ctx := context.Background()
+	if _, err := fresh.reconciler(src).RebuildCache(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c := h.dst.byExternal(t, "usr_0004")
+	h.dst.edit(c.ID, func(c *sync.Customer) { c.Name = "Edited" })
+	rep, err := fresh.reconciler(src).Verify(ctx, sync.VerifyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Compared != 10 || rep.Unverifiable != 0 || rep.Drifted != 1 || rep.DriftByField[sync.FieldName] != 1 {
+		t.Errorf("report %+v", rep)
+	}
+}
