@@ -103,7 +103,7 @@ func (r *Reconciler) SyncOne(ctx context.Context, externalID string) (OneResult,
 	if k.Mapping != nil {
 		customerID = k.Mapping.CustomerID
 	}
-	ru := &run{Reconciler: r, abort: func(error) {}}
+	ru := &run{Reconciler: r, abort: func(error) {}, cause: CauseSync}
 	switch dec.Verdict {
 	case VerdictUnchanged:
 		return OneResult{Action: ActionUnchanged, CustomerID: customerID}, nil

@@ -120,4 +120,14 @@ func TestHistory(t *testing.T) {
 	if code, out := e.command("status"); code != ExitOK || !strings.Contains(out, "Audit ledger:  6 entries") {
 		t.Errorf("status exit %d:\n%s", code, out)
 	}
+
+	// sync --external-id is its own cause.
+	edit("Pengguna 2,", "Pengguna Dua,")
+	if code, out := e.command("sync", "--external-id", "usr_00002"); code != ExitOK {
+		t.Fatalf("sync --external-id exit %d:\n%s", code, out)
+	}
+	_, out = e.command("history", "--external-id", "usr_00002", "--output", "json")
+	if es := decodeAudit(t, out); len(es) != 2 || es[1].Cause != sync.CauseSync || es[1].Op != sync.AuditUpdate {
+		t.Errorf("history after sync --external-id:\n%s", out)
+	}
 }
