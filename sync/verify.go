@@ -1,6 +1,7 @@
 package sync
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -207,7 +208,7 @@ func (r *Reconciler) Verify(ctx context.Context, o VerifyOptions) (VerifyReport,
 		}
 		missing = append(missing, m)
 	}
-	slices.SortFunc(missing, func(a, b Mapping) int { return cmpString(a.ExternalID, b.ExternalID) })
+	slices.SortFunc(missing, func(a, b Mapping) int { return cmp.Compare(a.ExternalID, b.ExternalID) })
 	rep.Missing = int64(len(missing))
 	for _, m := range missing[:min(len(missing), o.Examples)] {
 		rep.MissingExamples = append(rep.MissingExamples, CustomerRef{ExternalID: m.ExternalID, CustomerID: m.CustomerID})
@@ -262,16 +263,6 @@ func (p *pacer) wait(ctx context.Context) error {
 	}
 	p.next = now.Add(p.every)
 	return nil
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // verifyPage compares one page of listed customers, removing those it
