@@ -288,8 +288,8 @@ func (c *Client) do(ctx context.Context, r *request) (*Envelope, error) {
 	if r.idemKey != "" {
 		h.Set(HeaderIdempotencyKey, r.idemKey)
 	}
-	if c.onBehalfOf != "" {
-		h.Set(HeaderOnBehalfOf, c.onBehalfOf)
+	if acc := c.onBehalfOfFor(ctx); acc != "" {
+		h.Set(HeaderOnBehalfOf, acc)
 	}
 	var env *Envelope
 	_, err = c.t.Do(ctx, &transport.Request{

@@ -101,6 +101,7 @@ func decodeCustomer(op string, env *Envelope) (*Customer, error) {
 	if cus.ID == "" {
 		return nil, invalidResponse(op, env, "customer in response has no id", nil)
 	}
+	cus.RequestID = env.Meta.RequestID
 	return &cus, nil
 }
 

@@ -14,6 +14,7 @@ const (
 	opGet    = "get"
 	opUpdate = "update"
 	opList   = "list"
+	// opRaw (raw.go) labels Client.Raw calls.
 )
 
 // metricCodes is the closed set of code label values; any other code a
@@ -37,7 +38,7 @@ func newMetrics(reg prometheus.Registerer) (*transport.Metrics, error) {
 	if err != nil {
 		return nil, err
 	}
-	m.Init([]string{opCreate, opGet, opUpdate, opList}, metricCodes, transport.Reasons, []string{"read", "write"})
+	m.Init([]string{opCreate, opGet, opUpdate, opList, opRaw}, metricCodes, transport.Reasons, []string{"read", "write"})
 	return m, nil
 }
 

@@ -17,6 +17,25 @@ type Customer struct {
 	Metadata              map[string]string `json:"metadata,omitempty"`
 	CreatedAt             string            `json:"createdAt,omitempty"`
 	UpdatedAt             string            `json:"updatedAt,omitempty"`
+
+	// RequestID is meta.requestId of the response that returned the
+	// customer (Create, Update, Get; a list's is on its page).
+	RequestID string `json:"-"`
+	// Raw is the customer object exactly as the API sent it, for fields
+	// this type does not know yet (set by decoding, in lists too).
+	Raw json.RawMessage `json:"-"`
+}
+
+// UnmarshalJSON decodes a customer and keeps its raw JSON in Raw.
+func (c *Customer) UnmarshalJSON(b []byte) error {
+	type plain Customer
+	var p plain
+	if err := json.Unmarshal(b, &p); err != nil {
+		return err
+	}
+	*c = Customer(p)
+	c.Raw = append(json.RawMessage(nil), b...)
+	return nil
 }
 
 // CustomerParams is the body of a create or update. A nil field is not sent;

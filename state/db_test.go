@@ -38,10 +38,10 @@ func TestOpen(t *testing.T) {
 		// Reopening applies nothing twice.
 		db = MustOpenDBAt(t, path)
 		MustCloseDB(t, db)
-		if got := migrationNames(t, path); strings.Join(got, ",") != "001_initial.sql,002_seen_in_run.sql,003_source_watermarks.sql,004_run_counts_destination.sql,005_change_version.sql" {
-			t.Errorf("migrations = %v, want [001_initial.sql 002_seen_in_run.sql 003_source_watermarks.sql 004_run_counts_destination.sql 005_change_version.sql]", got)
+		if got := migrationNames(t, path); strings.Join(got, ",") != "001_initial.sql,002_seen_in_run.sql,003_source_watermarks.sql,004_run_counts_destination.sql,005_change_version.sql,006_ledger.sql" {
+			t.Errorf("migrations = %v, want [001_initial.sql 002_seen_in_run.sql 003_source_watermarks.sql 004_run_counts_destination.sql 005_change_version.sql 006_ledger.sql]", got)
 		}
-		if got, want := state.SchemaVersion(), 5; got != want {
+		if got, want := state.SchemaVersion(), 6; got != want {
 			t.Errorf("SchemaVersion() = %d, want %d", got, want)
 		}
 	})
@@ -79,7 +79,7 @@ func TestOpen(t *testing.T) {
 		raw.Close()
 
 		_, err := state.Open(ctx, path)
-		want := fmt.Sprintf("state: open %s: state DB schema version 7 is newer than this binary supports (5); upgrade plugipay-sync", path)
+		want := fmt.Sprintf("state: open %s: state DB schema version 7 is newer than this binary supports (6); upgrade plugipay-sync", path)
 		if err == nil || err.Error() != want {
 			t.Fatalf("Open() error = %v, want %q", err, want)
 		}

@@ -46,23 +46,27 @@ func (db *DB) PutMapping(ctx context.Context, m sync.Mapping) error {
 	if err := validMapping(m); err != nil {
 		return fmt.Errorf("state: put mapping: %w", err)
 	}
-	err := db.update(ctx, func(tx *Tx) error {
-		if err := tx.putMapping(ctx, m); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM pending_writes WHERE external_id = ?`, m.ExternalID); err != nil {
-			return err
-		}
-		// A duplicate mark outlives the write of the row read first: it
-		// is the source's problem, cleared only by a read with one row.
-		_, err := tx.ExecContext(ctx, `DELETE FROM failures WHERE external_id = ? AND code <> ?`,
-			m.ExternalID, sync.CodeDuplicateExternalID)
-		return err
-	})
+	err := db.update(ctx, func(tx *Tx) error { return tx.confirmMapping(ctx, m) })
 	if err != nil {
 		return fmt.Errorf("state: put mapping %q: %w", m.ExternalID, err)
 	}
 	return nil
+}
+
+// confirmMapping stores m and forgets the user's pending write and
+// failure: PutMapping's (and Confirm's) transaction.
+func (tx *Tx) confirmMapping(ctx context.Context, m sync.Mapping) error {
+	if err := tx.putMapping(ctx, m); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM pending_writes WHERE external_id = ?`, m.ExternalID); err != nil {
+		return err
+	}
+	// A duplicate mark outlives the write of the row read first: it
+	// is the source's problem, cleared only by a read with one row.
+	_, err := tx.ExecContext(ctx, `DELETE FROM failures WHERE external_id = ? AND code <> ?`,
+		m.ExternalID, sync.CodeDuplicateExternalID)
+	return err
 }
 
 // PutMappings inserts or replaces ms in one transaction. Unlike PutMapping

@@ -118,6 +118,10 @@ func (r *Reconciler) policy() policy {
 type when struct {
 	now   time.Time
 	force bool
+	// compare: Known.Current is what the destination holds now and is
+	// compared with the record even when the mapping's hash says the
+	// record was confirmed (verify looks for drift behind the cache).
+	compare bool
 }
 
 // decide is the one decision of what to do with a user: the run, the dry
@@ -143,7 +147,7 @@ func (p policy) decide(d Desired, k Known, w when) Decision {
 		return Decision{Verdict: v, Hash: h, ClearMark: clear, Reason: reason}
 	}
 	linked := k.Mapping != nil
-	if linked && k.Mapping.Hash == h {
+	if linked && k.Mapping.Hash == h && !(w.compare && k.Current != nil) {
 		return dec(VerdictUnchanged, "")
 	}
 	if p.skips(linked) {

@@ -134,7 +134,7 @@ func (ru *run) archiveOne(ctx context.Context, m Mapping) {
 			case d.Verdict != VerdictArchive:
 				return fmt.Errorf("archive: unexpected verdict %q", d.Verdict)
 			case !d.Patch.Empty():
-				_, err = ru.update(ctx, j, cur.ID, d.Patch)
+				_, err = ru.update(ctx, j, cur, d.Patch)
 			}
 		}
 		if errors.Is(err, ErrNotFound) {

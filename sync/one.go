@@ -87,14 +87,14 @@ func (r *Reconciler) SyncOne(ctx context.Context, externalID string) (OneResult,
 		return OneResult{}, err
 	}
 	defer unlock()
-	return r.syncDesired(ctx, d, true)
+	return r.syncDesired(ctx, d, true, CauseSync)
 }
 
 // syncDesired does what the decision says for one user the read found as
 // d, the caller holding the user's lock: SyncOne and SyncIDs share it, so
 // a targeted sync does what a run does. force waives the backoff of an
 // earlier failure.
-func (r *Reconciler) syncDesired(ctx context.Context, d Desired, force bool) (OneResult, error) {
+func (r *Reconciler) syncDesired(ctx context.Context, d Desired, force bool, cause Cause) (OneResult, error) {
 	externalID := d.Record.ExternalID
 	ids := []string{externalID}
 	mappings, err := r.store.Mappings(ctx, ids)
@@ -117,7 +117,7 @@ func (r *Reconciler) syncDesired(ctx context.Context, d Desired, force bool) (On
 	if k.Mapping != nil {
 		customerID = k.Mapping.CustomerID
 	}
-	ru := &run{Reconciler: r, abort: func(error) {}}
+	ru := &run{Reconciler: r, abort: func(error) {}, cause: cause}
 	switch dec.Verdict {
 	case VerdictUnchanged:
 		return OneResult{Action: ActionUnchanged, CustomerID: customerID}, nil

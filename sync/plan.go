@@ -20,12 +20,16 @@ const (
 	PlanArchive   = "archive" // gone from the source, with the archive policy
 )
 
-// FieldChange is one field a planned write changes. Metadata keys appear
-// as "metadata.KEY".
+// FieldChange is one field a planned (or, in the audit ledger, confirmed)
+// write changes. Metadata keys appear as "metadata.KEY". A ledger entry
+// keeps Old and New only with Options.AuditValues; otherwise they are
+// empty and Redacted is set, so the ledger does not become a second copy
+// of the CRM's personal data.
 type FieldChange struct {
-	Field string `json:"field"`
-	Old   string `json:"old"`
-	New   string `json:"new"`
+	Field    string `json:"field"`
+	Old      string `json:"old"`
+	New      string `json:"new"`
+	Redacted bool   `json:"redacted,omitempty"`
 }
 
 // PlanEntry is what a dry run would do with one user.

@@ -54,6 +54,7 @@ func (r *Reconciler) rebuild(ctx context.Context, now time.Time) (RebuildCounts,
 		return n, ErrNoExternalID
 	}
 	batch := make([]Mapping, 0, rebuildBatch)
+	listed := map[string]Record{} // the batch's customers' managed content, by customer id
 	flush := func() error {
 		if len(batch) == 0 {
 			return nil
@@ -67,6 +68,10 @@ func (r *Reconciler) rebuild(ctx context.Context, now time.Time) (RebuildCounts,
 		if err := r.store.PutMappings(ctx, batch); err != nil {
 			return fmt.Errorf("store mappings: %w", err)
 		}
+		if err := r.putListedRecords(ctx, batch, listed); err != nil {
+			return err
+		}
+		clear(listed)
 		if err := r.settleListedCreates(ctx, batch); err != nil {
 			return err
 		}
@@ -85,6 +90,9 @@ func (r *Reconciler) rebuild(ctx context.Context, now time.Time) (RebuildCounts,
 		}
 		batch = append(batch, Mapping{ExternalID: c.ExternalID, CustomerID: c.ID,
 			Hash: r.fields.hash(fromCustomer(c)), SyncedAt: now})
+		if _, ok := r.store.(Ledger); ok {
+			listed[c.ID] = r.fields.project(fromCustomer(c))
+		}
 		if len(batch) == cap(batch) {
 			if err := flush(); err != nil {
 				return n, err
@@ -191,6 +199,26 @@ func (r *Reconciler) settleListedCreates(ctx context.Context, batch []Mapping) e
 		if err := r.store.DeletePendingWrite(ctx, id); err != nil {
 			return fmt.Errorf("settle the pending create of %q: %w", id, err)
 		}
+	}
+	return nil
+}
+
+// putListedRecords stores, for verify, the managed content of the listed
+// customers whose mappings the batch stored (a mapping dropped as a
+// duplicate is not in the batch).
+func (r *Reconciler) putListedRecords(ctx context.Context, batch []Mapping, listed map[string]Record) error {
+	l, ok := r.store.(Ledger)
+	if !ok {
+		return nil
+	}
+	recs := make([]ConfirmedRecord, 0, len(batch))
+	for _, m := range batch {
+		if rec, ok := listed[m.CustomerID]; ok {
+			recs = append(recs, ConfirmedRecord{Hash: m.Hash, Record: rec})
+		}
+	}
+	if err := l.PutConfirmedRecords(ctx, recs); err != nil {
+		return fmt.Errorf("store listed content: %w", err)
 	}
 	return nil
 }

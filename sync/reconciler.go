@@ -75,6 +75,9 @@ type Options struct {
 	// SpillDir is where a run keeps its temporary files (what it read,
 	// the writes it plans); empty means os.TempDir().
 	SpillDir string
+	// AuditValues keeps the old and new values of changed fields in the
+	// audit ledger; without it only the field names are kept.
+	AuditValues bool
 	// OnOutcome, if set, is called with what the run did with each source
 	// row and each archived user, from several goroutines. Tests compare
 	// it with the dry run's plan.
@@ -268,6 +271,12 @@ type run struct {
 	knownRejects int64
 	// confirmed collects the prints of the rows the run confirms.
 	confirmed *printCollector
+	// cause and causeID say what made the writes, for the audit ledger
+	// (empty cause: a run, whose id is id); writes holds what each write
+	// sent until its mapping is confirmed (see noteWrite).
+	cause   Cause
+	causeID string
+	writes  writeNotes
 }
 
 // job is one record that needs API calls.
@@ -279,6 +288,9 @@ type job struct {
 	failures int
 	// verdict is what decide asked for: create, update or link.
 	verdict Verdict
+	// compare: decide compares the customer read with the record even
+	// when the mapping's hash matches (a verify repair).
+	compare bool
 }
 
 // Run performs one reconcile pass over the whole source and records it in

@@ -94,6 +94,10 @@ type Customer struct {
 	Phone      string
 	TaxID      string
 	Metadata   map[string]string
+	// RequestID is the API's request id of the response that returned the
+	// customer, where the destination reports one (the audit ledger keeps
+	// it); empty otherwise. It is not part of the customer's content.
+	RequestID string
 }
 
 // Errors a Destination wraps its failures in, so the reconciler can decide

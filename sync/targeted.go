@@ -160,7 +160,7 @@ func (r *Reconciler) syncRead(ctx context.Context, id string, g *oneRead, force 
 	default:
 		d.Kind, d.Record = WantGone, Record{ExternalID: id}
 	}
-	one, err := r.syncDesired(ctx, d, force)
+	one, err := r.syncDesired(ctx, d, force, CauseEvent)
 	res := IDResult{ExternalID: id, Action: one.Action, CustomerID: one.CustomerID, Reason: one.Reason}
 	if err != nil && res.Action == "" {
 		res.Action = ActionFailed

@@ -59,7 +59,7 @@ func (ru *run) reconcile(ctx context.Context, j job) (string, error) {
 	}
 
 	want := ru.fields.toCreate(j.rec)
-	c, err := ru.write(ctx, j, OpCreate, "", func(key string) (Customer, error) {
+	c, err := ru.write(ctx, j, OpCreate, "", createChanges(want), func(key string) (Customer, error) {
 		return ru.dst.CreateCustomer(ctx, want, key)
 	})
 	switch {
@@ -177,7 +177,7 @@ func (ru *run) reconcileMapped(ctx context.Context, j job) (string, error) {
 // made; without one the record is unchanged (or, for a recovery, still
 // recovered).
 func (ru *run) converge(ctx context.Context, j job, cur Customer, action string) (string, error) {
-	d := ru.policy().decide(Desired{Kind: WantRecord, Record: j.rec}, Known{Mapping: j.mapping, Current: &cur}, when{force: true})
+	d := ru.policy().decide(Desired{Kind: WantRecord, Record: j.rec}, Known{Mapping: j.mapping, Current: &cur}, when{force: true, compare: j.compare})
 	switch d.Verdict {
 	case VerdictAdopt:
 		// Create-only links the customer as it is.
@@ -193,7 +193,7 @@ func (ru *run) converge(ctx context.Context, j job, cur Customer, action string)
 	default:
 		return "", fmt.Errorf("converge: unexpected verdict %q", d.Verdict)
 	}
-	if _, err := ru.update(ctx, j, cur.ID, d.Patch); err != nil {
+	if _, err := ru.update(ctx, j, cur, d.Patch); err != nil {
 		return "", err
 	}
 	return action, ru.confirm(ctx, j, cur.ID)
@@ -240,18 +240,20 @@ func (ru *run) findByEmail(ctx context.Context, rec Record) (Customer, error) {
 	return Customer{}, &APIError{Kind: ErrNotFound, Code: "not_found", Message: "no customer with this email has this externalId"}
 }
 
-// update sends p to customer id under a stable key.
-func (ru *run) update(ctx context.Context, j job, id string, p Patch) (Customer, error) {
-	return ru.write(ctx, j, OpUpdate, id, func(key string) (Customer, error) {
-		return ru.dst.UpdateCustomer(ctx, id, p, key)
+// update sends p to customer cur under a stable key. cur is the customer
+// as read before the patch: the audit ledger records what p changed of it.
+func (ru *run) update(ctx context.Context, j job, cur Customer, p Patch) (Customer, error) {
+	return ru.write(ctx, j, OpUpdate, cur.ID, changes(cur, p), func(key string) (Customer, error) {
+		return ru.dst.UpdateCustomer(ctx, cur.ID, p, key)
 	})
 }
 
 // write records the intended write, then calls it with the write's
 // idempotency key. A write recorded by an earlier attempt or a crashed
 // process with the same content keeps its key, so the destination replays
-// it instead of executing it twice.
-func (ru *run) write(ctx context.Context, j job, op, customerID string, call func(key string) (Customer, error)) (Customer, error) {
+// it instead of executing it twice. changes are the fields the write sets,
+// noted for the audit entry of its confirmation.
+func (ru *run) write(ctx context.Context, j job, op, customerID string, changes []FieldChange, call func(key string) (Customer, error)) (Customer, error) {
 	pw, err := ru.store.PreparePendingWrite(ctx, PendingWrite{
 		ExternalID:     j.rec.ExternalID,
 		Op:             op,
@@ -264,6 +266,9 @@ func (ru *run) write(ctx context.Context, j job, op, customerID string, call fun
 		return Customer{}, fmt.Errorf("record pending %s: %w", op, err)
 	}
 	c, err := call(pw.IdempotencyKey)
+	if err == nil {
+		ru.noteWrite(j, op, pw.IdempotencyKey, c.RequestID, changes)
+	}
 	if errors.Is(err, ErrIdempotency) {
 		// The stored key was already used with another body (a changed
 		// encoding, a merged metadata map that changed meanwhile, or a key
@@ -285,12 +290,20 @@ func (ru *run) confirm(ctx context.Context, j job, customerID string) error {
 // confirmHash stores the mapping of j's user to customerID, which holds
 // the content that hashes to hash.
 func (ru *run) confirmHash(ctx context.Context, j job, customerID, hash string) error {
-	err := ru.store.PutMapping(context.WithoutCancel(ctx), Mapping{
+	m := Mapping{
 		ExternalID: j.rec.ExternalID,
 		CustomerID: customerID,
 		Hash:       hash,
 		SyncedAt:   ru.opts.Now(),
-	})
+	}
+	var err error
+	if l, ok := ru.store.(Ledger); ok {
+		// The confirmed content and the write's audit entry go in the
+		// mapping's own transaction: a crash keeps all three or none.
+		err = l.Confirm(context.WithoutCancel(ctx), ru.confirmation(j, m))
+	} else {
+		err = ru.store.PutMapping(context.WithoutCancel(ctx), m)
+	}
 	if err != nil {
 		return fmt.Errorf("store mapping: %w", err)
 	}

@@ -84,6 +84,8 @@ func runChild(mode string, stdout io.Writer) error {
 		res, err = scan(ctx, csvPath, dbPath)
 	case modeRawFloor:
 		res, err = rawFloor(csvPath)
+	case modeVerify:
+		res, err = verifyChild(ctx, csvPath, dbPath)
 	case modeHScan, modeHPlan:
 		res, err = hostileScan(ctx, csvPath, dbPath, mode == modeHPlan)
 	default:

@@ -67,6 +67,7 @@ type sizes struct {
 	SQLUsers     int   // (8): rows in the PostgreSQL table of the no-op scans
 	SQLLinear    []int // (8): table sizes of the linearity measurement
 	SQLPairs     int   // (8): interleaved floor/scan pairs (the median counts)
+	Verify       int   // (10): customers verified
 }
 
 var fullSizes = sizes{
@@ -74,6 +75,7 @@ var fullSizes = sizes{
 	Backfill: 1200, Overhead: 2000, ColdStart: 100_000, Naive: 1000,
 	StoreRows: 200_000, StoreLookups: 200_000, Concurrency: 8, Repeat: 3,
 	SQLUsers: 1_000_000, SQLLinear: []int{100_000, 1_000_000, 10_000_000}, SQLPairs: 5,
+	Verify: 100_000,
 }
 
 var quickSizes = sizes{
@@ -81,6 +83,7 @@ var quickSizes = sizes{
 	Backfill: 20, Overhead: 100, ColdStart: 1000, Naive: 50,
 	StoreRows: 5000, StoreLookups: 5000, Concurrency: 8, Repeat: 1,
 	SQLUsers: 2000, SQLLinear: []int{1000, 2000}, SQLPairs: 1,
+	Verify: 1000,
 }
 
 func main() {
@@ -168,11 +171,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) ([]row, e
 	quick := fs.Bool("quick", false, "tiny sizes (seconds): checks that every scenario works, not how fast")
 	dir := fs.String("dir", "", "directory for the generated data (default: a new temp dir, removed at the end)")
 	prof := fs.String("cpuprofile", "", "directory to write CPU profiles of the no-op scan children to (floor.pprof, scan.pprof)")
-	only := fs.String("only", "", "comma-separated scenario numbers to run (1-9; 1 and 6 run together); default all")
+	only := fs.String("only", "", "comma-separated scenario numbers to run (1-10; 1 and 6 run together); default all")
 	sz := fullSizes
 	fs.IntVar(&sz.ScanUsers, "users", 0, "users in the no-op scan and incremental run (default 1,000,000)")
 	fs.IntVar(&sz.Backfill, "backfill", 0, "new users in the backfill at the real limits (default 1,200 = 60 s)")
 	fs.IntVar(&sz.ColdStart, "cold", 0, "customers in the emulator for the cold start (default 100,000)")
+	fs.IntVar(&sz.Verify, "verify", 0, "customers verified in scenario 10 (default 100,000)")
 	sqlDSN := fs.String("sql-dsn", cmp.Or(os.Getenv(childSQLDSNEnv), DefaultBenchPostgresDSN), "PostgreSQL of scenario 8 (env "+childSQLDSNEnv+")")
 	fs.IntVar(&sz.SQLUsers, "sql-users", 0, "rows in scenario 8's table (default 1,000,000)")
 	sqlLinear := fs.String("sql-linear", "", "comma-separated table sizes of scenario 8's linearity measurement (default 100000,1000000,10000000)")
@@ -204,6 +208,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) ([]row, e
 		sz.SQLUsers = base.SQLUsers
 	}
 	sz.SQLLinear, sz.SQLPairs = base.SQLLinear, base.SQLPairs
+	if sz.Verify == 0 {
+		sz.Verify = base.Verify
+	}
 	if *sqlLinear != "" {
 		sz.SQLLinear = nil
 		for f := range strings.SplitSeq(*sqlLinear, ",") {
@@ -262,6 +269,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) ([]row, e
 		{"7", b.store},
 		{"8", b.sqlScenario},
 		{"9", b.hostile},
+		{"10", b.verifyScenario},
 	}
 	if *hostileMem > 0 {
 		steps = []struct {

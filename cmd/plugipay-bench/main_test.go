@@ -43,11 +43,12 @@ func TestQuick(t *testing.T) {
 			}
 		}
 	}
-	// Scenario 8 adds one when PostgreSQL is there; scenario 9 adds two.
-	if want := 7 + strings.Count(out.String(), "| API calls, full no-op scan"); exact != want {
+	// Scenario 8 adds one when PostgreSQL is there; scenario 9 adds two;
+	// scenario 10 one.
+	if want := 8 + strings.Count(out.String(), "| API calls, full no-op scan"); exact != want {
 		t.Errorf("%d count targets checked, want %d", exact, want)
 	}
-	for _, scenario := range []string{"1 ", "2 ", "3 ", "4 ", "5 ", "6 ", "7 ", "9 "} {
+	for _, scenario := range []string{"1 ", "2 ", "3 ", "4 ", "5 ", "6 ", "7 ", "9 ", "10 "} {
 		if !strings.Contains(out.String(), "| "+scenario) {
 			t.Errorf("table has no row for scenario %s:\n%s", scenario, out.String())
 		}

@@ -117,6 +117,11 @@ type Main struct {
 	// (header email,first_name,last_name; optional token) seeded before
 	// serving.
 	SeedPinCSV string
+	// WebhookURL and WebhookSecret, when the URL is set, make the Plugipay
+	// emulator deliver signed customer events there (emulator.SetWebhook).
+	// The secret comes from $PLUGIPAY_WEBHOOK_SECRET when the flag is not
+	// given.
+	WebhookURL, WebhookSecret string
 
 	// Logger logs lifecycle events; nil means no logging.
 	Logger *zap.Logger
@@ -165,6 +170,8 @@ func (m *Main) ParseFlags(_ context.Context, args []string) error {
 	fs.StringVar(&m.Secret, "secret", m.Secret, "API secret for --key-id; $"+EnvSecret+" is used when the flag is not given.\n"+
 		"With --api paygate (an sk_test_ key) or pin (a test key): $"+EnvPayGateSecret+" or $"+EnvPinSecret+", else "+DefaultTestSecret)
 	fs.IntVar(&m.RequestsPerSecond, "requests-per-second", 0, "paygate, pin: per-key request limit per second (0 disables)")
+	fs.StringVar(&m.WebhookURL, "webhook-url", "", "plugipay: deliver signed customer.created/updated/deleted events to this URL (e.g. http://127.0.0.1:9464/webhooks/plugipay)")
+	fs.StringVar(&m.WebhookSecret, "webhook-secret", "", "plugipay: the endpoint secret the events are signed with; $PLUGIPAY_WEBHOOK_SECRET when not given (never a default shown here)")
 	fs.StringVar(&m.SeedPinCSV, "seed-pin-csv", "", "pin: seed customers made at checkout from this CSV (header email,first_name,last_name[,token])")
 	fs.StringVar(&o.AccountID, "account-id", emulator.DefaultAccountID, "workspace id reported in accountId and arn")
 	fs.IntVar(&o.ReadRate, "read-rate", emulator.DefaultReadRate, "per-key GET limit in requests/s (0 disables)")
@@ -187,6 +194,9 @@ func (m *Main) ParseFlags(_ context.Context, args []string) error {
 	}
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	if !given["webhook-secret"] {
+		m.WebhookSecret = getenv("PLUGIPAY_WEBHOOK_SECRET")
+	}
 	env := EnvSecret
 	switch m.API {
 	case APIPlugipay:
@@ -273,6 +283,10 @@ func (m *Main) Run(_ context.Context) error {
 		return err
 	}
 	m.emu = emu
+	if m.WebhookURL != "" {
+		emu.SetWebhook(m.WebhookURL, m.WebhookSecret)
+		log.Info("delivering webhooks", zap.String("url", m.WebhookURL)) // never the secret
+	}
 	log.Info("plugipay emulator listening", append([]zap.Field{
 		zap.String("url", m.URL),
 		zap.String("keyId", m.KeyID), // never the secret

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -23,6 +24,8 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/plugipay-sync/plugipay-sync/plugipay"
 )
 
 func sign(secret, method, target string, ts int64, body []byte, idem string) string {
@@ -351,4 +354,43 @@ func TestMain_StateSurvivesRestart(t *testing.T) {
 	if m2.Emulator().WritesExecuted() != 0 || m2.Emulator().Replays() != 1 {
 		t.Fatalf("writes %d replays %d", m2.Emulator().WritesExecuted(), m2.Emulator().Replays())
 	}
+}
+
+// TestMain_Webhooks: --webhook-url and --webhook-secret make the emulator
+// deliver signed customer events; the secret is never logged.
+func TestMain_Webhooks(t *testing.T) {
+	const secret = "whsec_mock_flag"
+	got := make(chan string, 4)
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		ev, err := plugipay.ParseWebhook(body, r.Header.Get(plugipay.HeaderSignature), secret, time.Now(), 0)
+		if err != nil {
+			t.Errorf("delivery: %v", err)
+			return
+		}
+		got <- ev.Type
+	}))
+	defer recv.Close()
+	env := func(k string) string {
+		if k == "PLUGIPAY_WEBHOOK_SECRET" {
+			return secret
+		}
+		return ""
+	}
+	m, logs := start(t, env, "--addr", "127.0.0.1:0", "--webhook-url", recv.URL)
+	if status, _ := call(t, m.URL, DefaultKeyID, DefaultSecret, "POST", "/api/v1/customers", `{"externalId":"e1"}`, "idem_1"); status != 201 {
+		t.Fatalf("create: %d", status)
+	}
+	select {
+	case typ := <-got:
+		if typ != plugipay.EventCustomerCreated {
+			t.Errorf("event %q", typ)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("no event delivered")
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	assertNotLogged(t, logs, secret)
 }

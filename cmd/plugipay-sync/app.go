@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -86,12 +87,17 @@ type Main struct {
 	rec    *sync.Reconciler
 	gauge  *storeGauges
 	// syncMetrics are shared by every reconciler built (see reload).
-	syncMetrics *sync.Metrics
+	syncMetrics   *sync.Metrics
+	verifyMetrics *sync.VerifyMetrics
 	// users serialises each user's writes across the reconcilers built
 	// and the event path (issue 17).
-	users      *sync.Users
-	reloadOK   prometheus.Gauge
-	reloadTime prometheus.Gauge
+	users *sync.Users
+	// webhook receives Plugipay's events once the daemon started it
+	// (webhook.go); webhookMetrics count them.
+	webhook        atomic.Pointer[webhookReceiver]
+	webhookMetrics map[string]prometheus.Counter
+	reloadOK       prometheus.Gauge
+	reloadTime     prometheus.Gauge
 }
 
 // NewMain returns a Main writing its summary to stdout and logs to stderr.
@@ -287,6 +293,8 @@ func (m *Main) openReconciler() error {
 	m.gauge = newStoreGauges(m.reg)
 	m.syncMetrics = sync.NewMetrics(m.reg)
 	m.users = sync.NewUsers()
+	m.verifyMetrics = sync.NewVerifyMetrics(m.reg)
+	m.webhookMetrics = newWebhookMetrics(m.reg)
 	m.health = newHealth(m.reg, time.Now())
 	m.health.setSchedule(m.cfg.Schedule, m.cfg.Health.StaleAfterRuns, time.Now())
 	m.reloadOK = promauto.With(m.reg).NewGauge(prometheus.GaugeOpts{
@@ -339,6 +347,7 @@ func (m *Main) buildReconciler(cfg Config) (*sync.Reconciler, error) {
 		SpillDir:         spillDir(cfg.State.Path),
 		Users:            m.users,
 		MarkEvent:        func(ctx context.Context) context.Context { return transport.WithLane(ctx, transport.LaneEvent) },
+		AuditValues:      cfg.Audit.Values,
 	}), nil
 }
 

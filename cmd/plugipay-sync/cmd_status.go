@@ -139,6 +139,7 @@ type statusReport struct {
 	StatePath string          `json:"state_path"`
 	Mappings  int64           `json:"mappings"`
 	Failures  statusFailures  `json:"failures"`
+	Audit     statusAudit     `json:"audit"`
 	Runs      []statusRunJSON `json:"runs"`
 }
 
@@ -227,6 +228,9 @@ func buildStatus(ctx context.Context, db *state.DB, n int) (statusReport, error)
 		return rep, err
 	}
 	rep.Failures.Retrying = rep.Failures.Total - rep.Failures.Terminal
+	if rep.Audit, err = auditStatus(ctx, db); err != nil {
+		return rep, err
+	}
 	runs, err := db.RecentRuns(ctx, n)
 	if err != nil {
 		return rep, err
@@ -242,7 +246,8 @@ func buildStatus(ctx context.Context, db *state.DB, n int) (statusReport, error)
 func printStatus(w io.Writer, rep statusReport) error {
 	fmt.Fprintf(w, "State DB:      %s\n", rep.StatePath)
 	fmt.Fprintf(w, "Cache:         %d mappings\n", rep.Mappings)
-	fmt.Fprintf(w, "Failure queue: %d (%d terminal, %d retrying)\n\n", rep.Failures.Total, rep.Failures.Terminal, rep.Failures.Retrying)
+	fmt.Fprintf(w, "Failure queue: %d (%d terminal, %d retrying)\n", rep.Failures.Total, rep.Failures.Terminal, rep.Failures.Retrying)
+	fmt.Fprintf(w, "Audit ledger:  %s\n\n", rep.Audit)
 	if len(rep.Runs) == 0 {
 		fmt.Fprintln(w, "No runs yet.")
 		return nil

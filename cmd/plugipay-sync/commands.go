@@ -30,6 +30,9 @@ func commandTable() map[string]command {
 		"retry":         {Summary: "make failed records eligible again now (--external-id, --code, --all)", Run: runRetry},
 		"sync":          {Summary: "sync --external-id ID: reconcile one user now and print what was done", Run: runSyncOne},
 		"notify-sql":    {Summary: "print (or --install) the PostgreSQL trigger that notifies the daemon of each change (realtime.postgres)", Run: runNotifySQL},
+		"history":       {Summary: "history --external-id ID: what the sync wrote to one user's customer, when and why (the audit ledger)", Run: runHistory},
+		"audit":         {Summary: "audit export --since T: the audit ledger as JSON Lines; audit prune: apply audit.retention", Run: runAudit},
+		"verify":        {Summary: "compare Plugipay with what the sync last confirmed: drift per field, missing customers, orphans (--repair puts drift back)", Run: runVerify},
 		"rebuild-cache": {Summary: "rebuild the state DB's mappings from the destination's customer list (--match-email: link by email where it keeps no external id)", Run: runRebuildCache},
 	}
 }

@@ -42,6 +42,8 @@ type Config struct {
 	Sync        SyncConfig        `yaml:"sync"`
 	Health      HealthConfig      `yaml:"health"`
 	Log         LogConfig         `yaml:"log"`
+	Verify      VerifyConfig      `yaml:"verify"`
+	Audit       AuditConfig       `yaml:"audit"`
 	// Realtime is the event path (issue 17); see config_realtime.go.
 	Realtime RealtimeConfig `yaml:"realtime"`
 
@@ -272,6 +274,9 @@ type SyncConfig struct {
 	// BreakAfter is how many writes in a row may fail transiently before
 	// the run stops early (the circuit breaker).
 	BreakAfter int `yaml:"break_after"`
+	// VerifySchedule, when set, is when the daemon verifies the
+	// destination against what it last confirmed (see VerifyConfig).
+	VerifySchedule string `yaml:"verify_schedule"`
 }
 
 // LogConfig configures logging.
@@ -317,6 +322,8 @@ func DefaultConfig() Config {
 		},
 		Health:   HealthConfig{StaleAfterRuns: DefaultStaleAfterRuns},
 		Log:      LogConfig{Format: "json", Level: "info"},
+		Verify:   defaultVerifyConfig(),
+		Audit:    defaultAuditConfig(),
 		Realtime: defaultRealtimeConfig(),
 	}
 }
@@ -528,6 +535,9 @@ func (c *Config) Validate() error {
 		return invalid("sync.break_after", fmt.Sprint(s.BreakAfter), "must be at least 1: how many writes in a row may fail before the run stops early")
 	case c.Health.StaleAfterRuns < 0:
 		return invalid("health.stale_after_runs", fmt.Sprint(c.Health.StaleAfterRuns), "must not be negative (0 turns the check off)")
+	}
+	if err := c.validateVerify(); err != nil {
+		return err
 	}
 	switch c.Log.Format {
 	case "json", "console":

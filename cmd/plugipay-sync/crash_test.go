@@ -179,7 +179,9 @@ func (d emulatorCrash) setFaults(t *testing.T, on bool) {
 }
 
 func (d emulatorCrash) checkState(t *testing.T, statePath string) int {
-	return checkState(t, statePath, d.emu)
+	n := checkState(t, statePath, d.emu)
+	checkLedger(t, statePath, n)
+	return n
 }
 
 func (emulatorCrash) afterKill(*testing.T, string) string { return "" }
@@ -247,6 +249,7 @@ func TestCrash_KillNine(t *testing.T) {
 			t.Errorf("%s holds %d rows after the final run, want %d", table, n, want)
 		}
 	}
+	checkLedger(t, statePath, crashUsers)
 	if n := statusCount(t, emu, http.MethodPost, "409"); n != 0 {
 		t.Errorf("%d creates answered 409: a write of a killed process was re-sent under a new idempotency key", n)
 	}
@@ -443,4 +446,31 @@ func firstLine(s string) string {
 		return s[:i]
 	}
 	return s
+}
+
+// checkLedger checks the audit ledger of a backfill's state file, at any
+// kill point (issue 18): each entry is written in its mapping's
+// transaction, so there is exactly one create entry per mapping (a write
+// executed by a killed process and replayed by the next is confirmed, and
+// recorded, once), naming the mapping's customer, with the write's
+// idempotency key and request id.
+func checkLedger(t *testing.T, path string, mappings int) {
+	t.Helper()
+	if mappings == 0 {
+		return // killed before the schema or the first confirmation
+	}
+	db := openRaw(t, path)
+	defer db.Close()
+	var entries, users, matched, complete int
+	err := db.QueryRow(`SELECT COUNT(*), COUNT(DISTINCT a.external_id),
+		COUNT(m.external_id), SUM(a.idempotency_key <> '' AND a.request_id <> '' AND a.op = 'create' AND a.cause = 'run')
+		FROM audit_log a LEFT JOIN mappings m ON m.external_id = a.external_id AND m.customer_id = a.customer_id`).
+		Scan(&entries, &users, &matched, &complete)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if entries != mappings || users != mappings || matched != mappings || complete != mappings {
+		t.Errorf("audit ledger: %d entries for %d users, %d matching a mapping, %d complete creates; want one per mapping (%d)",
+			entries, users, matched, complete, mappings)
+	}
 }

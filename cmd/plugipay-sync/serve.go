@@ -77,6 +77,10 @@ func (m *Main) serve(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("schedule: %w", err)
 	}
+	if err := m.addMaintenance(ctx, c, &runMu, &runs, &recPtr); err != nil {
+		return err
+	}
+	m.startWebhooks(ctx, &runMu, &runs, &recPtr)
 	// The event path (issue 17) syncs through the current reconciler;
 	// POST /v1/runs asks for a run through runNow.
 	runNow := make(chan struct{}, 1)
@@ -237,6 +241,7 @@ func (m *Main) watchProgress(r *sync.Reconciler) (stop func()) {
 func (m *Main) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg}))
+	mux.HandleFunc("POST "+WebhookPath, m.serveWebhook)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})

@@ -219,6 +219,7 @@ func fromPlugipay(c *sdk.Customer) sync.Customer {
 		Phone:      c.Phone,
 		TaxID:      c.TaxID,
 		Metadata:   c.Metadata,
+		RequestID:  c.RequestID,
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -81,6 +82,10 @@ func TestRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	in.ID = got.ID
+	if !strings.HasPrefix(got.RequestID, "req_") {
+		t.Errorf("created customer carries request id %q, want the response's req_...", got.RequestID)
+	}
+	got.RequestID = "" // the response's, not the customer's
 	if fmt.Sprint(got) != fmt.Sprint(in) {
 		t.Errorf("created %+v, want %+v", got, in)
 	}
@@ -94,7 +99,9 @@ func TestRoundTrip(t *testing.T) {
 			return sync.Customer{}, errors.New("none")
 		},
 	} {
-		if c, err := find(); err != nil || fmt.Sprint(c) != fmt.Sprint(in) {
+		c, err := find()
+		c.RequestID = ""
+		if err != nil || fmt.Sprint(c) != fmt.Sprint(in) {
 			t.Errorf("%s = %+v, %v", name, c, err)
 		}
 	}

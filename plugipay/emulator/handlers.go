@@ -76,6 +76,11 @@ func (s *Server) write(w *statusWriter, r *http.Request, keyID string, body []by
 					}
 					st.insert(changed)
 					st.writes++
+					typ := plugipay.EventCustomerUpdated
+					if id == "" {
+						typ = plugipay.EventCustomerCreated
+					}
+					s.emit(typ, changed)
 				}
 				st.putIdem(keyID, idemKey, entry)
 				if st.puts++; st.puts%pruneEvery == 0 {

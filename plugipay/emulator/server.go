@@ -97,6 +97,9 @@ type Server struct {
 
 	countMu sync.Mutex
 	counts  map[string]int // "METHOD route" -> requests
+
+	// hooks delivers customer events (webhooks.go).
+	hooks webhooks
 }
 
 // New returns a Server for opts. It panics when opts.StatePath is set and
