@@ -36,12 +36,13 @@ const (
 	// DefaultCacheSize is SQLite's page cache per connection, in KiB. It
 	// bounds the memory the state DB costs however many users it maps.
 	// Lookups by external id in a large cache are random: beyond the
-	// B-tree's interior pages, which 4 MiB holds for millions of users, a
+	// B-tree's interior pages, which 2 MiB holds for millions of users, a
 	// bigger cache mostly keeps leaf pages no other lookup reads (the OS
 	// page cache serves those as well). At 16 MiB the lookups of a print
 	// pass's few thousand changed rows filled it, and were a third of the
-	// run's RSS (issue 13).
-	DefaultCacheSize = 4 << 10
+	// run's RSS (issue 13). The interior pages of a million mappings are
+	// about 150 KiB.
+	DefaultCacheSize = 2 << 10
 	// DefaultMmapSize is how much of the file SQLite reads through mmap:
 	// none. Mapped pages count in the process's RSS, so with mmap the RSS
 	// of a scan grew with the state DB (issue 7: 48 MiB at 100,000 users,

@@ -67,13 +67,3 @@ func (s *seenIDs) testAndAddBytes(b []byte) bool {
 	}
 	return false
 }
-
-// testBytes reports whether id was (probably) added.
-func (s *seenIDs) testBytes(b []byte) bool {
-	for _, f := range s.filters {
-		if f.Test(b) {
-			return true
-		}
-	}
-	return false
-}

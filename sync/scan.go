@@ -115,7 +115,7 @@ func (r *Reconciler) newScan(ctx context.Context) (*scan, error) {
 	if err != nil {
 		return nil, fmt.Errorf("count mappings: %w", err)
 	}
-	s := &scan{r: r, pol: r.policy(), seenIDs: newSeenIDs(mapped), estimate: mapped, maybe: map[string]bool{},
+	s := &scan{r: r, pol: r.policy(), estimate: mapped, maybe: map[string]bool{},
 		marked: map[string]bool{}, rejected: map[string]bool{}}
 	for _, id := range marked {
 		s.marked[id], s.maybe[id] = true, true
@@ -142,6 +142,11 @@ func (r *Reconciler) newScan(ctx context.Context) (*scan, error) {
 	if err := s.openPrints(ctx); err != nil {
 		s.close()
 		return nil, err
+	}
+	if s.old == nil {
+		// Every row is decoded: the filter holds every id. A print pass
+		// sizes its own for the rows it decodes (readPrinted).
+		s.seenIDs = newSeenIDs(mapped)
 	}
 	return s, nil
 }
@@ -173,6 +178,7 @@ func (s *scan) read(ctx context.Context, h scanHooks) error {
 			return err
 		}
 		s.r.log.Info("reading every row: the source could not print this read", zap.String("why", s.fallback))
+		s.seenIDs = newSeenIDs(s.estimate)
 	}
 	readStart := time.Now()
 	for rec, err := range readAhead(ctx, s.r.src.Records) {
