@@ -355,7 +355,7 @@ func (s *scan) confirmedPrints() iter.Seq2[printEntry, error] {
 // is brought up to date. Users a targeted sync read during the run
 // (touched) are left out: their confirmed content may have changed since
 // the run read their rows.
-func (s *scan) keepPrints(ctx context.Context, touched map[string]bool) error {
+func (s *scan) keepPrints(ctx context.Context, touchedSince func() map[string]bool) error {
 	p := s.prints
 	if p == nil || s.confirmed.err != nil || !s.complete {
 		return nil
@@ -364,12 +364,15 @@ func (s *scan) keepPrints(ctx context.Context, touched map[string]bool) error {
 	if err != nil {
 		return fmt.Errorf("read change version: %w", err)
 	}
+	// After the version: a targeted sync that writes from here on moves
+	// it, and the file is then not installed (writePrints, touchPrints).
+	touched := touchedSince()
 	same := p.used && !p.dropped && s.confirmed.s.n == 0 && len(touched) == 0
 	switch {
 	case same && v == p.version:
 		return nil
 	case same:
-		return touchPrints(ctx, p.store)
+		return touchPrints(ctx, p.store, v)
 	}
 	s.r.log.Debug("writing the confirmed prints", zap.Bool("print_pass", p.used), zap.Bool("dropped", p.dropped),
 		zap.Int64("confirmed", s.confirmed.s.n), zap.Int("touched", len(touched)))
@@ -387,7 +390,7 @@ func (s *scan) keepPrints(ctx context.Context, touched map[string]bool) error {
 			}
 		}
 	}
-	return writePrints(ctx, p.store, p.seed, entries)
+	return writePrints(ctx, p.store, p.seed, v, entries)
 }
 
 // refLine is the line of a "line N" ref, or 0.

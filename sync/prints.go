@@ -335,15 +335,17 @@ func readPrintEntry(r *bufio.Reader, buf []byte) (printEntry, []byte, error) {
 // touchPrints makes the prints file at path valid at the store's version
 // now, its entries unchanged: the run changed the store only for users
 // the file does not hold (the rows it decoded), under the writer lock.
-func touchPrints(ctx context.Context, ps PrintStore) error {
+// v is the store's version the caller judged the entries at; a store
+// that moved since (a targeted sync wrote meanwhile) keeps the file
+// invalid instead.
+func touchPrints(ctx context.Context, ps PrintStore, v int64) error {
 	f, err := os.OpenFile(ps.PrintsPath(), os.O_RDWR, 0)
 	if err != nil {
 		return fmt.Errorf("update prints file: %w", err)
 	}
 	defer f.Close()
-	v, err := ps.ChangeVersion(ctx)
-	if err != nil {
-		return fmt.Errorf("read change version: %w", err)
+	if now, err := ps.ChangeVersion(ctx); err != nil || now != v {
+		return errStoreMoved(err)
 	}
 	var h [8 + 8 + 16]byte // version, count (kept), token
 	if _, err := f.ReadAt(h[:], 40); err != nil {
@@ -366,10 +368,20 @@ func touchPrints(ctx context.Context, ps PrintStore) error {
 	return nil
 }
 
+// errStoreMoved: the store changed while the prints were being kept, so
+// they are not installed; the next run decodes every row and keeps them.
+func errStoreMoved(err error) error {
+	if err != nil {
+		return fmt.Errorf("read change version: %w", err)
+	}
+	return errors.New("the state DB changed while the prints were written (a targeted sync); not kept")
+}
+
 // writePrints writes the entries of next, in print order, as the prints
-// file for seed at the store's version now: to a temporary file, synced,
-// then renamed over the old one.
-func writePrints(ctx context.Context, ps PrintStore, seed string, next iter.Seq2[printEntry, error]) error {
+// file for seed at the store's version v (read before the entries were
+// chosen): to a temporary file, synced, then renamed over the old one,
+// unless the store moved past v meanwhile.
+func writePrints(ctx context.Context, ps PrintStore, seed string, v int64, next iter.Seq2[printEntry, error]) error {
 	path := ps.PrintsPath()
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".prints-*")
 	if err != nil {
@@ -397,9 +409,8 @@ func writePrints(ctx context.Context, ps PrintStore, seed string, next iter.Seq2
 	if err := w.Flush(); err != nil {
 		return fmt.Errorf("write prints file: %w", err)
 	}
-	v, err := ps.ChangeVersion(ctx)
-	if err != nil {
-		return fmt.Errorf("read change version: %w", err)
+	if now, err := ps.ChangeVersion(ctx); err != nil || now != v {
+		return errStoreMoved(err)
 	}
 	copy(h[:8], printsMagic)
 	sum := sha256.Sum256([]byte(seed))

@@ -458,7 +458,7 @@ func (ru *run) execute(parent context.Context) error {
 	if err := context.Cause(ctx); err != nil {
 		return err
 	}
-	if err := sc.keepPrints(ctx, ru.users.readSinceSet(ru.started)); err != nil {
+	if err := sc.keepPrints(ctx, func() map[string]bool { return ru.users.readSinceSet(ru.started) }); err != nil {
 		// Only the next run's speed depends on it.
 		ru.log.Warn("could not keep the confirmed prints; the next run decodes every row", zap.Error(err))
 	}
