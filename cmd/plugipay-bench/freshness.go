@@ -89,6 +89,12 @@ func (b *bench) freshness(ctx context.Context) error {
 		b.note("(11) skipped: PostgreSQL not reachable (%v)", err)
 		return nil
 	}
+	goCmd, err := exec.LookPath("go")
+	if err != nil {
+		b.info(s, "skipped", "no go command to build the daemon")
+		b.note("(11) skipped: %v", err)
+		return nil
+	}
 	var rb [4]byte
 	_, _ = rand.Read(rb[:])
 	suffix := hex.EncodeToString(rb[:])
@@ -109,7 +115,7 @@ func (b *bench) freshness(ctx context.Context) error {
 	// The daemon: the real binary.
 	bin := filepath.Join(b.dir, "plugipay-sync")
 	t := time.Now()
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/plugipay-sync/plugipay-sync/cmd/plugipay-sync").CombinedOutput(); err != nil {
+	if out, err := exec.CommandContext(ctx, goCmd, "build", "-o", bin, "github.com/plugipay-sync/plugipay-sync/cmd/plugipay-sync").CombinedOutput(); err != nil {
 		return fmt.Errorf("go build plugipay-sync: %w\n%s", err, out)
 	}
 	b.logf("freshness: built plugipay-sync in %s", time.Since(t).Round(time.Millisecond))
