@@ -48,7 +48,7 @@ func TestQuick(t *testing.T) {
 	if want := 8 + strings.Count(out.String(), "| API calls, full no-op scan"); exact != want {
 		t.Errorf("%d count targets checked, want %d", exact, want)
 	}
-	for _, scenario := range []string{"1 ", "2 ", "3 ", "4 ", "5 ", "6 ", "7 ", "9 ", "10 "} {
+	for _, scenario := range []string{"1 ", "2 ", "3 ", "4 ", "5 ", "6 ", "7 ", "9 ", "10 ", "11 "} {
 		if !strings.Contains(out.String(), "| "+scenario) {
 			t.Errorf("table has no row for scenario %s:\n%s", scenario, out.String())
 		}
