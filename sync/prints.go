@@ -126,13 +126,6 @@ type printEntry struct {
 	reason string // rejected rows: why (the dry run shows it)
 }
 
-func (e printEntry) print() Print {
-	var p Print
-	binary.BigEndian.PutUint64(p[:8], e.hi)
-	binary.BigEndian.PutUint64(p[8:], e.lo)
-	return p
-}
-
 func splitPrint(p Print) (hi, lo uint64) {
 	return binary.BigEndian.Uint64(p[:8]), binary.BigEndian.Uint64(p[8:])
 }
@@ -189,29 +182,6 @@ func openPrints(ctx context.Context, ps PrintStore, seed string) (*printSet, err
 func (s *printSet) close() {
 	if s != nil {
 		s.f.Close()
-	}
-}
-
-// entries yields the set's entries in print order.
-func (s *printSet) entries() iter.Seq2[printEntry, error] {
-	return func(yield func(printEntry, error) bool) {
-		if _, err := s.f.Seek(printsHeaderSize, io.SeekStart); err != nil {
-			yield(printEntry{}, fmt.Errorf("read prints file: %w", err))
-			return
-		}
-		r := bufio.NewReaderSize(s.f, 256<<10)
-		var buf []byte
-		for range s.n {
-			e, b, err := readPrintEntry(r, buf)
-			buf = b
-			if err != nil {
-				yield(printEntry{}, fmt.Errorf("read prints file: %w", err))
-				return
-			}
-			if !yield(e, nil) {
-				return
-			}
-		}
 	}
 }
 
