@@ -20,6 +20,10 @@ const (
 	WantGone
 	// WantRejected: the source could not read the row (RecordError).
 	WantRejected
+	// WantConfirmed: a print pass matched the row with the content the
+	// last run confirmed for the user, and the state DB has not changed
+	// since for it (see prints.go): what decoding it would find unchanged.
+	WantConfirmed
 )
 
 func (d Desire) String() string {
@@ -32,6 +36,8 @@ func (d Desire) String() string {
 		return "gone"
 	case WantRejected:
 		return "rejected"
+	case WantConfirmed:
+		return "confirmed"
 	}
 	return fmt.Sprintf("Desire(%d)", int(d))
 }
@@ -132,6 +138,8 @@ func (p policy) decide(d Desired, k Known, w when) Decision {
 	switch d.Kind {
 	case WantRejected:
 		return Decision{Verdict: VerdictReject, Reason: d.Reason}
+	case WantConfirmed:
+		return Decision{Verdict: VerdictUnchanged}
 	case WantDeleted, WantGone:
 		return p.decideGone(d, k)
 	}

@@ -207,12 +207,18 @@ func (s *scan) mergePrints(limit int64, each func(id []byte, ref string, v Verdi
 	var waiting []deferred
 	count := map[uint64]int{}
 	var group []RowPrint
+	// A matched row is decided as every row is, by decide: a confirmed
+	// print is unchanged, a known reject rejected again.
+	confirmed := s.pol.decide(Desired{Kind: WantConfirmed}, Known{}, when{}).Verdict
 	matched := func(rp RowPrint, kind byte, id, reason []byte) {
-		v := VerdictUnchanged
-		if kind == printConfirmed {
+		v := confirmed
+		if kind == printRejected {
+			v = s.pol.decide(Desired{Kind: WantRejected}, Known{}, when{}).Verdict
+		}
+		switch v {
+		case VerdictUnchanged:
 			counts.unchanged++
-		} else {
-			v = VerdictReject
+		case VerdictReject:
 			counts.rejected++
 		}
 		if each != nil {
