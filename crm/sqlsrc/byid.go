@@ -2,8 +2,6 @@ package sqlsrc
 
 import (
 	"context"
-	"database/sql"
-	"fmt"
 	"iter"
 	"strings"
 
@@ -28,17 +26,12 @@ func (s *Source) RecordsByID(ctx context.Context, ids []string) iter.Seq2[sync.R
 		if len(ids) == 0 {
 			return
 		}
-		db, err := sql.Open(s.driverName, s.opts.DSN)
-		if err != nil {
-			yield(sync.Record{}, fmt.Errorf("crm: sql: %w", err))
-			return
-		}
-		defer db.Close()
-		r, err := s.newRead(ctx, db)
+		db, r, err := s.openRead(ctx)
 		if err != nil {
 			yield(sync.Record{}, err)
 			return
 		}
+		defer db.Close()
 		r.full, r.q = true, db
 		off := 2
 		if s.opts.DeletedColumn != "" {

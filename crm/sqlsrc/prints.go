@@ -91,17 +91,12 @@ func (s *Source) Prints(ctx context.Context) iter.Seq2[sync.RowPrint, error] {
 				return
 			}
 		}
-		db, err := sql.Open(s.driverName, s.opts.DSN)
-		if err != nil {
-			yield(sync.RowPrint{}, fmt.Errorf("crm: sql: %w", err))
-			return
-		}
-		defer db.Close()
-		r, err := s.newRead(ctx, db)
+		db, r, err := s.openRead(ctx)
 		if err != nil {
 			yield(sync.RowPrint{}, err)
 			return
 		}
+		defer db.Close()
 		if !r.full {
 			yield(sync.RowPrint{}, fmt.Errorf("%w: an incremental read", sync.ErrNoPrints))
 			return
@@ -158,17 +153,12 @@ func (s *Source) RecordsAt(ctx context.Context, rows []sync.RowPrint) iter.Seq2[
 		if len(rows) == 0 {
 			return
 		}
-		db, err := sql.Open(s.driverName, s.opts.DSN)
-		if err != nil {
-			yield(sync.Record{}, fmt.Errorf("crm: sql: %w", err))
-			return
-		}
-		defer db.Close()
-		r, err := s.newRead(ctx, db)
+		db, r, err := s.openRead(ctx)
 		if err != nil {
 			yield(sync.Record{}, err)
 			return
 		}
+		defer db.Close()
 		r.full = true // refs name the id, as a full scan's do
 		q, done, err := s.begin(ctx, db)
 		if err != nil {

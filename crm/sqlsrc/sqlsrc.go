@@ -198,17 +198,12 @@ func (s *Source) Records(ctx context.Context) iter.Seq2[sync.Record, error] {
 		s.complete = false
 		s.pending.Clear()
 		s.mu.Unlock()
-		db, err := sql.Open(s.driverName, s.opts.DSN)
-		if err != nil {
-			yield(sync.Record{}, fmt.Errorf("crm: sql: %w", err))
-			return
-		}
-		defer db.Close()
-		r, err := s.newRead(ctx, db)
+		db, r, err := s.openRead(ctx)
 		if err != nil {
 			yield(sync.Record{}, err)
 			return
 		}
+		defer db.Close()
 		// The horizon is read before the snapshot is taken: see horizon.
 		if r.hz, err = s.horizon(ctx, db); err != nil {
 			yield(sync.Record{}, err)
@@ -340,6 +335,22 @@ func (s *Source) newRead(ctx context.Context, db *sql.DB) (*read, error) {
 		}
 	}
 	return r, nil
+}
+
+// openRead opens the database and prepares one read of it; the caller
+// closes the *sql.DB. Records, Prints, RecordsAt and RecordsByID all
+// start here.
+func (s *Source) openRead(ctx context.Context) (*sql.DB, *read, error) {
+	db, err := sql.Open(s.driverName, s.opts.DSN)
+	if err != nil {
+		return nil, nil, fmt.Errorf("crm: sql: %w", err)
+	}
+	r, err := s.newRead(ctx, db)
+	if err != nil {
+		db.Close()
+		return nil, nil, err
+	}
+	return db, r, nil
 }
 
 func (s *Source) what() string {
