@@ -77,7 +77,6 @@ func (r *Reconciler) SyncIDs(ctx context.Context, ids []string, force bool) ([]I
 		return nil, err
 	}
 	defer unlock()
-	readAt := r.opts.Now()
 	got := make(map[string]*oneRead, len(ids))
 	for _, id := range ids {
 		got[id] = &oneRead{}
@@ -108,7 +107,13 @@ func (r *Reconciler) SyncIDs(ctx context.Context, ids []string, force bool) ([]I
 	if err := ctx.Err(); err != nil {
 		return nil, context.Cause(ctx)
 	}
-	r.users.noteRead(ids, readAt)
+	// The read is noted as of when it ended, not when it began: the
+	// source's snapshot may be taken at any instant in between, so only
+	// the end bounds it from above. A run whose own read of a user began
+	// before this instant may hold an older value than this sync is about
+	// to write; taking the instant before the read let such a run write
+	// its older value after this sync's newer one (issue 17).
+	r.users.noteRead(ids, r.opts.Now())
 
 	out := make([]IDResult, len(ids))
 	var (

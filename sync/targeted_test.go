@@ -7,6 +7,7 @@ import (
 	"slices"
 	stdsync "sync"
 	"testing"
+	"time"
 
 	"github.com/plugipay-sync/plugipay-sync/internal/transport"
 	"github.com/plugipay-sync/plugipay-sync/sync"
@@ -218,5 +219,74 @@ func TestSyncIDs_MarksEventContext(t *testing.T) {
 	want := []transport.Lane{transport.LaneBackground, transport.LaneBackground, transport.LaneEvent}
 	if !slices.Equal(dst.lanes, want) {
 		t.Errorf("lanes = %v, want %v", dst.lanes, want)
+	}
+}
+
+// heldByID is a by-id source whose read begins, tells the test, and takes
+// its value only when released: the value is the CRM's at the end of the
+// read, as a database snapshot taken late in a slow query would be.
+type heldByID struct {
+	entered chan struct{}
+	release chan struct{}
+	value   func() sync.Record
+}
+
+func (s heldByID) Records(ctx context.Context) iter.Seq2[sync.Record, error] {
+	return func(func(sync.Record, error) bool) {}
+}
+
+func (s heldByID) RecordsByID(ctx context.Context, ids []string) iter.Seq2[sync.Record, error] {
+	return func(yield func(sync.Record, error) bool) {
+		close(s.entered)
+		<-s.release
+		yield(s.value(), nil)
+	}
+}
+
+// A targeted read that began before a run started but ended after the run
+// read the user may hold the newer value: the run must leave the user to
+// it. Noting the read as of its start let the run write its older value
+// over the event's newer one (the race TestRealtime_OrderingRandomised
+// found under load, issue 17).
+func TestRun_LeavesUserToTargetedReadEndingAfterItsStart(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t)
+	src := users(3)
+	h.mustRun(src, sync.RunCounts{Read: 3, Created: 3})
+
+	older := src.items[0].(sync.Record)
+	older.Name = "Older Name"
+	src.items[0] = older
+	newer := older
+	newer.Name = "Newer Name"
+
+	opts := sync.Options{Concurrency: 1, BatchSize: 7, Now: h.clk.Now, Users: sync.NewUsers()}
+	held := heldByID{entered: make(chan struct{}), release: make(chan struct{}), value: func() sync.Record { return newer }}
+	event := make(chan []sync.IDResult, 1)
+	go func() {
+		got, err := sync.New(held, h.dst, h.store, opts).SyncIDs(ctx, []string{older.ExternalID}, false)
+		if err != nil {
+			t.Errorf("targeted sync: %v", err)
+		}
+		event <- got
+	}()
+	<-held.entered // the event's read has begun (and holds the user's lock)
+	h.clk.Add(time.Minute)
+	// The run starts after the event's read began; it reads the older
+	// value, then the CRM changes and the event's read ends with it.
+	rec, err := sync.New(afterRead{src, func() { close(held.release) }}, h.dst, h.store, opts).Run(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := <-event; len(got) != 1 || got[0].Action != sync.ActionUpdated {
+		t.Errorf("targeted sync = %+v, want one update", got)
+	}
+	if want := (sync.RunCounts{Read: 3, Unchanged: 3}); rec.Counts != want {
+		t.Errorf("run counts = %+v, want %+v", rec.Counts, want)
+	}
+	for c := range h.dst.snapshot(func(c sync.Customer) bool { return c.ExternalID == older.ExternalID }) {
+		if c.Name != newer.Name {
+			t.Errorf("customer name = %q after the run, want %q: the run's older read overwrote the event's newer one", c.Name, newer.Name)
+		}
 	}
 }

@@ -19,15 +19,18 @@ import (
 // targeted sync takes it before it reads the CRM and keeps it until its
 // write is confirmed, so its read is never older than a write made before
 // it. A run reads the CRM long before it writes (plan, then apply): a run
-// whose job for a user finds that a targeted sync read the user after the
-// run started leaves the user alone, as that read is at least as new.
+// whose job for a user finds that a targeted sync's read of the user ended
+// after the run started leaves the user alone. The run's own read began
+// after its start, so only a targeted read that ended before the start is
+// surely older than the run's; any other may be newer, and writing the
+// run's value after it would put an older CRM value over a newer one.
 //
 // One Users is shared by every Reconciler of the process (a config reload
 // builds a new one beside the running one): see Options.Users.
 type Users struct {
 	mu    stdsync.Mutex
 	locks map[string]*userLock
-	// read is when a targeted sync last read each user; forgotten at the
+	// read is when a targeted sync's last read of each user ended; forgotten at the
 	// start of a run for reads older than it (see forgetBefore).
 	read map[string]time.Time
 }
@@ -95,8 +98,8 @@ func (u *Users) drop(id string, l *userLock) {
 	}
 }
 
-// noteRead records that a targeted sync read the users ids at t (the
-// caller holds their locks).
+// noteRead records that a targeted sync's read of the users ids ended at
+// t (the caller holds their locks).
 func (u *Users) noteRead(ids []string, t time.Time) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -107,7 +110,8 @@ func (u *Users) noteRead(ids []string, t time.Time) {
 	}
 }
 
-// readSince reports whether a targeted sync read the user at or after t.
+// readSince reports whether a targeted sync's read of the user ended at
+// or after t.
 func (u *Users) readSince(id string, t time.Time) bool {
 	u.mu.Lock()
 	defer u.mu.Unlock()

@@ -85,17 +85,13 @@ func (a *writeAudit) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // and the trigger API on, while users change at random and triggers
 // arrive. No user is written by two requests at once, each user's writes
 // carry its CRM versions in order, and at the end every customer equals
-// its final row. A minute; it runs with PLUGIPAY_LONG_TESTS=1 (make
-// test-long), not in make test-e2e: under CPU load it finds a scheduled
-// run writing an older CRM version right after an event wrote a newer one
-// (issue 17 stays open for it; see the closing note of 2026-12-01), so it
-// cannot gate CI until that race is fixed.
+// its final row. A minute, in make test-e2e. Under CPU load it used to find
+// a run writing an older version right after an event wrote a newer one:
+// the event's read was noted as of its start (see
+// TestRun_LeavesUserToTargetedReadEndingAfterItsStart in sync/).
 func TestRealtime_OrderingRandomised(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a minute of concurrent changes; skipped with -short")
-	}
-	if os.Getenv("PLUGIPAY_LONG_TESTS") != "1" {
-		t.Skip("known to fail under CPU load (a run can write an older CRM version after an event wrote a newer one; issue 17 open); run with make test-long")
 	}
 	dsn := testPostgres(t)
 	db, err := sql.Open("pgx", dsn)
