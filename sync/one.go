@@ -43,6 +43,13 @@ func (r *Reconciler) SyncOne(ctx context.Context, externalID string) (OneResult,
 	if err := r.VerifyDestination(ctx); err != nil {
 		return OneResult{}, err
 	}
+	// Locked before the read, as SyncIDs does, so nothing written before
+	// is newer than what this read finds.
+	unlock, err := r.users.lock(ctx, []string{externalID})
+	if err != nil {
+		return OneResult{}, err
+	}
+	defer unlock()
 	var got oneRead
 	for rec, err := range r.src.Records(ctx) {
 		if err != nil {
@@ -71,6 +78,7 @@ func (r *Reconciler) SyncOne(ctx context.Context, externalID string) (OneResult,
 	if err := ctx.Err(); err != nil {
 		return OneResult{}, context.Cause(ctx)
 	}
+	r.users.noteRead([]string{externalID}, r.opts.Now())
 	d := Desired{Kind: WantRecord, Record: got.rec, Rows: got.rows, Complete: r.readComplete()}
 	switch {
 	case got.rows > 0:
@@ -82,11 +90,6 @@ func (r *Reconciler) SyncOne(ctx context.Context, externalID string) (OneResult,
 		return OneResult{}, fmt.Errorf("%w: %q", ErrNotInSource, externalID)
 	}
 
-	unlock, err := r.users.lock(ctx, []string{externalID})
-	if err != nil {
-		return OneResult{}, err
-	}
-	defer unlock()
 	return r.syncDesired(ctx, d, true, CauseSync)
 }
 
