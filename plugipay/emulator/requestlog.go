@@ -44,11 +44,12 @@ type Overlap struct {
 
 // requestLog keeps the last max write records in a ring.
 type requestLog struct {
-	mu      sync.Mutex
-	max     int
-	recs    []WriteRecord
-	next    int // ring position of the next record once full
-	evicted int
+	mu       sync.Mutex
+	max      int
+	recs     []WriteRecord
+	next     int // ring position of the next record once full
+	evicted  int
+	inflight int // begun, not yet added
 }
 
 func newRequestLog(max int) *requestLog {
@@ -58,9 +59,17 @@ func newRequestLog(max int) *requestLog {
 	return &requestLog{max: max}
 }
 
+// begin counts a write request entering the handler; add ends it.
+func (l *requestLog) begin() {
+	l.mu.Lock()
+	l.inflight++
+	l.mu.Unlock()
+}
+
 func (l *requestLog) add(r WriteRecord) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.inflight--
 	if len(l.recs) < l.max {
 		l.recs = append(l.recs, r)
 		return
@@ -80,9 +89,11 @@ func (l *requestLog) snapshot() ([]WriteRecord, int) {
 	return out, l.evicted
 }
 
-// RequestLog returns a copy of the request log, oldest first: nil when
-// Options.RequestLog is 0. Once full, the log keeps the newest records;
-// RequestLogEvicted counts the others.
+// RequestLog returns a copy of the request log, oldest first by End: nil
+// when Options.RequestLog is 0. Once full, the log keeps the newest
+// records; RequestLogEvicted counts the others. A record is added when its
+// handler returns, which for a dropped or hung request is after its client
+// gave up: wait for InFlightWrites to reach 0 before a final check.
 func (s *Server) RequestLog() []WriteRecord {
 	if s.reqlog == nil {
 		return nil
@@ -99,6 +110,17 @@ func (s *Server) RequestLogEvicted() int {
 	}
 	_, n := s.reqlog.snapshot()
 	return n
+}
+
+// InFlightWrites returns how many write requests are in a handler and not
+// yet in the request log (0 when the log is off).
+func (s *Server) InFlightWrites() int {
+	if s.reqlog == nil {
+		return 0
+	}
+	s.reqlog.mu.Lock()
+	defer s.reqlog.mu.Unlock()
+	return s.reqlog.inflight
 }
 
 // OverlappingWrites returns FindOverlaps over the request log.

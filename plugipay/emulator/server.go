@@ -217,6 +217,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.reqlog != nil && route != RouteOther && r.Method != http.MethodGet && r.Method != http.MethodHead {
 		rec = &WriteRecord{Account: r.Header.Get(plugipay.HeaderOnBehalfOf), Method: r.Method, Path: r.URL.Path,
 			ClientID: r.Header.Get("User-Agent"), Begin: time.Now()}
+		s.reqlog.begin()
 		defer func() {
 			rec.End, rec.Status = time.Now(), rw.status
 			if rw.dropped {
