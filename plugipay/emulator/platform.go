@@ -62,7 +62,7 @@ func newKeyring(plain map[string]string, platform map[string]PlatformKey) (*keyr
 		p := &platformKey{secret: pk.Secret, auto: pk.AutoConnect,
 			connected: make(map[string]struct{}, len(pk.Accounts)), disconnected: map[string]struct{}{}}
 		for _, acc := range pk.Accounts {
-			if err := checkAccountID(acc); err != nil {
+			if err := CheckAccountID(acc); err != nil {
 				return nil, fmt.Errorf("platform key %q: %w", id, err)
 			}
 			p.connected[acc] = struct{}{}
@@ -104,9 +104,10 @@ func (k *keyring) mayActFor(keyID, account, own string) bool {
 	return false
 }
 
-// checkAccountID accepts "acc_" followed by 1 to MaxAccountIDLen-4 ASCII
-// letters, digits, "_" or "-".
-func checkAccountID(acc string) error {
+// CheckAccountID accepts "acc_" followed by 1 to MaxAccountIDLen-4 ASCII
+// letters, digits, "_" or "-": the account ids X-Plugipay-On-Behalf-Of
+// and PlatformKey.Accounts take.
+func CheckAccountID(acc string) error {
 	rest, ok := strings.CutPrefix(acc, "acc_")
 	if !ok || rest == "" || len(acc) > MaxAccountIDLen {
 		return fmt.Errorf("account id %s: want acc_ followed by 1 to %d letters, digits, _ or -", strconv.Quote(truncate(acc, 80)), MaxAccountIDLen-4)
@@ -128,7 +129,7 @@ func (s *Server) account(keyID, onBehalfOf string) (string, *result) {
 	if onBehalfOf == "" {
 		return s.accountID, nil
 	}
-	if err := checkAccountID(onBehalfOf); err != nil {
+	if err := CheckAccountID(onBehalfOf); err != nil {
 		res := errResult(http.StatusBadRequest, plugipay.CodeValidation, plugipay.HeaderOnBehalfOf+": "+err.Error())
 		return "", &res
 	}
@@ -143,7 +144,7 @@ func (s *Server) account(keyID, onBehalfOf string) (string, *result) {
 // Connect connects accounts to platform key keyID (undoing a Disconnect).
 func (s *Server) Connect(keyID string, accounts ...string) error {
 	for _, acc := range accounts {
-		if err := checkAccountID(acc); err != nil {
+		if err := CheckAccountID(acc); err != nil {
 			return fmt.Errorf("emulator: connect: %w", err)
 		}
 	}
