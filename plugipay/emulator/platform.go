@@ -86,13 +86,17 @@ func (k *keyring) secret(keyID string) (string, bool) {
 }
 
 // mayActFor reports whether keyID may act for account, auto-connecting it
-// when the key allows that. A plain key acts for its own workspace only.
+// when the key allows that. Every key may name its own workspace (own); a
+// plain key no other.
 func (k *keyring) mayActFor(keyID, account, own string) bool {
+	if account == own {
+		return true
+	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	p, ok := k.platform[keyID]
 	if !ok {
-		return account == own
+		return false
 	}
 	if _, ok := p.connected[account]; ok {
 		return true

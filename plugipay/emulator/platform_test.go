@@ -157,6 +157,7 @@ func TestPlatform_Access(t *testing.T) {
 		{"PlatformConnected", platformKeyID, platformSecret, "acc_a", 201, "", "acc_a"},
 		{"PlatformNotConnected", platformKeyID, platformSecret, "acc_c", 403, "insufficient_scope", ""},
 		{"PlatformOwnWorkspace", platformKeyID, platformSecret, "", 201, "", "acc_own"},
+		{"PlatformOwnWorkspaceByName", platformKeyID, platformSecret, "acc_own", 201, "", "acc_own"},
 		{"PlatformMalformedAccount", platformKeyID, platformSecret, "merchant_1", 400, "validation_error", ""},
 		{"PlatformEmptyAccountSuffix", platformKeyID, platformSecret, "acc_", 400, "validation_error", ""},
 		{"AutoConnectAny", "key_auto", "sk_auto", "acc_new_1", 201, "", "acc_new_1"},

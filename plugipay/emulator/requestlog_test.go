@@ -131,6 +131,7 @@ func TestRequestLog_Records(t *testing.T) {
 	bad.onBehalfOf = "acc_x"
 	expect(t, e.do(bad), 403, "insufficient_scope")
 	expect(t, e.do(p(req{method: "DELETE", target: "/api/v1/customers/" + id})), 405, "method_not_allowed")
+	expect(t, e.do(p(req{method: "PUT", target: "/api/v1/customers/" + id})), 405, "method_not_allowed") // not a write: not logged
 
 	want := []WriteRecord{
 		{Account: "acc_a", Method: "POST", Path: "/api/v1/customers", ExternalID: "u1", Status: 201, Handled: true},

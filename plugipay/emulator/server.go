@@ -214,7 +214,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rw := &statusWriter{ResponseWriter: w}
 	defer func() { s.count(r.Method, route, rw.label()) }()
 	var rec *WriteRecord
-	if s.reqlog != nil && route != RouteOther && r.Method != http.MethodGet && r.Method != http.MethodHead {
+	if s.reqlog != nil && route != RouteOther && isWrite(r.Method) {
 		rec = &WriteRecord{Account: r.Header.Get(plugipay.HeaderOnBehalfOf), Method: r.Method, Path: r.URL.Path,
 			ClientID: r.Header.Get("User-Agent"), Begin: time.Now()}
 		s.reqlog.begin()
@@ -277,6 +277,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		s.write(rw, r, st, keyID, body, id, fault, rec)
 	}
+}
+
+// isWrite reports whether method is one the request log keeps.
+func isWrite(method string) bool {
+	return method == http.MethodPost || method == http.MethodPatch || method == http.MethodDelete
 }
 
 // matchRoute maps a path to its route template and customer id.
