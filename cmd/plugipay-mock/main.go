@@ -7,6 +7,11 @@
 // The secret comes from --secret or, when the flag is not given, from
 // PLUGIPAY_SECRET; it is never logged.
 //
+// Platform mode adds a platform key acting for many merchant workspaces
+// through X-Plugipay-On-Behalf-Of, each with its own customers and limits:
+//
+//	PLUGIPAY_PLATFORM_SECRET=sk_plat plugipay-mock --platform-key-id key_plat --accounts-file tenants.txt --auto-connect --request-log 100000
+//
 // With --api paygate or --api pin it serves the PayGate-style fake
 // (destination/paygate/fake, at /v1) or the Pin-style fake
 // (destination/pin/fake, at /1) instead, with the secret key from --secret
@@ -45,6 +50,9 @@ const (
 	DefaultKeyID  = "key_demo"
 	DefaultSecret = "sk_demo_secret"
 	EnvSecret     = "PLUGIPAY_SECRET"
+	// EnvPlatformSecret is read for --platform-secret when the flag is not
+	// given.
+	EnvPlatformSecret = "PLUGIPAY_PLATFORM_SECRET"
 	// EnvPayGateSecret and EnvPinSecret are read with --api paygate and
 	// --api pin when --secret is not given.
 	EnvPayGateSecret = "PAYGATE_SECRET_KEY"
@@ -123,6 +131,15 @@ type Main struct {
 	// given.
 	WebhookURL, WebhookSecret string
 
+	// PlatformKeyID, when set, adds a platform key (PlatformSecret) that
+	// acts for the Accounts (and, with AutoConnect, any acc_) through
+	// X-Plugipay-On-Behalf-Of (emulator.PlatformKey).
+	PlatformKeyID, PlatformSecret string
+	// Accounts are the connected workspaces: --accounts (comma-separated)
+	// plus the lines of --accounts-file.
+	Accounts    []string
+	AutoConnect bool
+
 	// Logger logs lifecycle events; nil means no logging.
 	Logger *zap.Logger
 	// Getenv reads the environment; nil means os.Getenv.
@@ -173,7 +190,14 @@ func (m *Main) ParseFlags(_ context.Context, args []string) error {
 	fs.StringVar(&m.WebhookURL, "webhook-url", "", "plugipay: deliver signed customer.created/updated/deleted events to this URL (e.g. http://127.0.0.1:9464/webhooks/plugipay)")
 	fs.StringVar(&m.WebhookSecret, "webhook-secret", "", "plugipay: the endpoint secret the events are signed with; $PLUGIPAY_WEBHOOK_SECRET when not given (never a default shown here)")
 	fs.StringVar(&m.SeedPinCSV, "seed-pin-csv", "", "pin: seed customers made at checkout from this CSV (header email,first_name,last_name[,token])")
-	fs.StringVar(&o.AccountID, "account-id", emulator.DefaultAccountID, "workspace id reported in accountId and arn")
+	fs.StringVar(&o.AccountID, "account-id", emulator.DefaultAccountID, "workspace id reported in accountId and arn (the platform's own with --platform-key-id)")
+	fs.StringVar(&m.PlatformKeyID, "platform-key-id", "", "plugipay: also accept this platform key, which acts for connected workspaces through X-Plugipay-On-Behalf-Of")
+	fs.StringVar(&m.PlatformSecret, "platform-secret", "", "secret of --platform-key-id; $"+EnvPlatformSecret+" when not given (no default)")
+	var accounts, accountsFile string
+	fs.StringVar(&accounts, "accounts", "", "workspaces connected to --platform-key-id, comma-separated (acc_a,acc_b)")
+	fs.StringVar(&accountsFile, "accounts-file", "", "file of workspaces connected to --platform-key-id, one per line (# comments)")
+	fs.BoolVar(&m.AutoConnect, "auto-connect", false, "connect any acc_ to --platform-key-id on first use, with an empty workspace")
+	fs.IntVar(&o.RequestLog, "request-log", 0, "keep the last N write requests (account, client, interval, status) for overlap checks; 0 keeps none")
 	fs.IntVar(&o.ReadRate, "read-rate", emulator.DefaultReadRate, "per-key GET limit in requests/s (0 disables)")
 	fs.IntVar(&o.WriteRate, "write-rate", emulator.DefaultWriteRate, "per-key POST/PATCH limit in requests/s (0 disables)")
 	fs.BoolVar(&o.Legacy, "legacy", false, "emulate an old API version whose list ignores the externalId filter")
@@ -196,6 +220,12 @@ func (m *Main) ParseFlags(_ context.Context, args []string) error {
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	if !given["webhook-secret"] {
 		m.WebhookSecret = getenv("PLUGIPAY_WEBHOOK_SECRET")
+	}
+	if !given["platform-secret"] && m.PlatformKeyID != "" {
+		m.PlatformSecret = getenv(EnvPlatformSecret)
+	}
+	if err := m.readAccounts(accounts, accountsFile); err != nil {
+		return err
 	}
 	env := EnvSecret
 	switch m.API {
@@ -245,6 +275,14 @@ func (m *Main) validate() error {
 		return fmt.Errorf("--read-rate: must be >= 0 (got %d)", o.ReadRate)
 	case o.WriteRate < 0:
 		return fmt.Errorf("--write-rate: must be >= 0 (got %d)", o.WriteRate)
+	case o.RequestLog < 0:
+		return fmt.Errorf("--request-log: must be >= 0 (got %d)", o.RequestLog)
+	case m.PlatformKeyID == "" && (len(m.Accounts) > 0 || m.AutoConnect || m.PlatformSecret != ""):
+		return errors.New("--accounts, --accounts-file, --auto-connect, --platform-secret: need --platform-key-id")
+	case m.PlatformKeyID != "" && m.PlatformKeyID == m.KeyID:
+		return errors.New("--platform-key-id: must differ from --key-id")
+	case m.PlatformKeyID != "" && m.PlatformSecret == "":
+		return fmt.Errorf("--platform-secret / $%s: required with --platform-key-id", EnvPlatformSecret)
 	case o.Faults.Latency < 0 || o.Faults.LatencyJitter < 0 || o.Faults.HangTimeout < 0:
 		return errors.New("--latency, --latency-jitter, --hang-timeout: must be >= 0")
 	}
@@ -274,6 +312,10 @@ func (m *Main) Run(_ context.Context) error {
 	}
 	opts := m.Options
 	opts.Keys = map[string]string{m.KeyID: m.Secret}
+	if m.PlatformKeyID != "" {
+		opts.PlatformKeys = map[string]emulator.PlatformKey{m.PlatformKeyID: {
+			Secret: m.PlatformSecret, Accounts: m.Accounts, AutoConnect: m.AutoConnect}}
+	}
 	emu, err := emulator.Open(opts)
 	if err != nil {
 		return fmt.Errorf("open emulator: %w", err)
@@ -295,7 +337,43 @@ func (m *Main) Run(_ context.Context) error {
 		zap.Int("writeRate", opts.WriteRate),
 		zap.Bool("legacy", opts.Legacy),
 		zap.String("state", opts.StatePath),
+		zap.String("platformKeyId", m.PlatformKeyID), // never the secret
+		zap.Int("accounts", len(m.Accounts)),
+		zap.Bool("autoConnect", m.AutoConnect),
+		zap.Int("requestLog", opts.RequestLog),
 	}, faultFields(opts)...)...)
+	return nil
+}
+
+// readAccounts fills m.Accounts from --accounts (comma-separated) and the
+// lines of --accounts-file (blank lines and # comments skipped), checking
+// each id.
+func (m *Main) readAccounts(list, file string) error {
+	var accs []string
+	for _, a := range strings.Split(list, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			accs = append(accs, a)
+		}
+	}
+	flagName := "--accounts"
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return fmt.Errorf("--accounts-file: %w", err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+				accs = append(accs, line)
+			}
+		}
+		flagName = "--accounts / --accounts-file"
+	}
+	for _, a := range accs {
+		if err := emulator.CheckAccountID(a); err != nil {
+			return fmt.Errorf("%s: %w", flagName, err)
+		}
+	}
+	m.Accounts = accs
 	return nil
 }
 

@@ -277,6 +277,15 @@ func TestMain_ParseFlags(t *testing.T) {
 		{"EmptySecret", []string{"--secret", ""}, "--secret"},
 		{"Positional", []string{"extra"}, "unexpected"},
 		{"UnknownFlag", []string{"--nope"}, "nope"},
+		{"Platform", []string{"--platform-key-id", "key_p", "--platform-secret", "sk_p", "--accounts", "acc_a, acc_b", "--auto-connect", "--request-log", "10"}, ""},
+		{"AccountsWithoutPlatformKey", []string{"--accounts", "acc_a"}, "need --platform-key-id"},
+		{"AutoConnectWithoutPlatformKey", []string{"--auto-connect"}, "need --platform-key-id"},
+		{"PlatformKeyWithoutSecret", []string{"--platform-key-id", "key_p"}, "--platform-secret"},
+		{"PlatformKeyIsKeyID", []string{"--platform-key-id", DefaultKeyID, "--platform-secret", "sk_p"}, "must differ"},
+		{"BadAccount", []string{"--platform-key-id", "key_p", "--platform-secret", "sk_p", "--accounts", "merchant_1"}, "--accounts"},
+		{"MissingAccountsFile", []string{"--platform-key-id", "key_p", "--platform-secret", "sk_p", "--accounts-file", "/nonexistent/accs"}, "--accounts-file"},
+		{"NegativeRequestLog", []string{"--request-log", "-1"}, "--request-log"},
+		{"PlatformWithPayGate", []string{"--api", "paygate", "--platform-key-id", "key_p"}, "--platform-key-id"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -388,6 +397,55 @@ func TestMain_Webhooks(t *testing.T) {
 		}
 	case <-time.After(3 * time.Second):
 		t.Fatal("no event delivered")
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	assertNotLogged(t, logs, secret)
+}
+
+// TestMain_Platform runs the program with a platform key connected through
+// --accounts-file and --accounts, and acts for its workspaces with the SDK.
+func TestMain_Platform(t *testing.T) {
+	accFile := filepath.Join(t.TempDir(), "accounts")
+	if err := os.WriteFile(accFile, []byte("# tenants\nacc_a\n\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const secret = "sk_platform_from_env"
+	env := func(k string) string {
+		if k == EnvPlatformSecret {
+			return secret
+		}
+		return ""
+	}
+	m, logs := start(t, env, "--addr", "127.0.0.1:0", "--platform-key-id", "key_plat",
+		"--accounts-file", accFile, "--accounts", "acc_b", "--request-log", "10")
+	ctx := context.Background()
+	for _, tc := range []struct {
+		acc     string
+		wantErr error
+	}{{"acc_a", nil}, {"acc_b", nil}, {"acc_c", plugipay.ErrScope}} {
+		t.Run(tc.acc, func(t *testing.T) {
+			c, err := plugipay.New(plugipay.Options{BaseURL: m.URL, KeyID: "key_plat", Secret: secret, OnBehalfOf: tc.acc,
+				MaxAttempts: 1, ReadRate: -1, WriteRate: -1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cus, err := c.Customers.Create(ctx, plugipay.CustomerParams{ExternalID: plugipay.String("u1")}, "idem_u1")
+			if !errors.Is(err, tc.wantErr) || (tc.wantErr == nil) != (err == nil) {
+				t.Fatalf("create: %v, want %v", err, tc.wantErr)
+			}
+			if err == nil && cus.AccountID != tc.acc {
+				t.Fatalf("accountId %q, want %q", cus.AccountID, tc.acc)
+			}
+		})
+	}
+	emu := m.Emulator()
+	if got := emu.CustomerCounts(); len(got) != 2 || got["acc_a"] != 1 || got["acc_b"] != 1 {
+		t.Errorf("CustomerCounts = %v", got)
+	}
+	if n := len(emu.RequestLog()); n != 3 {
+		t.Errorf("request log holds %d writes, want 3", n)
 	}
 	if err := m.Close(); err != nil {
 		t.Fatal(err)

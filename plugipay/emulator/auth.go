@@ -37,7 +37,7 @@ func (s *Server) authenticate(r *http.Request) (body []byte, keyID string, res *
 	if !ok {
 		return fail(http.StatusUnauthorized, plugipay.CodeInvalidKey, "missing or malformed Authorization header (want "+plugipay.AuthScheme+" keyId=..., scope=*, signature=...)")
 	}
-	secret, known := s.keys[keyID]
+	secret, known := s.keys.secret(keyID)
 	if !known {
 		return fail(http.StatusUnauthorized, plugipay.CodeInvalidKey, "unknown API key "+strconv.Quote(keyID))
 	}

@@ -2,6 +2,7 @@ package emulator_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -11,6 +12,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/plugipay-sync/plugipay-sync/plugipay"
 	"github.com/plugipay-sync/plugipay-sync/plugipay/emulator"
 )
 
@@ -41,4 +43,26 @@ func Example() {
 	c, _ := emu.CustomerByExternalID("user_1")
 	fmt.Println(resp.StatusCode, c.Email, emu.WritesExecuted())
 	// Output: 201 ada@example.com 1
+}
+
+// Example_platform serves two merchant workspaces under one platform key
+// and acts for one of them with the SDK (X-Plugipay-On-Behalf-Of).
+func Example_platform() {
+	emu := emulator.New(emulator.Options{
+		PlatformKeys: map[string]emulator.PlatformKey{"key_plat": {Secret: "sk_plat", Accounts: []string{"acc_m1", "acc_m2"}}},
+		RequestLog:   1000,
+	})
+	srv := httptest.NewServer(emu)
+	defer srv.Close()
+
+	c, err := plugipay.New(plugipay.Options{BaseURL: srv.URL, KeyID: "key_plat", Secret: "sk_plat", OnBehalfOf: "acc_m1"})
+	if err != nil {
+		panic(err)
+	}
+	cus, err := c.Customers.Create(context.Background(), plugipay.CustomerParams{ExternalID: plugipay.String("user_1")}, "idem_1")
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(cus.AccountID, emu.CustomerCountIn("acc_m1"), emu.CustomerCountIn("acc_m2"), len(emu.RequestLog()), len(emu.OverlappingWrites()))
+	// Output: acc_m1 1 0 1 0
 }

@@ -25,8 +25,10 @@ const HeaderReplayed = "Idempotent-Replayed"
 // a stored answer for the same key, method, path and body hash is replayed
 // without executing anything; the same key with anything else is 409
 // idempotency_key_reused; otherwise the write executes and its answer is
-// stored (and persisted) before it is sent, unless it is a 5xx.
-func (s *Server) write(w *statusWriter, r *http.Request, keyID string, body []byte, id string, f fault) {
+// stored (and persisted) before it is sent, unless it is a 5xx. rec, when
+// the request log is on, learns the externalId and that the workspace's
+// rules ran.
+func (s *Server) write(w *statusWriter, r *http.Request, st *store, keyID string, body []byte, id string, f fault, rec *WriteRecord) {
 	idemKey := r.Header.Get(plugipay.HeaderIdempotencyKey)
 	if idemKey == "" {
 		s.fail(w, http.StatusBadRequest, plugipay.CodeValidation, plugipay.HeaderIdempotencyKey+": header is required for POST and PATCH")
@@ -46,8 +48,10 @@ func (s *Server) write(w *statusWriter, r *http.Request, keyID string, body []by
 	hash := hex.EncodeToString(sum[:])
 	now := s.now()
 
-	st := s.st
 	st.mu.Lock()
+	if rec != nil {
+		rec.ExternalID, rec.Handled = traceExternalID(st, id, body), true
+	}
 	var res result
 	replayed := false
 	if e := st.lookupIdem(keyID, idemKey, now); e != nil {
@@ -61,13 +65,13 @@ func (s *Server) write(w *statusWriter, r *http.Request, keyID string, body []by
 	} else {
 		var changed *record
 		if id == "" {
-			res, changed = s.create(body, now)
+			res, changed = s.create(st, body, now)
 		} else {
-			res, changed = s.update(id, body, now)
+			res, changed = s.update(st, id, body, now)
 		}
 		if res.Status < 500 {
 			entry := &idemEntry{Method: r.Method, Path: r.URL.Path, BodyHash: hash, Result: res, Expires: now.Add(IdempotencyTTL)}
-			if err := s.persist(keyID, idemKey, entry, changed); err != nil {
+			if err := s.persist(st, keyID, idemKey, entry, changed); err != nil {
 				res = errResult(http.StatusInternalServerError, plugipay.CodeInternal, "persist state: "+err.Error())
 			} else {
 				if changed != nil {
@@ -102,55 +106,55 @@ func (s *Server) write(w *statusWriter, r *http.Request, keyID string, body []by
 }
 
 // persist appends the write to the state log, if any. The caller holds st.mu.
-func (s *Server) persist(keyID, idemKey string, e *idemEntry, c *record) error {
+func (s *Server) persist(st *store, keyID, idemKey string, e *idemEntry, c *record) error {
 	if s.log == nil {
 		return nil
 	}
-	return s.log.append(logLine{KeyID: keyID, Key: idemKey, Idem: e, Customer: c})
+	return s.log.append(logLine{Account: logAccount(st, s.accountID), KeyID: keyID, Key: idemKey, Idem: e, Customer: c})
 }
 
 // stamp returns now at the emulator's millisecond precision, never before
 // the newest createdAt, so creation order, createdAt order and id order
 // agree even if the clock steps back.
-func (s *Server) stamp(now time.Time) time.Time {
+func stamp(st *store, now time.Time) time.Time {
 	t := now.UTC().Truncate(time.Millisecond)
-	if t.Before(s.st.lastCreate) {
-		t = s.st.lastCreate
+	if t.Before(st.lastCreate) {
+		t = st.lastCreate
 	}
-	if s.st.loadedTail && !t.After(s.st.lastCreate) {
+	if st.loadedTail && !t.After(st.lastCreate) {
 		// A fresh monotonic entropy source could sort below the loaded ids
 		// of the same millisecond.
-		t = s.st.lastCreate.Add(time.Millisecond)
+		t = st.lastCreate.Add(time.Millisecond)
 	}
 	return t
 }
 
 // create validates body and builds the new customer. The caller holds st.mu
 // and inserts the returned record once it is persisted.
-func (s *Server) create(body []byte, now time.Time) (result, *record) {
+func (s *Server) create(st *store, body []byte, now time.Time) (result, *record) {
 	in, res := parseOrFail(body)
 	if in == nil {
 		return res, nil
 	}
 	if in.externalID.val != nil {
-		if _, used := s.st.byExternal[*in.externalID.val]; used {
+		if _, used := st.byExternal[*in.externalID.val]; used {
 			return conflict(*in.externalID.val), nil
 		}
 	}
-	t := s.stamp(now)
-	id, err := s.st.newID(t)
+	t := stamp(st, now)
+	id, err := st.newID(t)
 	if err != nil {
 		return errResult(http.StatusInternalServerError, plugipay.CodeInternal, err.Error()), nil
 	}
-	c := &record{ID: id, ARN: s.arn(id), AccountID: s.accountID, CreatedAt: t, UpdatedAt: t}
+	c := &record{ID: id, ARN: arn(st.account, id), AccountID: st.account, CreatedAt: t, UpdatedAt: t}
 	in.apply(c)
 	return dataResult(http.StatusCreated, c.wire()), c
 }
 
 // update validates body and builds the changed customer. The caller holds
 // st.mu and inserts the returned record once it is persisted.
-func (s *Server) update(id string, body []byte, now time.Time) (result, *record) {
-	old, ok := s.st.byID[id]
+func (s *Server) update(st *store, id string, body []byte, now time.Time) (result, *record) {
+	old, ok := st.byID[id]
 	if !ok {
 		return notFound(id), nil
 	}
@@ -159,7 +163,7 @@ func (s *Server) update(id string, body []byte, now time.Time) (result, *record)
 		return res, nil
 	}
 	if in.externalID.val != nil {
-		if owner, used := s.st.byExternal[*in.externalID.val]; used && owner != id {
+		if owner, used := st.byExternal[*in.externalID.val]; used && owner != id {
 			return conflict(*in.externalID.val), nil
 		}
 	}
@@ -215,8 +219,8 @@ func sameRecord(a, b *record) bool {
 		maps.Equal(a.Metadata, b.Metadata)
 }
 
-func (s *Server) arn(id string) string {
-	return "arn:plugipay:customer:" + s.accountID + ":" + id
+func arn(account, id string) string {
+	return "arn:plugipay:customer:" + account + ":" + id
 }
 
 func conflict(externalID string) result {
@@ -227,11 +231,12 @@ func notFound(id string) result {
 	return errResult(http.StatusNotFound, plugipay.CodeNotFound, "no such customer: "+strconv.Quote(id))
 }
 
-// get answers GET /api/v1/customers/{id}.
-func (s *Server) get(id string) result {
-	s.st.mu.Lock()
-	defer s.st.mu.Unlock()
-	c, ok := s.st.byID[id]
+// get answers GET /api/v1/customers/{id} in st's workspace: another
+// workspace's id is not found there, as the spec requires.
+func (s *Server) get(st *store, id string) result {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	c, ok := st.byID[id]
 	if !ok {
 		return notFound(id)
 	}

@@ -81,6 +81,8 @@ type req struct {
 	signature                  string // overrides the computed signature
 	sendTarget                 string // request target actually sent, if different
 	contentType                string // overrides application/json; "-" omits it
+	onBehalfOf                 string // X-Plugipay-On-Behalf-Of, when set
+	userAgent                  string // User-Agent, when set
 }
 
 // sign is the test's own signer, independent of package plugipay.
@@ -189,6 +191,12 @@ func (e *env) try(q req) (*response, error) {
 	}
 	if q.idem != "" {
 		hr.Header.Set("Idempotency-Key", q.idem)
+	}
+	if q.onBehalfOf != "" {
+		hr.Header.Set("X-Plugipay-On-Behalf-Of", q.onBehalfOf)
+	}
+	if q.userAgent != "" {
+		hr.Header.Set("User-Agent", q.userAgent)
 	}
 	resp, err := e.http.Client().Do(hr)
 	if err != nil {

@@ -133,7 +133,7 @@ func (s *Server) parseListQuery(raw string) (*listQuery, error) {
 
 // list answers GET /api/v1/customers. Pages follow a keyset (createdAt, id)
 // cursor, so customers created during a walk never shift or repeat items.
-func (s *Server) list(rawQuery string) (result, *page) {
+func (s *Server) list(st *store, rawQuery string) (result, *page) {
 	q, err := s.parseListQuery(rawQuery)
 	if err != nil {
 		return errResult(http.StatusBadRequest, plugipay.CodeValidation, err.Error()), nil
@@ -148,9 +148,9 @@ func (s *Server) list(rawQuery string) (result, *page) {
 		return q.createdAfter == nil || c.CreatedAt.After(*q.createdAfter)
 	}
 
-	s.st.mu.Lock()
+	st.mu.Lock()
 	items := make([]*record, 0, q.limit+1)
-	ordered := s.st.ordered
+	ordered := st.ordered
 	var pos *record
 	if q.after != nil {
 		pos = &record{ID: q.after.I, CreatedAt: time.UnixMilli(q.after.T).UTC()}
@@ -180,7 +180,7 @@ func (s *Server) list(rawQuery string) (result, *page) {
 			}
 		}
 	}
-	s.st.mu.Unlock()
+	st.mu.Unlock()
 
 	p := &page{}
 	if len(items) > q.limit {

@@ -47,10 +47,18 @@ const (
 type Options struct {
 	// Keys maps API key ids to their secrets. Each key id is a separate
 	// idempotency namespace and rate-limit bucket (the real API scopes both
-	// per workspace; one key per workspace is the usual setup).
+	// per workspace; one key per workspace is the usual setup). A plain key
+	// acts for AccountID only: an X-Plugipay-On-Behalf-Of naming another
+	// account answers 403 insufficient_scope.
 	Keys map[string]string
-	// AccountID is the workspace id reported in accountId and arn.
-	// Empty means DefaultAccountID.
+	// PlatformKeys maps platform key ids to their secrets and connected
+	// merchant workspaces (spec "Platform keys"). Each workspace has its
+	// own customers, externalId uniqueness, idempotency keys and rate
+	// limits (per key and workspace). Key ids must not repeat Keys'.
+	PlatformKeys map[string]PlatformKey
+	// AccountID is the workspace id reported in accountId and arn: the
+	// plain keys' workspace and the platform's own. Empty means
+	// DefaultAccountID.
 	AccountID string
 	// Now is the server clock, for tests. Nil means time.Now.
 	Now func() time.Time
@@ -76,17 +84,23 @@ type Options struct {
 	// writes and stored idempotent responses: replayed by Open, compacted
 	// at start, appended to before each write is acknowledged.
 	StatePath string
+	// RequestLog, when > 0, keeps the last RequestLog write requests for
+	// RequestLog and OverlappingWrites (see WriteRecord); 0 keeps none.
+	RequestLog int
 }
 
 // Server is the emulator. It implements http.Handler and is safe for
 // concurrent use.
 type Server struct {
-	keys      map[string]string
+	keys      *keyring
 	accountID string
 	now       func() time.Time
 	legacy    bool
 
+	// ws holds every workspace's store; st is AccountID's.
+	ws      *workspaces
 	st      *store
+	reqlog  *requestLog
 	limiter *limiter
 	faults  *faultInjector
 	log     *stateLog
@@ -118,20 +132,26 @@ func Open(opts Options) (*Server, error) {
 	if err := opts.Faults.Validate(); err != nil {
 		return nil, fmt.Errorf("emulator: %w", err)
 	}
+	if opts.RequestLog < 0 {
+		return nil, fmt.Errorf("emulator: RequestLog must be >= 0 (got %d)", opts.RequestLog)
+	}
+	keys, err := newKeyring(opts.Keys, opts.PlatformKeys)
+	if err != nil {
+		return nil, fmt.Errorf("emulator: %w", err)
+	}
 	s := &Server{
-		keys:      map[string]string{},
+		keys:      keys,
 		accountID: opts.AccountID,
 		now:       opts.Now,
 		legacy:    opts.Legacy,
-		st:        newStore(),
+		ws:        newWorkspaces(),
+		reqlog:    newRequestLog(opts.RequestLog),
 		counts:    map[string]int{},
-	}
-	for k, v := range opts.Keys {
-		s.keys[k] = v
 	}
 	if s.accountID == "" {
 		s.accountID = DefaultAccountID
 	}
+	s.st = s.ws.get(s.accountID)
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -154,7 +174,7 @@ func Open(opts Options) (*Server, error) {
 	s.metrics = promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{})
 
 	if opts.StatePath != "" {
-		l, err := openStateLog(opts.StatePath, s.st, s.now())
+		l, err := openStateLog(opts.StatePath, s.ws, s.accountID, s.now())
 		if err != nil {
 			return nil, fmt.Errorf("emulator: %w", err)
 		}
@@ -169,8 +189,6 @@ func (s *Server) Close() error {
 	if s.log == nil {
 		return nil
 	}
-	s.st.mu.Lock()
-	defer s.st.mu.Unlock()
 	if err := s.log.close(); err != nil {
 		return fmt.Errorf("emulator: close state: %w", err)
 	}
@@ -195,6 +213,19 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	route, id := matchRoute(r.URL.Path)
 	rw := &statusWriter{ResponseWriter: w}
 	defer func() { s.count(r.Method, route, rw.label()) }()
+	var rec *WriteRecord
+	if s.reqlog != nil && route != RouteOther && isWrite(r.Method) {
+		rec = &WriteRecord{Account: r.Header.Get(plugipay.HeaderOnBehalfOf), Method: r.Method, Path: r.URL.Path,
+			ClientID: r.Header.Get("User-Agent"), Begin: time.Now()}
+		s.reqlog.begin()
+		defer func() {
+			rec.End, rec.Status = time.Now(), rw.status
+			if rw.dropped {
+				rec.Status = 0
+			}
+			s.reqlog.add(*rec)
+		}()
+	}
 
 	switch route {
 	case RouteOther:
@@ -219,7 +250,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.respond(rw, *res)
 		return
 	}
-	if res := s.limiter.allow(rw.Header(), keyID, r.Method == http.MethodGet, s.now()); res != nil {
+	account, res := s.account(keyID, r.Header.Get(plugipay.HeaderOnBehalfOf))
+	if res != nil {
+		s.respond(rw, *res)
+		return
+	}
+	if rec != nil {
+		rec.Account = account
+	}
+	if res := s.limiter.allow(rw.Header(), keyID+"\x00"+account, r.Method == http.MethodGet, s.now()); res != nil {
 		s.respond(rw, *res)
 		return
 	}
@@ -228,15 +267,21 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	st := s.ws.get(account)
 	switch {
 	case r.Method == http.MethodGet && route == RouteCustomers:
-		res, p := s.list(r.URL.RawQuery)
+		res, p := s.list(st, r.URL.RawQuery)
 		s.respondPage(rw, res, p)
 	case r.Method == http.MethodGet:
-		s.respond(rw, s.get(id))
+		s.respond(rw, s.get(st, id))
 	default:
-		s.write(rw, r, keyID, body, id, fault)
+		s.write(rw, r, st, keyID, body, id, fault, rec)
 	}
+}
+
+// isWrite reports whether method is one the request log keeps.
+func isWrite(method string) bool {
+	return method == http.MethodPost || method == http.MethodPatch || method == http.MethodDelete
 }
 
 // matchRoute maps a path to its route template and customer id.

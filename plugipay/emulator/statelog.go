@@ -8,12 +8,17 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 )
 
 // logLine is one entry of the state log: an executed write (Customer is the
 // customer's full new state) and/or a stored idempotent response.
 type logLine struct {
+	// Account is the workspace of a platform key's write; empty means the
+	// server's own (Options.AccountID), as in logs written before
+	// platform keys.
+	Account  string     `json:"account,omitempty"`
 	KeyID    string     `json:"keyId,omitempty"`
 	Key      string     `json:"key,omitempty"`
 	Idem     *idemEntry `json:"idem,omitempty"`
@@ -25,14 +30,18 @@ type logLine struct {
 // killed process loses no acknowledged write (the page cache survives the
 // process; only an OS crash could lose the tail, which Open tolerates).
 type stateLog struct {
+	// mu serialises appends: writes of different workspaces run under
+	// different store locks.
+	mu   sync.Mutex
 	path string
 	f    *os.File
 }
 
-// openStateLog replays path into st, rewrites it compacted (expired
+// openStateLog replays path into the workspaces of ws (own is the
+// account of lines without one), rewrites it compacted (expired
 // idempotency entries and superseded customer states dropped) through a
 // temporary file and a rename, and opens it for appending.
-func openStateLog(path string, st *store, now time.Time) (*stateLog, error) {
+func openStateLog(path string, ws *workspaces, own string, now time.Time) (*stateLog, error) {
 	data, err := os.ReadFile(path)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("read state %s: %w", path, err)
@@ -49,6 +58,11 @@ func openStateLog(path string, st *store, now time.Time) (*stateLog, error) {
 			}
 			return nil, fmt.Errorf("read state %s: line %d: %w", path, i+1, err)
 		}
+		acc := l.Account
+		if acc == "" {
+			acc = own
+		}
+		st := ws.get(acc)
 		if l.Customer != nil {
 			st.insert(l.Customer)
 			st.loadedTail = true
@@ -57,7 +71,7 @@ func openStateLog(path string, st *store, now time.Time) (*stateLog, error) {
 			st.putIdem(l.KeyID, l.Key, l.Idem)
 		}
 	}
-	if err := compact(path, st); err != nil {
+	if err := compact(path, ws, own); err != nil {
 		return nil, err
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
@@ -67,8 +81,8 @@ func openStateLog(path string, st *store, now time.Time) (*stateLog, error) {
 	return &stateLog{path: path, f: f}, nil
 }
 
-// compact writes st's current state to path atomically.
-func compact(path string, st *store) error {
+// compact writes the current state of every workspace to path atomically.
+func compact(path string, ws *workspaces, own string) error {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -77,15 +91,18 @@ func compact(path string, st *store) error {
 	defer os.Remove(tmp.Name()) // no-op after the rename
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
-	for _, c := range st.ordered {
-		if err := enc.Encode(logLine{Customer: c}); err != nil {
-			return fmt.Errorf("compact state %s: %w", path, err)
-		}
-	}
-	for keyID, m := range st.idem {
-		for key, e := range m {
-			if err := enc.Encode(logLine{KeyID: keyID, Key: key, Idem: e}); err != nil {
+	for _, st := range ws.all() {
+		acc := logAccount(st, own)
+		for _, c := range st.ordered {
+			if err := enc.Encode(logLine{Account: acc, Customer: c}); err != nil {
 				return fmt.Errorf("compact state %s: %w", path, err)
+			}
+		}
+		for keyID, m := range st.idem {
+			for key, e := range m {
+				if err := enc.Encode(logLine{Account: acc, KeyID: keyID, Key: key, Idem: e}); err != nil {
+					return fmt.Errorf("compact state %s: %w", path, err)
+				}
 			}
 		}
 	}
@@ -110,11 +127,25 @@ func compact(path string, st *store) error {
 	return nil
 }
 
+// logAccount is the Account of st's log lines: empty for the server's own
+// workspace, so a plain key's log reads as before platform keys.
+func logAccount(st *store, own string) string {
+	if st.account == own {
+		return ""
+	}
+	return st.account
+}
+
 // append writes one line with a single write call.
 func (l *stateLog) append(line logLine) error {
 	b, err := json.Marshal(line)
 	if err != nil {
 		return fmt.Errorf("encode state line: %w", err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.f == nil {
+		return fmt.Errorf("append state %s: closed", l.path)
 	}
 	if _, err := l.f.Write(append(b, '\n')); err != nil {
 		return fmt.Errorf("append state %s: %w", l.path, err)
@@ -123,6 +154,8 @@ func (l *stateLog) append(line logLine) error {
 }
 
 func (l *stateLog) close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if l.f == nil {
 		return nil
 	}

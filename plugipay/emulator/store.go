@@ -37,36 +37,43 @@ type idemEntry struct {
 	Expires  time.Time `json:"expires"`
 }
 
-// store holds the workspace's customers and the idempotency keys. One mutex
-// serialises every write, so an idempotent write is checked, executed and
-// recorded atomically.
+// store holds one workspace's customers and idempotency keys. One mutex
+// serialises every write of the workspace, so an idempotent write is
+// checked, executed and recorded atomically; workspaces never share one.
 type store struct {
-	mu         sync.Mutex
+	mu sync.Mutex
+	// account is the workspace id (acc_...) reported in accountId and arn.
+	account    string
 	byID       map[string]*record
 	ordered    []*record // by createdAt, then id
 	byExternal map[string]string
 	lastCreate time.Time
-	entropy    *ulid.MonotonicEntropy
-	idem       map[string]map[string]*idemEntry // key id -> idempotency key
-	writes     int
-	replays    int
-	puts       int // idempotent answers stored, for pruning
+	// entropy is made on the first create: it buffers 4 KiB, which
+	// thousands of connected but idle workspaces need not pay for.
+	entropy *ulid.MonotonicEntropy
+	idem    map[string]map[string]*idemEntry // key id -> idempotency key
+	writes  int
+	replays int
+	puts    int // idempotent answers stored, for pruning
 	// loadedTail is set when customers were loaded from the state log and
 	// none has been created since: the next id must sort after theirs.
 	loadedTail bool
 }
 
-func newStore() *store {
+func newStore(account string) *store {
 	return &store{
+		account:    account,
 		byID:       map[string]*record{},
 		byExternal: map[string]string{},
-		entropy:    ulid.Monotonic(rand.Reader, 0),
 		idem:       map[string]map[string]*idemEntry{},
 	}
 }
 
 // newID returns "cus_" plus a ULID for t. The caller holds mu.
 func (st *store) newID(t time.Time) (string, error) {
+	if st.entropy == nil {
+		st.entropy = ulid.Monotonic(rand.Reader, 0)
+	}
 	id, err := ulid.New(ulid.Timestamp(t), st.entropy)
 	if err != nil {
 		return "", fmt.Errorf("new customer id: %w", err)

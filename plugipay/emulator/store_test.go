@@ -6,7 +6,7 @@ import (
 )
 
 func TestPruneIdem(t *testing.T) {
-	st := newStore()
+	st := newStore(DefaultAccountID)
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	st.putIdem("k", "old", &idemEntry{Expires: now})
 	st.putIdem("k", "live", &idemEntry{Expires: now.Add(time.Second)})

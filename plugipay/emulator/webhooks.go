@@ -95,7 +95,7 @@ func (s *Server) emit(typ string, c *record) {
 		return
 	}
 	body, err := json.Marshal(map[string]any{
-		"id": "evt_" + hex.EncodeToString(id[:]), "type": typ, "accountId": s.accountID,
+		"id": "evt_" + hex.EncodeToString(id[:]), "type": typ, "accountId": c.AccountID,
 		"occurredAt": s.now().UTC().Format(time.RFC3339Nano),
 		"data":       map[string]json.RawMessage{"object": obj},
 	})
