@@ -62,7 +62,7 @@ func replicaMain(id string) int {
 	if err != nil {
 		return fail(err)
 	}
-	pool, err := pgxpool.New(ctx, testDSN())
+	pool, err := pgxpool.New(ctx, os.Getenv(envDSN))
 	if err != nil {
 		return fail(err)
 	}
@@ -73,7 +73,7 @@ func replicaMain(id string) int {
 		tenants[i] = fmt.Sprintf("tenant-%03d", i)
 	}
 	f, err := New(ctx, Options{
-		DSN:         testDSN(),
+		DSN:         os.Getenv(envDSN),
 		Schema:      schema,
 		ClientID:    id,
 		Tenants:     func(context.Context) ([]string, error) { return tenants, nil },
@@ -114,7 +114,7 @@ type replica struct {
 func startReplica(t *testing.T, id, schema string, tenants int, runFor time.Duration) *replica {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), envReplica+"="+id, envSchema+"="+schema,
+	cmd.Env = append(os.Environ(), envDSN+"="+testDSN(t), envReplica+"="+id, envSchema+"="+schema,
 		envTenants+"="+strconv.Itoa(tenants), envRunFor+"="+runFor.String())
 	logPath := filepath.Join(t.TempDir(), id+".log")
 	logFile, err := os.Create(logPath)
