@@ -236,17 +236,28 @@ func (f *Fleet) Start(ctx context.Context) error {
 
 // Stop stops fetching, lets running runs finish for up to StopTimeout, then
 // cancels them (their jobs are released for another replica), and closes
-// the pool the Fleet opened. ctx bounds the whole wait.
+// the pool the Fleet opened. If ctx ends first, the runs are cancelled at
+// once; the pool is closed only once River has stopped using it.
 func (f *Fleet) Stop(ctx context.Context) error {
 	f.stopping.Store(true)
 	err := f.client.Stop(ctx)
 	if err != nil {
-		err = fmt.Errorf("fleet: stop: %w", err)
+		hardCtx, cancel := context.WithTimeout(context.Background(), hardStopTimeout)
+		defer cancel()
+		if herr := f.client.StopAndCancel(hardCtx); herr != nil {
+			f.log.Error("fleet did not stop; its pool stays open", zap.Error(herr))
+			return fmt.Errorf("fleet: stop: %w (hard stop: %w)", err, herr)
+		}
+		err = fmt.Errorf("fleet: stop: %w; running runs were cancelled", err)
 	}
 	f.closePool()
 	f.log.Info("fleet stopped", zap.Error(err))
 	return err
 }
+
+// hardStopTimeout bounds the wait for cancelled runs to return when Stop's
+// ctx ended before the graceful stop did.
+const hardStopTimeout = 5 * time.Second
 
 // ID is this replica's River client id.
 func (f *Fleet) ID() string { return f.o.ClientID }

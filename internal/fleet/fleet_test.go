@@ -61,6 +61,7 @@ func TestOptionsValidate(t *testing.T) {
 // tenant discarded after its attempts can be enqueued again.
 func TestOutcomes(t *testing.T) {
 	errDown := errors.New("plugipay answered 401")
+	errPanic := errors.New("the run panics")
 	tests := []struct {
 		name        string
 		results     []error // the run's result on each call; nil past the end
@@ -73,6 +74,8 @@ func TestOutcomes(t *testing.T) {
 		{"BusySnoozesThenRuns", []error{errBusy, errBusy}, 1, false,
 			map[Outcome]float64{OutcomeBusy: 2, OutcomeOK: 1}, []rivertype.JobState{rivertype.JobStateCompleted}},
 		{"ErrorRetried", []error{errDown}, 3, false,
+			map[Outcome]float64{OutcomeError: 1, OutcomeOK: 1}, []rivertype.JobState{rivertype.JobStateCompleted}},
+		{"PanicRetried", []error{errPanic}, 3, false,
 			map[Outcome]float64{OutcomeError: 1, OutcomeOK: 1}, []rivertype.JobState{rivertype.JobStateCompleted}},
 		{"PersistentFailureDiscardedThenEnqueuedAgain", []error{errDown, errDown}, 2, true,
 			map[Outcome]float64{OutcomeError: 1, OutcomeDiscarded: 1, OutcomeOK: 1},
@@ -87,6 +90,9 @@ func TestOutcomes(t *testing.T) {
 			o := testOptions(t, testSchema(t, pool), func(context.Context, string, string) error {
 				i := int(calls.Add(1)) - 1
 				if i < len(tt.results) {
+					if tt.results[i] == errPanic {
+						panic("boom")
+					}
 					return tt.results[i]
 				}
 				return nil
@@ -276,53 +282,70 @@ func TestScheduleEnqueuesEveryTenant(t *testing.T) {
 	}
 }
 
-// TestStopReleasesRunningJob: a run still going when Stop's grace ends is
-// cancelled and its job released at once, so another replica runs the
-// tenant without waiting for River's rescue (set to an hour here).
+// TestStopReleasesRunningJob: a run still going when Stop's grace ends, or
+// when the caller's deadline for Stop ends first, is cancelled and its job
+// released at once, so another replica runs the tenant without waiting for
+// River's rescue (set to an hour here).
 func TestStopReleasesRunningJob(t *testing.T) {
-	ctx := context.Background()
+	tests := []struct {
+		name        string
+		stopTimeout time.Duration // Options.StopTimeout
+		stopWithin  time.Duration // the ctx given to Stop
+		wantErr     string
+	}{
+		{"GraceEnds", 200 * time.Millisecond, 15 * time.Second, ""},
+		{"CallerDeadlineFirst", time.Minute, 300 * time.Millisecond,
+			"fleet: stop: context deadline exceeded; running runs were cancelled"},
+	}
 	pool := testPool(t)
-	schema := testSchema(t, pool)
-	running := make(chan struct{}, 1)
-	oa := testOptions(t, schema, func(ctx context.Context, _, _ string) error {
-		running <- struct{}{}
-		<-ctx.Done() // a run that only ends when cancelled
-		return ctx.Err()
-	})
-	a, err := New(ctx, oa)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Enqueue(ctx, "t1", CauseEvent); err != nil {
-		t.Fatal(err)
-	}
-	<-running
-	stopCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	if err := a.Stop(stopCtx); err != nil {
-		t.Fatalf("Stop: %v", err)
-	}
-	if got := testutil.ToFloat64(a.metrics.runs[OutcomeReleased]); got != 1 {
-		t.Errorf("released runs: got %v, want 1", got)
-	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			schema := testSchema(t, pool)
+			running := make(chan struct{}, 1)
+			oa := testOptions(t, schema, func(ctx context.Context, _, _ string) error {
+				running <- struct{}{}
+				<-ctx.Done() // a run that only ends when cancelled
+				return ctx.Err()
+			})
+			oa.StopTimeout = tt.stopTimeout
+			a, err := New(ctx, oa)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := a.Start(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := a.Enqueue(ctx, "t1", CauseEvent); err != nil {
+				t.Fatal(err)
+			}
+			<-running
+			stopCtx, cancel := context.WithTimeout(ctx, tt.stopWithin)
+			defer cancel()
+			err = a.Stop(stopCtx)
+			if got := fmt.Sprint(err); (tt.wantErr == "" && err != nil) || (tt.wantErr != "" && got != tt.wantErr) {
+				t.Fatalf("Stop: got %v, want %q", err, tt.wantErr)
+			}
+			if got := testutil.ToFloat64(a.metrics.runs[OutcomeReleased]); got != 1 {
+				t.Errorf("released runs: got %v, want 1", got)
+			}
 
-	ran := make(chan string, 1)
-	ob := testOptions(t, schema, func(_ context.Context, tenant, _ string) error {
-		ran <- tenant
-		return nil
-	})
-	ob.ClientID = "fleet-test-b"
-	startFleet(t, ob)
-	select {
-	case got := <-ran:
-		if got != "t1" {
-			t.Errorf("replica b ran %q, want t1", got)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("the released job was not run by the next replica")
+			ran := make(chan string, 1)
+			ob := testOptions(t, schema, func(_ context.Context, tenant, _ string) error {
+				ran <- tenant
+				return nil
+			})
+			ob.ClientID = "fleet-test-b"
+			startFleet(t, ob)
+			select {
+			case got := <-ran:
+				if got != "t1" {
+					t.Errorf("replica b ran %q, want t1", got)
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatal("the released job was not run by the next replica")
+			}
+		})
 	}
 }
 

@@ -63,9 +63,12 @@ func (f *Fleet) runOpts() *river.InsertOpts {
 // not when it is enqueued, so the list is always fresh.
 func (f *Fleet) schedule() *river.PeriodicJob {
 	return river.NewPeriodicJob(river.PeriodicInterval(f.o.Every), func() (river.JobArgs, *river.InsertOpts) {
+		// One attempt: if the tenants cannot be listed, the next period
+		// tries again, rather than River's backoff holding the schedule.
 		return scheduleArgs{}, &river.InsertOpts{
-			Queue:      f.o.Queue,
-			UniqueOpts: river.UniqueOpts{ByState: uniqueStates},
+			Queue:       f.o.Queue,
+			MaxAttempts: 1,
+			UniqueOpts:  river.UniqueOpts{ByState: uniqueStates},
 		}
 	}, &river.PeriodicJobOpts{ID: kindSchedule, RunOnStart: true})
 }
@@ -143,10 +146,8 @@ func (w *runWorker) Work(ctx context.Context, job *river.Job[runArgs]) error {
 	f := w.f
 	log := f.log.With(zap.String("tenant", job.Args.Tenant), zap.String("cause", job.Args.Cause),
 		zap.Int64("job_id", job.ID), zap.Int("attempt", job.Attempt))
-	f.metrics.running.Inc()
 	start := time.Now()
-	err := f.o.Run(ctx, job.Args.Tenant, job.Args.Cause)
-	f.metrics.running.Dec()
+	err := f.run(ctx, job.Args.Tenant, job.Args.Cause)
 	out := f.outcome(ctx, job.JobRow, err)
 	f.metrics.observe(out, time.Since(start))
 	switch out {
@@ -165,6 +166,19 @@ func (w *runWorker) Work(ctx context.Context, job *river.Job[runArgs]) error {
 		log.Warn("run failed, will retry", zap.Error(err))
 	}
 	return fmt.Errorf("tenant %s: %w", job.Args.Tenant, err)
+}
+
+// run calls Options.Run, counted as running, with a panic turned into an
+// error so that it is classified, counted and retried like any failure.
+func (f *Fleet) run(ctx context.Context, tenant, cause string) (err error) {
+	f.metrics.running.Inc()
+	defer f.metrics.running.Dec()
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("run panicked: %v", r)
+		}
+	}()
+	return f.o.Run(ctx, tenant, cause)
 }
 
 // outcome classifies a run's result: the one decision behind both the
