@@ -171,14 +171,29 @@ func tail(b []byte, n int) []byte {
 }
 
 // TestReplicasTakeOverAKilledReplica: 3 replica processes share 60 tenants;
-// one is killed with SIGKILL in the middle of runs. Every tenant completes a
-// run after the kill, the killed replica's tenants on another replica after
-// River's rescue, no tenant ever had two runs at once, all three replicas
-// took a share, and the survivors stop gracefully on SIGTERM.
+// one is killed with SIGKILL in the middle of runs: a follower, or River's
+// leader (whose death adds an election before the rescue and moves the
+// schedule). Every tenant completes a run after the kill, the killed
+// replica's tenants on another replica after River's rescue, no tenant ever
+// had two runs at once, all three replicas took a share, and the survivors
+// stop gracefully on SIGTERM. The cases run in parallel, each on its own
+// schema, so that the test takes one takeover's time.
 func TestReplicasTakeOverAKilledReplica(t *testing.T) {
 	if testing.Short() {
-		t.Skip("kills a replica and waits for River's rescue (up to ~40 s); runs without -short")
+		t.Skip("kills replicas and waits for River's rescue (up to ~45 s); runs without -short")
 	}
+	for _, tt := range []struct {
+		name       string
+		killLeader bool
+	}{{"Follower", false}, {"Leader", true}} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			testKillReplica(t, tt.killLeader)
+		})
+	}
+}
+
+func testKillReplica(t *testing.T, killLeader bool) {
 	const tenants = 60
 	ctx := context.Background()
 	pool := testPool(t)
@@ -191,24 +206,26 @@ func TestReplicasTakeOverAKilledReplica(t *testing.T) {
 		replicas[i] = startReplica(t, fmt.Sprintf("replica-%d", i), schema, tenants, 300*time.Millisecond)
 	}
 
-	// The first round done by all three, then a victim that is not River's
-	// leader (a leader's death adds an election to the takeover) and is in
-	// the middle of a run.
+	// The first round done by all three, then the victim in the middle of
+	// a run.
 	waitFor(t, 30*time.Second, "every tenant's first run, by all three replicas", func() (bool, error) {
 		var done, by int
 		err := pool.QueryRow(ctx, "SELECT count(DISTINCT tenant), count(DISTINCT replica) FROM "+schema+".runs WHERE ended IS NOT NULL").Scan(&done, &by)
 		return done == tenants && by == 3, err
 	})
-	var leader string
-	if err := pool.QueryRow(ctx, "SELECT leader_id FROM "+schema+".river_leader").Scan(&leader); err != nil {
-		t.Fatalf("River's leader: %v", err)
+	leader, err := riverLeader(ctx, pool, schema)
+	if err != nil {
+		t.Fatal(err)
 	}
 	var victim *replica
 	for _, r := range replicas {
-		if r.id != leader {
+		if (r.id == leader) == killLeader {
 			victim = r
 			break
 		}
+	}
+	if victim == nil {
+		t.Fatalf("no replica to kill (leader %q)", leader)
 	}
 	waitFor(t, 20*time.Second, "the victim in the middle of a run", func() (bool, error) {
 		var n int
@@ -220,7 +237,7 @@ func TestReplicasTakeOverAKilledReplica(t *testing.T) {
 	}
 	killedAt := time.Now()
 	<-victim.exited
-	t.Logf("killed %s (leader is %s)", victim.id, leader)
+	t.Logf("killed %s (the leader was %s)", victim.id, leader)
 
 	// The victim's runs cut by the kill: they never record an end.
 	rows, err := pool.Query(ctx, "SELECT tenant FROM "+schema+".runs WHERE replica = $1 AND ended IS NULL", victim.id)
@@ -265,6 +282,14 @@ func TestReplicasTakeOverAKilledReplica(t *testing.T) {
 	t.Logf("takeover: %d runs cut by SIGKILL of %s finished on other replicas %s after the kill (RescueAfter %s, River's rescuer runs every 30 s)",
 		len(cut), victim.id, takeover.Round(100*time.Millisecond), replicaRescueAfter)
 
+	if killLeader {
+		// The schedule moved: the runs after the kill needed a new leader
+		// (checked before the survivors stop and resign).
+		if now, err := riverLeader(ctx, pool, schema); err != nil || now == victim.id {
+			t.Errorf("River's leader after the kill: %q (%v), want a survivor", now, err)
+		}
+	}
+
 	// Graceful stop of the survivors.
 	for _, r := range replicas {
 		if r == victim {
@@ -301,4 +326,13 @@ func TestReplicasTakeOverAKilledReplica(t *testing.T) {
 		t.Errorf("%d overlapping runs of one tenant, e.g. %s", len(o), o[0])
 	}
 	t.Logf("%d runs recorded for %d tenants", len(runs), tenants)
+}
+
+// riverLeader is the client id River's leader election chose.
+func riverLeader(ctx context.Context, pool *pgxpool.Pool, schema string) (string, error) {
+	var id string
+	if err := pool.QueryRow(ctx, "SELECT leader_id FROM "+schema+".river_leader").Scan(&id); err != nil {
+		return "", fmt.Errorf("River's leader: %w", err)
+	}
+	return id, nil
 }
