@@ -55,7 +55,7 @@ test: tools vet
 ## crm's flat-memory test runs on its own: it measures the heap, which a busy second
 ## core (the other packages' tests) makes noisy.
 test-e2e: tools
-	$(GOTESTSUM) -race -count=1 -timeout 25m ./cmd/... ./state/
+	$(GOTESTSUM) -race -count=1 -timeout 25m ./cmd/... ./state/ ./internal/fleet/
 	$(GOTESTSUM) -race -count=1 ./crm/
 
 ## test-long: the tests that run minutes at Plugipay's real rate limits (SDK throughput, adaptation)
