@@ -10,6 +10,7 @@
 package plugipay
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -106,7 +107,14 @@ type Options struct {
 	Logger *zap.Logger
 	// Registerer, when non-nil, receives the client's Prometheus metrics.
 	Registerer prometheus.Registerer
+	// UserAgent is sent on every request (default "plugipay-sync"). A
+	// replica names itself here, so a server's request log tells the
+	// replicas apart.
+	UserAgent string
 }
+
+// DefaultUserAgent is the User-Agent of a client whose Options name none.
+const DefaultUserAgent = "plugipay-sync"
 
 // OptionsFromEnv returns Options with BaseURL, KeyID, Secret and OnBehalfOf
 // read from PLUGIPAY_BASE_URL, PLUGIPAY_KEY_ID, PLUGIPAY_SECRET and
@@ -131,6 +139,7 @@ type Client struct {
 	keyID      string
 	secret     string
 	onBehalfOf string
+	userAgent  string
 	timeout    time.Duration
 
 	maxAttempts int
@@ -179,6 +188,7 @@ func New(opts Options) (*Client, error) {
 		keyID:       opts.KeyID,
 		secret:      opts.Secret,
 		onBehalfOf:  opts.OnBehalfOf,
+		userAgent:   cmp.Or(opts.UserAgent, DefaultUserAgent),
 		timeout:     orDefault(opts.Timeout, DefaultTimeout),
 		maxAttempts: orDefault(opts.MaxAttempts, DefaultMaxAttempts),
 		now:         time.Now,
@@ -281,7 +291,7 @@ func (c *Client) do(ctx context.Context, r *request) (*Envelope, error) {
 	}
 	h := http.Header{}
 	h.Set("Accept", "application/json")
-	h.Set("User-Agent", "plugipay-sync")
+	h.Set("User-Agent", c.userAgent)
 	if r.body != nil {
 		h.Set("Content-Type", "application/json")
 	}

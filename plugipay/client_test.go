@@ -259,6 +259,24 @@ func TestSigning_NoOnBehalfOfByDefault(t *testing.T) {
 	}
 }
 
+// A replica names itself in the User-Agent (the emulator's request log
+// tells replicas apart by it); by default every client says plugipay-sync.
+func TestUserAgent(t *testing.T) {
+	for _, tc := range []struct{ set, want string }{
+		{"", DefaultUserAgent},
+		{"plugipay-sync/replica-2", "plugipay-sync/replica-2"},
+	} {
+		srv := newScriptServer(t, okCustomer("cus_1"))
+		c := newTestClient(t, srv, func(o *Options) { o.UserAgent = tc.set })
+		if _, err := c.Customers.Get(context.Background(), "cus_1"); err != nil {
+			t.Fatal(err)
+		}
+		if got := srv.requests()[0].Header.Get("User-Agent"); got != tc.want {
+			t.Errorf("UserAgent %q: sent %q, want %q", tc.set, got, tc.want)
+		}
+	}
+}
+
 func TestDecodeEnvelope(t *testing.T) {
 	html := "<html><body>" + strings.Repeat("Bad Gateway ", 40) + "</body></html>"
 	tests := []struct {
