@@ -81,8 +81,11 @@ type Options struct {
 	// lock: the job snoozes for BusyRetry instead of spending an attempt.
 	// Nil means no error is Busy.
 	Busy func(err error) bool
-	// Every is the per-tenant schedule period.
+	// Every is the per-tenant schedule period, unless Schedule is set.
 	Every time.Duration
+	// Schedule, when set, says when periods start instead of Every: the
+	// daemon's cron schedule (robfig/cron's Schedule has this method).
+	Schedule interface{ Next(time.Time) time.Time }
 	// Workers is the number of runs this replica works at once.
 	Workers int
 	// RunTimeout bounds one run (River's JobTimeout).
@@ -150,7 +153,7 @@ func (o *Options) validate() error {
 		return errors.New("fleet: Tenants is required")
 	case o.Run == nil:
 		return errors.New("fleet: Run is required")
-	case o.Every <= 0:
+	case o.Schedule == nil && o.Every <= 0:
 		return fmt.Errorf("fleet: Every must be greater than 0 (got %s)", o.Every)
 	case o.Workers < 0:
 		return fmt.Errorf("fleet: Workers must not be negative (got %d)", o.Workers)

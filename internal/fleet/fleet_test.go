@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/riverqueue/river/rivertype"
+	"github.com/robfig/cron/v3"
 )
 
 func TestOptionsValidate(t *testing.T) {
@@ -235,8 +236,25 @@ func TestEnqueueWhileRunning(t *testing.T) {
 }
 
 // TestScheduleEnqueuesEveryTenant: the leader's schedule (on start) enqueues
-// every listed tenant once, and two replicas between them run each once.
+// every listed tenant once, and two replicas between them run each once,
+// whether the period is an interval or the daemon's cron schedule.
 func TestScheduleEnqueuesEveryTenant(t *testing.T) {
+	hourly, err := cron.ParseStandard("@every 1h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		set  func(*Options)
+	}{
+		{"Every", func(o *Options) { o.Every = time.Hour }},
+		{"CronSchedule", func(o *Options) { o.Every, o.Schedule = 0, hourly }},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testScheduleEnqueuesEveryTenant(t, tc.set) })
+	}
+}
+
+func testScheduleEnqueuesEveryTenant(t *testing.T, set func(*Options)) {
 	ctx := context.Background()
 	pool := testPool(t)
 	schema := testSchema(t, pool)
@@ -253,6 +271,7 @@ func TestScheduleEnqueuesEveryTenant(t *testing.T) {
 		o := testOptions(t, schema, rec.Run)
 		o.ClientID = "fleet-test-" + id
 		o.Tenants = func(context.Context) ([]string, error) { return tenants, nil }
+		set(&o)
 		fleets = append(fleets, startFleet(t, o))
 	}
 	waitFor(t, 30*time.Second, "every tenant's job to end", func() (bool, error) {

@@ -62,7 +62,11 @@ func (f *Fleet) runOpts() *river.InsertOpts {
 // and every period. A period's tenants are listed when its job is worked,
 // not when it is enqueued, so the list is always fresh.
 func (f *Fleet) schedule() *river.PeriodicJob {
-	return river.NewPeriodicJob(river.PeriodicInterval(f.o.Every), func() (river.JobArgs, *river.InsertOpts) {
+	var when river.PeriodicSchedule = river.PeriodicInterval(f.o.Every)
+	if f.o.Schedule != nil {
+		when = f.o.Schedule
+	}
+	return river.NewPeriodicJob(when, func() (river.JobArgs, *river.InsertOpts) {
 		// One attempt: if the tenants cannot be listed, the next period
 		// tries again, rather than River's backoff holding the schedule.
 		return scheduleArgs{}, &river.InsertOpts{
