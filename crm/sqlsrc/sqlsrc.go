@@ -129,24 +129,11 @@ func New(opts Options) (*Source, error) {
 	if opts.DSN == "" {
 		return nil, errors.New("crm.sql.dsn: required")
 	}
-	if opts.Driver == MySQL {
-		cfg, err := mysql.ParseDSN(opts.DSN)
-		if err != nil {
-			return nil, fmt.Errorf("crm.sql.dsn: not a MySQL DSN (user:pass@tcp(host:3306)/db): %v", err)
-		}
-		cfg.ParseTime = true
-		// Pin the session to UTC: TIMESTAMP values are converted to the
-		// session time zone, which otherwise follows the server's
-		// time_zone (issue 15: a change from +07:00 to +00:00 hid updated
-		// rows for 7 hours). Parameters are sent, and DATETIMEs read, in
-		// UTC too.
-		cfg.Loc = time.UTC
-		if cfg.Params == nil {
-			cfg.Params = map[string]string{}
-		}
-		cfg.Params["time_zone"] = "'+00:00'"
-		opts.DSN = cfg.FormatDSN()
+	dsn, err := sessionDSN(opts.Driver, opts.DSN)
+	if err != nil {
+		return nil, err
 	}
+	opts.DSN = dsn
 	switch {
 	case (opts.Table == "") == (opts.Query == ""):
 		return nil, errors.New("crm.sql: set table or query, not both")
@@ -187,6 +174,30 @@ func New(opts Options) (*Source, error) {
 		what = "query:" + hex.EncodeToString(h[:8])
 	}
 	return &Source{opts: opts, mapper: mp, dialect: d, key: "sql:" + opts.Driver + ":" + what}, nil
+}
+
+// sessionDSN is the DSN every connection of the source opens with: for
+// MySQL, parseTime and a session pinned to UTC.
+func sessionDSN(driver, dsn string) (string, error) {
+	if driver != MySQL {
+		return dsn, nil
+	}
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		return "", fmt.Errorf("crm.sql.dsn: not a MySQL DSN (user:pass@tcp(host:3306)/db): %v", err)
+	}
+	cfg.ParseTime = true
+	// Pin the session to UTC: TIMESTAMP values are converted to the
+	// session time zone, which otherwise follows the server's
+	// time_zone (issue 15: a change from +07:00 to +00:00 hid updated
+	// rows for 7 hours). Parameters are sent, and DATETIMEs read, in
+	// UTC too.
+	cfg.Loc = time.UTC
+	if cfg.Params == nil {
+		cfg.Params = map[string]string{}
+	}
+	cfg.Params["time_zone"] = "'+00:00'"
+	return cfg.FormatDSN(), nil
 }
 
 // WatermarkKey is the key the source's watermark is stored under.
