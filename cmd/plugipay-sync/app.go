@@ -85,9 +85,11 @@ type Main struct {
 	// health is what /readyz and the freshness gauges know.
 	health *health
 	rec    *sync.Reconciler
-	// platform runs the tenants in platform mode (tenants:), else nil.
-	platform *Platform
-	gauge    *storeGauges
+	// platform runs the tenants in platform mode (tenants:), else nil;
+	// tenantHook, if set (tests), becomes its hook (see Platform.hook).
+	platform   *Platform
+	tenantHook func(tenantID string) func()
+	gauge      *storeGauges
 	// syncMetrics are shared by every reconciler built (see reload).
 	syncMetrics   *sync.Metrics
 	verifyMetrics *sync.VerifyMetrics

@@ -74,7 +74,7 @@ func newPlatform(m *Main) *Platform {
 	t := m.cfg.Tenants
 	return &Platform{m: m, sem: make(chan struct{}, t.Concurrency),
 		metrics: newTenantMetrics(m.reg, t.MetricsTenants),
-		running: map[string]bool{}, known: map[string]Tenant{}}
+		running: map[string]bool{}, known: map[string]Tenant{}, hook: m.tenantHook}
 }
 
 // Tenants returns the tenants to sync, in the order of tenants.list or of
