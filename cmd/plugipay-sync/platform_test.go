@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -48,6 +49,12 @@ type platformWorld struct {
 }
 
 func newPlatformWorld(t *testing.T, concurrency int) *platformWorld {
+	return newPlatformWorldOn(t, concurrency, "", "@every 1h")
+}
+
+// newPlatformWorldOn is newPlatformWorld with the config's listen and
+// schedule.
+func newPlatformWorldOn(t *testing.T, concurrency int, listen, schedule string) *platformWorld {
 	t.Helper()
 	w := &platformWorld{t: t, dir: t.TempDir(), emus: map[string]*emulator.Server{}, users: map[string][]string{}}
 	crmPath := filepath.Join(w.dir, "crm.db")
@@ -86,8 +93,8 @@ func newPlatformWorld(t *testing.T, concurrency int) *platformWorld {
 	t.Cleanup(proxy.Close)
 	w.url = proxy.URL
 	w.config = filepath.Join(w.dir, "config.yaml")
-	cfg := fmt.Sprintf(`schedule: "@every 1h"
-listen: ""
+	cfg := fmt.Sprintf(`schedule: %q
+listen: %q
 state:
   path: %s
 destination:
@@ -118,7 +125,7 @@ tenants:
   metrics_tenants: [t00]
 log:
   level: error
-`, filepath.Join(w.dir, "state"), w.url, testKeyID, crmPath, concurrency)
+`, schedule, listen, filepath.Join(w.dir, "state"), w.url, testKeyID, crmPath, concurrency)
 	if err := os.WriteFile(w.config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -342,4 +349,107 @@ func TestPlatform_Tenants(t *testing.T) {
 	if n := testutil.CollectAndCount(tm.failingVec); n != 2 {
 		t.Errorf("after t-badjson healed plugipay_sync_tenant_failing has %d series, want 2 (t-revoked, t00)", n)
 	}
+}
+
+// TestPlatform_Daemon runs the platform daemon on a one-second schedule:
+// round after round, the healthy tenants converge and stay converged, the
+// failing one is reported by /metrics with its own series while healthy
+// tenants not opted in have none, and /readyz is ready.
+func TestPlatform_Daemon(t *testing.T) {
+	w := newPlatformWorldOn(t, 2, "127.0.0.1:0", "@every 1s")
+	for _, id := range []string{"t00", "t01", "t02"} {
+		w.addTenant(id, 10, testSecret, "{}")
+	}
+	w.addTenant("t-revoked", 3, "sk_test_another_secret", "{}")
+	base, stop := startDaemonConfig(t, w.config)
+	// Two rounds of the three healthy tenants at least.
+	eventually(t, "a second round", func() bool {
+		return metricValue(t, base, `plugipay_sync_tenant_runs_total{outcome="success"}`) >= 6
+	})
+	metrics := get(t, base+"/metrics")
+	for _, want := range []string{
+		`plugipay_sync_tenants{state="failing"} 1`,
+		`plugipay_sync_tenants{state="ok"} 3`,
+		`plugipay_sync_tenant_failing{tenant="t-revoked"} 1`,
+		`plugipay_sync_tenant_failing{tenant="t00"} 0`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	for _, absent := range []string{`tenant="t01"`, `tenant="t02"`} {
+		if strings.Contains(metrics, absent) {
+			t.Errorf("/metrics has a series with %s, a healthy tenant not opted in", absent)
+		}
+	}
+	if body := get(t, base+"/readyz"); !strings.Contains(body, `"ready"`) {
+		t.Errorf("/readyz: %s", body)
+	}
+	if code := stop(); code != ExitOK {
+		t.Errorf("daemon exited %d", code)
+	}
+	w.checkConverged("t00", "t01", "t02")
+}
+
+// TestPlatform_RunTenant: the entry point of a job queue. A second run of
+// a tenant while its first is going is refused with ErrTenantBusy (and a
+// round skips it) instead of running twice; an unknown id is
+// ErrUnknownTenant; the first run finishes and syncs.
+func TestPlatform_RunTenant(t *testing.T) {
+	w := newPlatformWorld(t, 2)
+	w.addTenant("t00", 5, testSecret, "{}")
+	w.addTenant("t01", 5, testSecret, "{}")
+	entered, release := make(chan struct{}), make(chan struct{})
+	var o, e bytes.Buffer
+	m := NewMain(&o, &e)
+	m.LookupEnv = env(map[string]string{"TEST_SECRET": testSecret})
+	m.tenantHook = func(id string) func() {
+		if id == "t00" {
+			select {
+			case entered <- struct{}{}:
+				<-release
+			default: // later runs of t00 pass
+			}
+		}
+		return func() {}
+	}
+	if err := m.ParseFlags([]string{"--config", w.config, "--once"}); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := m.open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	p := m.platform
+	first := make(chan error, 1)
+	go func() { first <- p.RunTenant(ctx, "t00") }()
+	<-entered
+	if err := p.RunTenant(ctx, "t00"); !errors.Is(err, ErrTenantBusy) {
+		t.Errorf("second RunTenant(t00) = %v, want ErrTenantBusy", err)
+	}
+	results, err := p.Round(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range results {
+		switch r.Tenant.ID {
+		case "t00":
+			if !r.Skipped || !errors.Is(r.Err, ErrTenantBusy) {
+				t.Errorf("round: t00 = %+v, want skipped as busy", r)
+			}
+		case "t01":
+			if r.Skipped || r.Err != nil || r.Run.Counts.Created != 5 {
+				t.Errorf("round: t01 = %+v, want 5 created", r)
+			}
+		}
+	}
+	if err := p.RunTenant(ctx, "t99"); !errors.Is(err, ErrUnknownTenant) {
+		t.Errorf("RunTenant(t99) = %v, want ErrUnknownTenant", err)
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Errorf("first RunTenant(t00) = %v", err)
+	}
+	w.checkConverged("t00", "t01")
 }
