@@ -111,7 +111,7 @@ func (p *Platform) Tenants(ctx context.Context) ([]Tenant, error) {
 		}
 	} else {
 		for _, t := range cfg.Tenants.List {
-			out = append(out, Tenant{ID: t.ID, OnBehalfOf: t.OnBehalfOf, BaseURL: t.BaseURL})
+			out = append(out, Tenant(t))
 		}
 	}
 	p.mu.Lock()

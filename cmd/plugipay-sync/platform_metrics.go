@@ -1,7 +1,6 @@
 package main
 
 import (
-	"slices"
 	stdsync "sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -155,18 +154,6 @@ func (m *tenantMetrics) setStates() {
 	}
 	m.states.WithLabelValues(tenantFailing).Set(float64(n))
 	m.states.WithLabelValues(tenantOK).Set(float64(len(m.listed) - n))
-}
-
-// failingTenants lists the failing tenants, sorted (for tests and logs).
-func (m *tenantMetrics) failingTenants() []string {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var out []string
-	for id := range m.failing {
-		out = append(out, id)
-	}
-	slices.Sort(out)
-	return out
 }
 
 func b2f(b bool) float64 {
