@@ -2,14 +2,13 @@ package sqlsrc
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/plugipay-sync/plugipay-sync/crm"
-	"github.com/plugipay-sync/plugipay-sync/sync"
 )
 
 // A tenant-bound source (issue 19) sees only its tenant's rows in every
@@ -101,12 +100,37 @@ func TestNew_TenantOptions(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := New(Options{Driver: SQLite, DSN: "file:x.db", Table: "users", Columns: cols, TenantColumn: tc.column, Tenant: tc.tenant})
-			if err == nil {
-				t.Fatal("New accepted it")
+			if err == nil || !strings.HasPrefix(err.Error(), "crm.sql.tenant_column: ") {
+				t.Fatalf("New: %v, want a crm.sql.tenant_column error", err)
 			}
-			var ve *sync.RecordError
-			if errors.As(err, &ve) {
-				t.Fatalf("unexpected error type: %v", err)
+		})
+	}
+}
+
+// ReadTenants returns the two columns of every row in the query's order,
+// trimmed, on every engine, and refuses a query of another shape.
+func TestReadTenants(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name(), func(t *testing.T) {
+			b.need(t)
+			db, name := table(t, b)
+			for i := 1; i <= 3; i++ {
+				insert(t, db, b, name, i, fmt.Sprintf(" acc_%d ", i), fmt.Sprintf("t%d", i), "", time.Now())
+			}
+			ctx := context.Background()
+			got, err := ReadTenants(ctx, b.driver, b.dsn, "SELECT first_name, email FROM "+name+" ORDER BY id DESC")
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := []TenantRow{{"t3", "acc_3"}, {"t2", "acc_2"}, {"t1", "acc_1"}}
+			if !slices.Equal(got, want) {
+				t.Fatalf("got %v, want %v", got, want)
+			}
+			if _, err := ReadTenants(ctx, b.driver, b.dsn, "SELECT id FROM "+name); err == nil || !strings.Contains(err.Error(), "returns 1 columns (id), want 2") {
+				t.Fatalf("one column: %v", err)
+			}
+			if _, err := ReadTenants(ctx, b.driver, b.dsn, "SELECT a, b FROM no_such_table_x"); err == nil {
+				t.Fatal("a failing query gave no error")
 			}
 		})
 	}
