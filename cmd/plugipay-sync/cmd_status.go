@@ -71,7 +71,11 @@ func (m *Main) openStateOnly(ctx context.Context, sf stateFlags) error {
 		}
 		path = cfg.State.Path
 	}
-	if _, err := os.Stat(path); err != nil {
+	fi, err := os.Stat(path)
+	if err == nil && fi.IsDir() {
+		return withExit(ExitConfig, fmt.Errorf("state.path %s is platform mode's directory of tenant state files; name one tenant's with --state %s", path, tenantStatePath(path, "<tenant-id>")))
+	}
+	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return withExit(ExitConfig, fmt.Errorf("state DB %s does not exist (has plugipay-sync run yet? is state.path or --state right?)", path))
 		}

@@ -127,6 +127,20 @@ func (p *Platform) Tenants(ctx context.Context) ([]Tenant, error) {
 	return out, nil
 }
 
+// TenantIDs is Tenants' ids, for a caller outside this package (a job
+// queue's scheduler), which cannot name Tenant.
+func (p *Platform) TenantIDs(ctx context.Context) ([]string, error) {
+	ts, err := p.Tenants(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, len(ts))
+	for i, t := range ts {
+		ids[i] = t.ID
+	}
+	return ids, nil
+}
+
 // RunTenant runs one sync of the tenant tenantID and returns its error: nil
 // when it finished (some records may have been rejected, see the state
 // DB), ErrTenantBusy when a run of the tenant is already going in this

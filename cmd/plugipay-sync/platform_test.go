@@ -323,6 +323,14 @@ func TestPlatform_Tenants(t *testing.T) {
 		t.Errorf("status --tenant t03:\n%s", one)
 	}
 
+	// The per-workspace commands point at one tenant's file.
+	if code, out, _ := commandInProcess(t, w.config, "failures"); code == ExitOK || !strings.Contains(out, "name one tenant's with --state") {
+		t.Errorf("failures on the tenants' directory: exit %d\n%s", code, out)
+	}
+	if code, out, _ := commandInProcess(t, w.config, "failures", "--state", filepath.Join(w.dir, "state", "t03.db")); code != ExitOK {
+		t.Errorf("failures --state <tenant file>: exit %d\n%s", code, out)
+	}
+
 	// A second round writes nothing.
 	before := w.writes()
 	if code, out, _ := w.round(nil); code != ExitConfig {
@@ -422,6 +430,9 @@ func TestPlatform_RunTenant(t *testing.T) {
 	}
 	defer m.Close()
 	p := m.platform
+	if ids, err := p.TenantIDs(ctx); err != nil || !slices.Equal(ids, []string{"t00", "t01"}) {
+		t.Fatalf("TenantIDs = %v, %v", ids, err)
+	}
 	first := make(chan error, 1)
 	go func() { first <- p.RunTenant(ctx, "t00") }()
 	<-entered
