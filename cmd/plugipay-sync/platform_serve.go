@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	stdsync "sync"
+	"syscall"
 	"time"
 
 	"github.com/robfig/cron/v3"
@@ -105,7 +107,18 @@ func (p *Platform) serve(ctx context.Context) error {
 	c.Start()
 	m.log.Info("platform daemon started", zap.String("schedule", m.cfg.Schedule), zap.Int("concurrency", cap(p.sem)), zap.String("version", Version))
 	first.Go(c.Entry(id).WrappedJob.Run)
-	<-ctx.Done()
+	// SIGHUP would end the process by default; platform mode does not
+	// reload yet (tenants.query is re-read every round anyway).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-hup:
+			m.log.Warn("SIGHUP: platform mode does not reload its config; restart to apply a change (tenants.query is re-read every round)")
+		}
+	}
 	m.log.Info("stopping", zap.String("cause", context.Cause(ctx).Error()))
 	stopped := c.Stop()
 	done := make(chan struct{})
