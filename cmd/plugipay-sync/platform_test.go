@@ -10,12 +10,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	stdsync "sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -463,4 +465,41 @@ func TestPlatform_RunTenant(t *testing.T) {
 		t.Errorf("first RunTenant(t00) = %v", err)
 	}
 	w.checkConverged("t00", "t01")
+}
+
+// TestPlatform_Process runs the platform daemon as a real process: it
+// survives a SIGHUP (which would end a process that does not handle it),
+// picks up a merchant added to the CRM on a later round, and exits 0 on
+// SIGTERM.
+func TestPlatform_Process(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a child process; skipped with -short")
+	}
+	w := newPlatformWorldOn(t, 2, "", "@every 1s")
+	w.addTenant("t00", 5, testSecret, "{}")
+	w.addTenant("t01", 5, testSecret, "{}")
+	cmd := exec.Command(os.Args[0], "--config", w.config)
+	cmd.Env = append(os.Environ(), "PLUGIPAY_SYNC_AS_MAIN=1", "TEST_SECRET="+testSecret)
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	synced := func(id string, n int) func() bool {
+		return func() bool { return w.emu(id).CustomerCount() == n }
+	}
+	eventually(t, "t00 and t01 synced", func() bool { return synced("t00", 5)() && synced("t01", 5)() })
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	w.addTenant("t02", 7, testSecret, "{}")
+	eventually(t, "t02, added after the SIGHUP, synced", synced("t02", 7))
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit after SIGTERM: %v\n%s", err, logs.String())
+	}
+	w.checkConverged("t00", "t01", "t02")
 }
