@@ -116,6 +116,9 @@ crm:
     # is read: it is mapped): a CRM query error of that tenant alone.
     query: SELECT id, tenant_id, email, full_name, json(extra) AS extra, updated_at FROM members
     tenant_column: tenant_id
+    # Each tenant's watermark lives in its own state file.
+    incremental: true
+    full_scan_every: 3
     columns:
       external_id: id
       email: email
@@ -323,6 +326,20 @@ func TestPlatform_Tenants(t *testing.T) {
 	_, one, _ := commandInProcess(t, w.config, "status", "--tenant", "t03")
 	if !strings.Contains(one, "Cache:         25 mappings") || !strings.Contains(one, "t03.db") {
 		t.Errorf("status --tenant t03:\n%s", one)
+	}
+
+	// Each healthy tenant's watermark is in its own state file; the
+	// tenant whose read failed has none.
+	for id, want := range map[string]int{"t03": 1, "t17": 1, "t-badjson": 0} {
+		sdb, err := sql.Open("sqlite3", "file:"+filepath.Join(w.dir, "state", id+".db")+"?mode=ro")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int
+		if err := sdb.QueryRow(`SELECT count(*) FROM source_watermarks`).Scan(&n); err != nil || n != want {
+			t.Errorf("tenant %s: %d watermarks (%v), want %d", id, n, err, want)
+		}
+		sdb.Close()
 	}
 
 	// The per-workspace commands point at one tenant's file.
