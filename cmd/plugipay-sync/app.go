@@ -85,7 +85,11 @@ type Main struct {
 	// health is what /readyz and the freshness gauges know.
 	health *health
 	rec    *sync.Reconciler
-	gauge  *storeGauges
+	// platform runs the tenants in platform mode (tenants:), else nil;
+	// tenantHook, if set (tests), becomes its hook (see Platform.hook).
+	platform   *Platform
+	tenantHook func(tenantID string) func()
+	gauge      *storeGauges
 	// syncMetrics are shared by every reconciler built (see reload).
 	syncMetrics   *sync.Metrics
 	verifyMetrics *sync.VerifyMetrics
@@ -158,6 +162,9 @@ func (m *Main) Run(ctx context.Context) (int, error) {
 		return exitCode(err), err
 	}
 	defer m.Close()
+	if m.platform != nil {
+		return m.runPlatform(ctx)
+	}
 	if m.Once && m.DryRun {
 		return m.runPlan(ctx)
 	}
@@ -175,6 +182,9 @@ func (m *Main) Run(ctx context.Context) (int, error) {
 func (m *Main) open(ctx context.Context) error {
 	if err := m.loadConfig(); err != nil {
 		return withExit(ExitConfig, err)
+	}
+	if m.cfg.platform() {
+		return m.openPlatform()
 	}
 	if m.DryRun && m.Once {
 		if err := m.openPlanStore(ctx); err != nil {
@@ -255,6 +265,9 @@ func (m *Main) readConfig() (Config, error) {
 // openStore takes the writer lock and opens the state DB named by the
 // config.
 func (m *Main) openStore(ctx context.Context) error {
+	if m.cfg.platform() {
+		return withExit(ExitConfig, errors.New("tenants: this command works on one workspace's state DB; in platform mode use the daemon, --once or status [--tenant ID]"))
+	}
 	if err := m.lockState(ctx, m.cfg.State.Path, m.command()); err != nil {
 		return err
 	}
@@ -282,6 +295,17 @@ func (m *Main) command() string {
 // openReconciler builds the metrics registry, the source, the Plugipay
 // client and the reconciler.
 func (m *Main) openReconciler() error {
+	m.openMetrics()
+	rec, err := m.buildReconciler(m.cfg)
+	if err != nil {
+		return err
+	}
+	m.rec = rec
+	return nil
+}
+
+// openMetrics builds the registry and the metrics every mode shares.
+func (m *Main) openMetrics() {
 	m.reg = prometheus.NewRegistry()
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -307,36 +331,36 @@ func (m *Main) openReconciler() error {
 		Help: "Unix time the config was last loaded successfully (start or SIGHUP).",
 	})
 	m.reloadTime.SetToCurrentTime()
-
-	rec, err := m.buildReconciler(m.cfg)
-	if err != nil {
-		return err
-	}
-	m.rec = rec
-	return nil
 }
 
 // buildReconciler builds the source, the Plugipay client and a reconciler
 // for cfg, reusing the metrics registered by openReconciler, so a config
 // reload can build a new one beside the running one.
 func (m *Main) buildReconciler(cfg Config) (*sync.Reconciler, error) {
-	src, err := newSourceWith(cfg.CRM, sourceEnv{wm: watermarks{db: m.store, dryRun: m.DryRun},
-		reg: m.reg, log: m.log.Named("hubspot")})
+	return m.buildReconcilerWith(cfg, m.store, m.users, m.log)
+}
+
+// buildReconcilerWith builds a reconciler for cfg on store, serialising
+// writes per user through users and logging to log: the one workspace's
+// (buildReconciler) or one tenant's (Platform).
+func (m *Main) buildReconcilerWith(cfg Config, store *state.DB, users *sync.Users, log *zap.Logger) (*sync.Reconciler, error) {
+	src, err := newSourceWith(cfg.CRM, sourceEnv{wm: watermarks{db: store, dryRun: m.DryRun},
+		reg: m.reg, log: log.Named("hubspot")})
 	if err != nil {
 		return nil, err
 	}
-	dst, err := m.buildDestination(cfg)
+	dst, err := m.buildDestination(cfg, log)
 	if err != nil {
 		return nil, err
 	}
-	return sync.New(src, dst, m.store, sync.Options{
+	return sync.New(src, dst, store, sync.Options{
 		Mode:         cfg.Sync.mode(dst.Capabilities()),
 		Concurrency:  cfg.Sync.Concurrency,
 		BatchSize:    cfg.Sync.BatchSize,
 		WriteTimeout: cfg.Sync.RecordTimeout,
 		RetryMin:     cfg.Sync.RetryMin,
 		RetryMax:     cfg.Sync.RetryMax,
-		Logger:       m.log.Named("sync"),
+		Logger:       log.Named("sync"),
 		Metrics:      m.syncMetrics,
 		Managed:      managedFields(cfg),
 
@@ -345,20 +369,21 @@ func (m *Main) buildReconciler(cfg Config) (*sync.Reconciler, error) {
 		AllowMassArchive: m.AllowMassArchive,
 		BreakAfter:       cfg.Sync.BreakAfter,
 		SpillDir:         spillDir(cfg.State.Path),
-		Users:            m.users,
+		Users:            users,
 		MarkEvent:        func(ctx context.Context) context.Context { return transport.WithLane(ctx, transport.LaneEvent) },
 		AuditValues:      cfg.Audit.Values,
 	}), nil
 }
 
-// buildDestination builds the client of the configured destination.
-func (m *Main) buildDestination(cfg Config) (sync.Destination, error) {
+// buildDestination builds the client of the configured destination, logging
+// to log's children.
+func (m *Main) buildDestination(cfg Config, log *zap.Logger) (sync.Destination, error) {
 	switch d := cfg.Destination; d.Type {
 	case DestPayGate:
 		a := d.PayGate.APIConfig
 		dst, err := paygate.New(paygate.Options{BaseURL: a.BaseURL, SecretKey: a.SecretKey,
 			ExternalIDKey: d.PayGate.ExternalIDKey, Timeout: a.Timeout, MaxAttempts: a.MaxAttempts,
-			RequestsPerSecond: a.RequestsPerSecond, MaxRetryAfter: a.MaxRetryAfter, Registerer: m.reg, Logger: m.log.Named("paygate")})
+			RequestsPerSecond: a.RequestsPerSecond, MaxRetryAfter: a.MaxRetryAfter, Registerer: m.reg, Logger: log.Named("paygate")})
 		if err != nil {
 			return nil, fmt.Errorf("destination.paygate: %w", err)
 		}
@@ -367,7 +392,7 @@ func (m *Main) buildDestination(cfg Config) (sync.Destination, error) {
 		a := d.Pin.APIConfig
 		dst, err := pin.New(pin.Options{BaseURL: a.BaseURL, SecretKey: a.SecretKey, Mode: d.Pin.Environment,
 			Timeout: a.Timeout, MaxAttempts: a.MaxAttempts, RequestsPerSecond: a.RequestsPerSecond,
-			MaxRetryAfter: a.MaxRetryAfter, Registerer: m.reg, Logger: m.log.Named("pin")})
+			MaxRetryAfter: a.MaxRetryAfter, Registerer: m.reg, Logger: log.Named("pin")})
 		if err != nil {
 			return nil, fmt.Errorf("destination.pin: %w", err)
 		}
@@ -377,7 +402,7 @@ func (m *Main) buildDestination(cfg Config) (sync.Destination, error) {
 		dst, err := plugipaydest.New(plugipaydest.Options{BaseURL: p.BaseURL, KeyID: p.KeyID, Secret: p.Secret,
 			OnBehalfOf: p.OnBehalfOf, Timeout: p.Timeout, MaxAttempts: p.MaxAttempts, MaxRetryAfter: p.MaxRetryAfter,
 			ReadRate: rateOption(p.ReadsPerSecond), WriteRate: rateOption(p.WritesPerSecond),
-			Registerer: m.reg, Logger: m.log.Named("plugipay")})
+			Registerer: m.reg, Logger: log.Named("plugipay")})
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", cmp.Or(cfg.plugipayKey, "plugipay"), err)
 		}
@@ -488,7 +513,7 @@ func newSourceWith(c CRMConfig, env sourceEnv) (sync.Source, error) {
 			Columns: s.Columns.crm(), Normalize: norm, PageSize: s.PageSize,
 			Incremental: s.Incremental, Overlap: s.Overlap,
 			FullScanEvery: s.FullScanEvery, FullScanInterval: s.FullScanInterval,
-			Watermarks: wm,
+			Watermarks: wm, TenantColumn: s.TenantColumn, Tenant: s.tenant,
 		})
 		if err != nil {
 			return nil, err
@@ -559,16 +584,22 @@ func (m *Main) runOnce(ctx context.Context) (int, error) {
 	if m.cfg.Sync.Deletion == sync.DeletionArchive {
 		fmt.Fprintf(m.stdout, "  archived %d\n", rec.Counts.Archived)
 	}
+	return runExitCode(rec, err), err
+}
+
+// runExitCode maps a run's outcome to the exit code of --once: the one
+// workspace's, or each tenant's of a round (see roundExit).
+func runExitCode(rec sync.RunRecord, err error) int {
 	switch {
 	case errors.Is(err, sync.ErrMassArchive):
 		// The sync itself finished; the refusal needs a person to look.
-		return ExitPartial, err
+		return ExitPartial
 	case err != nil:
-		return exitCode(err), err
+		return exitCode(err)
 	case rec.Outcome == sync.OutcomePartial:
-		return ExitPartial, nil
+		return ExitPartial
 	}
-	return ExitOK, nil
+	return ExitOK
 }
 
 // printSummary writes a run's counts for a person to read.

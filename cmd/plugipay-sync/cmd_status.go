@@ -71,7 +71,11 @@ func (m *Main) openStateOnly(ctx context.Context, sf stateFlags) error {
 		}
 		path = cfg.State.Path
 	}
-	if _, err := os.Stat(path); err != nil {
+	fi, err := os.Stat(path)
+	if err == nil && fi.IsDir() {
+		return withExit(ExitConfig, fmt.Errorf("state.path %s is platform mode's directory of tenant state files; name one tenant's with --state %s", path, tenantStatePath(path, "<tenant-id>")))
+	}
+	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return withExit(ExitConfig, fmt.Errorf("state DB %s does not exist (has plugipay-sync run yet? is state.path or --state right?)", path))
 		}
@@ -192,9 +196,11 @@ func runStatus(ctx context.Context, m *Main, args []string) (int, error) {
 	var sf stateFlags
 	m.stateCommandFlags(fs, &sf)
 	n := fs.Int("runs", DefaultStatusRuns, "how many of the last runs to show")
+	tenant := fs.String("tenant", "", "platform mode: the status of this tenant's workspace; without it, a table of every tenant")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: plugipay-sync status [--config FILE | --state PATH] [--runs N] [--output table|json]\n\n"+
-			"Prints the last runs, the failure queue and the cache size from the state DB alone: no API call, no credentials.\n\n")
+		fmt.Fprintf(fs.Output(), "Usage: plugipay-sync status [--config FILE | --state PATH] [--tenant ID] [--runs N] [--output table|json]\n\n"+
+			"Prints the last runs, the failure queue and the cache size from the state DB alone: no API call, no credentials.\n"+
+			"In platform mode (tenants:) it prints one row per tenant (last run, outcome, lag, failures), or with --tenant one tenant's status.\n\n")
 		fs.PrintDefaults()
 	}
 	if err := sf.parse(fs, args, m.stdout); err != nil {
@@ -202,6 +208,21 @@ func runStatus(ctx context.Context, m *Main, args []string) (int, error) {
 	}
 	if *n < 1 {
 		return ExitFailed, fmt.Errorf("--runs: must be at least 1 (got %d)", *n)
+	}
+	dir, platform, err := m.tenantsDir(sf)
+	if err != nil {
+		return ExitFailed, err
+	}
+	switch {
+	case *tenant != "" && !platform:
+		return ExitFailed, withExit(ExitConfig, errors.New("--tenant: the config has no tenants: section (platform mode), and --state is not a directory of tenant state files"))
+	case *tenant != "":
+		if err := checkTenantID(*tenant); err != nil {
+			return ExitFailed, withExit(ExitConfig, fmt.Errorf("--tenant %q: %w", *tenant, err))
+		}
+		sf.statePath = tenantStatePath(dir, *tenant)
+	case platform:
+		return m.statusTenants(ctx, dir, sf.output)
 	}
 	if err := m.openStateOnly(ctx, sf); err != nil {
 		return ExitFailed, err

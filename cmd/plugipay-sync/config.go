@@ -46,6 +46,9 @@ type Config struct {
 	Audit       AuditConfig       `yaml:"audit"`
 	// Realtime is the event path (issue 17); see config_realtime.go.
 	Realtime RealtimeConfig `yaml:"realtime"`
+	// Tenants, if present, is platform mode (issue 19); see
+	// config_tenants.go.
+	Tenants *TenantsConfig `yaml:"tenants"`
 
 	// Deprecations are warnings about keys that still work but will not
 	// (the program logs them at start; check-config prints them).
@@ -220,6 +223,11 @@ type SQLConfig struct {
 	FullScanEvery    int           `yaml:"full_scan_every"`
 	FullScanInterval time.Duration `yaml:"full_scan_interval"`
 	Columns          ColumnMap     `yaml:"columns"`
+	// TenantColumn (platform mode) holds each row's tenant id: a tenant's
+	// reads see only its rows (see tenantConfig).
+	TenantColumn string `yaml:"tenant_column"`
+	// tenant is the tenant a per-tenant copy of the config is bound to.
+	tenant string
 }
 
 // UnmarshalYAML decodes over the defaults, so a key left out keeps its
@@ -513,6 +521,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.Realtime.validate(c.CRM); err != nil {
+		return err
+	}
+	if err := c.validateTenants(); err != nil {
 		return err
 	}
 	s := c.Sync

@@ -179,6 +179,9 @@ func TestMetricCatalogue(t *testing.T) {
 	for n := range destinationMetricNames(t) {
 		names[n] = true // exported only with a PayGate- or Pin-style destination
 	}
+	for n := range platformMetricNames(t) {
+		names[n] = true // exported only in platform mode (tenants:)
+	}
 
 	documented := readmeMetrics(t)
 	if len(documented) < 10 {
@@ -248,6 +251,28 @@ func destinationMetricNames(t *testing.T) map[string]bool {
 	return names
 }
 
+// platformMetricNames are the metric names platform mode registers once a
+// tenant's run has failed (the per-tenant series exist only then).
+func platformMetricNames(t *testing.T) map[string]bool {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	tm := newTenantMetrics(reg, nil)
+	tm.setTenants([]string{"acme"})
+	tm.observe("acme", sync.RunRecord{Outcome: sync.OutcomeFailed}, errors.New("401"), state.RunFreshness{})
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, mf := range mfs {
+		names[mf.GetName()] = true
+	}
+	if len(names) < 6 {
+		t.Fatalf("platform mode registered only %v", names)
+	}
+	return names
+}
+
 // TestAlertRules validates and unit-tests the alert rules with promtool.
 func TestAlertRules(t *testing.T) {
 	promtool := needTool(t, "promtool")
@@ -309,11 +334,59 @@ func TestRealPrometheus(t *testing.T) {
 		if _, err := promQuery(api, expr); err != nil {
 			t.Errorf("alert %s: %v", alert, err)
 		}
+		if strings.Contains(expr, "plugipay_sync_tenant") {
+			continue // platform mode's series: TestRealPrometheus_Platform
+		}
 		selectors := metricName.FindAllString(expr, -1)
 		if strings.Contains(expr, "up{") {
 			selectors = append(selectors, `up{job="plugipay-sync"}`)
 		}
 		for _, sel := range selectors {
+			if res, err := promQuery(api, sel); err != nil || len(res) == 0 {
+				t.Errorf("alert %s reads %s, which has no series (%v)", alert, sel, err)
+			}
+		}
+	}
+}
+
+// TestRealPrometheus_Platform scrapes a platform-mode daemon with a
+// failing tenant with a real Prometheus evaluating the alert rules: every
+// metric the platform alerts read has series, and PlugipaySyncTenantFailing
+// is pending for the failing tenant alone.
+func TestRealPrometheus_Platform(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Prometheus; skipped with -short")
+	}
+	prom := needTool(t, "prometheus")
+	w := newPlatformWorldOn(t, 2, "127.0.0.1:0", "@every 1s")
+	w.addTenant("t00", 5, testSecret, "{}")
+	w.addTenant("t01", 5, testSecret, "{}")
+	w.addTenant("t-revoked", 3, "sk_test_another_secret", "{}")
+	base, _ := startDaemonConfig(t, w.config)
+	rules, err := filepath.Abs(alertsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	api, logs := startPrometheus(t, prom, t.TempDir(), strings.TrimPrefix(base, "http://"), rules)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		res, err := promQuery(api, `ALERTS{alertname="PlugipaySyncTenantFailing"}`)
+		if err == nil && len(res) > 0 {
+			if len(res) != 1 || !strings.Contains(string(res[0]), `"tenant":"t-revoked"`) {
+				t.Errorf("PlugipaySyncTenantFailing: %s, want t-revoked alone", res)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("PlugipaySyncTenantFailing never became pending (last error %v):\n%s", err, logs.String())
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	for alert, expr := range alertExprs(t) {
+		if !strings.Contains(expr, "plugipay_sync_tenant") {
+			continue
+		}
+		for _, sel := range metricName.FindAllString(expr, -1) {
 			if res, err := promQuery(api, sel); err != nil || len(res) == 0 {
 				t.Errorf("alert %s reads %s, which has no series (%v)", alert, sel, err)
 			}

@@ -465,12 +465,18 @@ func TestDaemon_MetricsAndHealth(t *testing.T) {
 // exit code; it is also stopped when the test ends.
 func startDaemon(t *testing.T, e *e2e) (base string, stop func() int) {
 	t.Helper()
+	return startDaemonConfig(t, e.config)
+}
+
+// startDaemonConfig is startDaemon on the config file config.
+func startDaemonConfig(t *testing.T, config string) (base string, stop func() int) {
+	t.Helper()
 	var out, errOut bytes.Buffer
 	m := NewMain(&out, &errOut)
 	m.LookupEnv = env(map[string]string{"TEST_SECRET": testSecret})
 	addr := make(chan string, 1)
 	m.Ready = func(a string) { addr <- a }
-	if err := m.ParseFlags([]string{"--config", e.config}); err != nil {
+	if err := m.ParseFlags([]string{"--config", config}); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

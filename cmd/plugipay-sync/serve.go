@@ -246,6 +246,14 @@ func (m *Main) handler() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if m.platform != nil {
+			if ok, reason := m.platform.ready(); !ok {
+				writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": reason})
+				return
+			}
+			writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+			return
+		}
 		if m.store == nil {
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": "state DB not open"})
 			return

@@ -42,11 +42,12 @@ func (s *Source) RecordsByID(ctx context.Context, ids []string) iter.Seq2[sync.R
 			chunk := ids[:min(len(ids), byIDChunk)]
 			ids = ids[len(chunk):]
 			a := args{d: s.dialect}
+			from := s.from(&a)
 			marks := make([]string, len(chunk))
 			for i, id := range chunk {
 				marks[i] = a.add(id)
 			}
-			q := "SELECT " + strings.Join(r.cols, ", ") + " FROM " + s.from() +
+			q := "SELECT " + strings.Join(r.cols, ", ") + " FROM " + from +
 				" WHERE " + ext + " IN (" + strings.Join(marks, ", ") + ") ORDER BY " + r.keys[0]
 			r.lastAt, r.lastID, r.run = nil, nil, 0
 			_, ok, err := r.page(ctx, q, a.list, func(raw []any, ref string) bool {

@@ -181,8 +181,10 @@ func (s *Source) listenOnce(ctx context.Context, o ListenOptions, alive *time.Ti
 // catchUp hands over the ids of the rows changed at or after since.
 func (s *Source) catchUp(ctx context.Context, conn *pgx.Conn, since time.Time, notify func([]string)) error {
 	ext := s.quote(s.mapper.Fields()[0])
-	q := "SELECT " + ext + "::text FROM " + s.from() + " WHERE " + s.quote(s.opts.UpdatedAtColumn) + " >= $1"
-	rows, err := conn.Query(ctx, q, s.timeParam(since))
+	a := args{d: s.dialect}
+	q := "SELECT " + ext + "::text FROM " + s.from(&a)
+	q += " WHERE " + s.quote(s.opts.UpdatedAtColumn) + " >= " + a.add(s.timeParam(since))
+	rows, err := conn.Query(ctx, q, a.list...)
 	if err != nil {
 		return fmt.Errorf("crm: sql: listener catch-up: %w", err)
 	}

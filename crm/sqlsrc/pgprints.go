@@ -41,7 +41,9 @@ func (s *Source) pgPrints(ctx context.Context, db *sql.DB, r *read, yield func(s
 			return fmt.Errorf("crm: sql: begin the read's snapshot: %w", err)
 		}
 		defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-		rows, err := tx.Query(ctx, "SELECT "+strings.Join(r.cols, ", ")+" FROM "+s.from(), pgResultFormats)
+		a := args{d: s.dialect}
+		q := "SELECT " + strings.Join(r.cols, ", ") + " FROM " + s.from(&a)
+		rows, err := tx.Query(ctx, q, append([]any{pgResultFormats}, a.list...)...)
 		if err != nil {
 			return fmt.Errorf("crm: sql: query %s: %w", s.what(), err)
 		}

@@ -231,6 +231,7 @@ func (r *read) recordsAt(ctx context.Context, batch []sync.RowPrint, yield func(
 		return false
 	}
 	a := args{d: s.dialect}
+	from := s.from(&a)
 	var marks []string
 	for i, rp := range batch {
 		if i > 0 && batch[i-1].Key == rp.Key {
@@ -238,7 +239,7 @@ func (r *read) recordsAt(ctx context.Context, batch []sync.RowPrint, yield func(
 		}
 		marks = append(marks, a.add(rp.Key))
 	}
-	q := "SELECT " + strings.Join(r.cols, ", ") + " FROM " + s.from() + " WHERE " + r.keys[0] + " IN (" +
+	q := "SELECT " + strings.Join(r.cols, ", ") + " FROM " + from + " WHERE " + r.keys[0] + " IN (" +
 		strings.Join(marks, ", ") + ") ORDER BY " + r.keys[0]
 	rows, err := r.q.QueryContext(ctx, q, a.list...)
 	if err != nil {

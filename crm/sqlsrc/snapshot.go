@@ -38,6 +38,7 @@ import (
 func (r *read) pageQuery(first bool) (string, []any, int) {
 	s := r.s
 	a := args{d: s.dialect}
+	from := s.from(&a)
 	u, id := r.keys[1], r.keys[0]
 	var where []string
 	order := u + ", " + id
@@ -78,7 +79,7 @@ func (r *read) pageQuery(first bool) (string, []any, int) {
 		}
 	}
 	limit := s.opts.PageSize + r.run
-	q := "SELECT " + strings.Join(r.cols, ", ") + " FROM " + s.from()
+	q := "SELECT " + strings.Join(r.cols, ", ") + " FROM " + from
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}

@@ -67,6 +67,12 @@ type Options struct {
 	// instead, which is read as a subquery. Set one.
 	Table string
 	Query string
+	// TenantColumn and Tenant bind the source to one tenant of a shared
+	// table (platform mode, issue 19): every read, keyed read and print
+	// pass sees only the rows whose TenantColumn equals Tenant, sent as a
+	// bound parameter, never spliced into the SQL. Both or neither.
+	TenantColumn string
+	Tenant       string
 	// IDColumn and UpdatedAtColumn are the keysets: a full scan pages on
 	// the id (give it an index: the primary key), an incremental read on
 	// (updated_at, id) (give it an index on both). The id should be
@@ -108,7 +114,10 @@ type Source struct {
 	pending  crm.PendingWatermark
 }
 
-var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$`)
+var (
+	identRE  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$`)
+	columnRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+)
 
 // New validates opts. It does not connect: the database is opened on every
 // read, so the daemon starts while the database is down.
@@ -120,24 +129,11 @@ func New(opts Options) (*Source, error) {
 	if opts.DSN == "" {
 		return nil, errors.New("crm.sql.dsn: required")
 	}
-	if opts.Driver == MySQL {
-		cfg, err := mysql.ParseDSN(opts.DSN)
-		if err != nil {
-			return nil, fmt.Errorf("crm.sql.dsn: not a MySQL DSN (user:pass@tcp(host:3306)/db): %v", err)
-		}
-		cfg.ParseTime = true
-		// Pin the session to UTC: TIMESTAMP values are converted to the
-		// session time zone, which otherwise follows the server's
-		// time_zone (issue 15: a change from +07:00 to +00:00 hid updated
-		// rows for 7 hours). Parameters are sent, and DATETIMEs read, in
-		// UTC too.
-		cfg.Loc = time.UTC
-		if cfg.Params == nil {
-			cfg.Params = map[string]string{}
-		}
-		cfg.Params["time_zone"] = "'+00:00'"
-		opts.DSN = cfg.FormatDSN()
+	dsn, err := sessionDSN(opts.Driver, opts.DSN)
+	if err != nil {
+		return nil, err
 	}
+	opts.DSN = dsn
 	switch {
 	case (opts.Table == "") == (opts.Query == ""):
 		return nil, errors.New("crm.sql: set table or query, not both")
@@ -145,6 +141,10 @@ func New(opts Options) (*Source, error) {
 		return nil, fmt.Errorf("crm.sql.table: %q is not a plain table name (letters, digits, _ and one optional schema.)", opts.Table)
 	case opts.Query != "" && !strings.HasPrefix(strings.ToUpper(strings.TrimSpace(opts.Query)), "SELECT"):
 		return nil, errors.New("crm.sql.query: must be a SELECT")
+	case opts.TenantColumn != "" && !columnRE.MatchString(opts.TenantColumn):
+		return nil, fmt.Errorf("crm.sql.tenant_column: %q is not a plain column name (letters, digits and _)", opts.TenantColumn)
+	case (opts.TenantColumn == "") != (opts.Tenant == ""):
+		return nil, errors.New("crm.sql.tenant_column: a tenant-bound source needs both the column and the tenant id")
 	}
 	if opts.IDColumn == "" {
 		opts.IDColumn = "id"
@@ -174,6 +174,30 @@ func New(opts Options) (*Source, error) {
 		what = "query:" + hex.EncodeToString(h[:8])
 	}
 	return &Source{opts: opts, mapper: mp, dialect: d, key: "sql:" + opts.Driver + ":" + what}, nil
+}
+
+// sessionDSN is the DSN every connection of the source opens with: for
+// MySQL, parseTime and a session pinned to UTC.
+func sessionDSN(driver, dsn string) (string, error) {
+	if driver != MySQL {
+		return dsn, nil
+	}
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		return "", fmt.Errorf("crm.sql.dsn: not a MySQL DSN (user:pass@tcp(host:3306)/db): %v", err)
+	}
+	cfg.ParseTime = true
+	// Pin the session to UTC: TIMESTAMP values are converted to the
+	// session time zone, which otherwise follows the server's
+	// time_zone (issue 15: a change from +07:00 to +00:00 hid updated
+	// rows for 7 hours). Parameters are sent, and DATETIMEs read, in
+	// UTC too.
+	cfg.Loc = time.UTC
+	if cfg.Params == nil {
+		cfg.Params = map[string]string{}
+	}
+	cfg.Params["time_zone"] = "'+00:00'"
+	return cfg.FormatDSN(), nil
 }
 
 // WatermarkKey is the key the source's watermark is stored under.
@@ -259,16 +283,26 @@ type read struct {
 	run            int
 }
 
-func (s *Source) from() string {
+// from is the FROM clause every query of the source reads, aliased src.
+// A tenant-bound source filters it on the tenant column with the tenant
+// as a's first parameter: call from before adding any other parameter,
+// so that with "?" placeholders the order of a's list is the order of
+// the placeholders in the text (from comes first in every query).
+func (s *Source) from(a *args) string {
+	base := "(" + strings.TrimRight(strings.TrimSpace(s.opts.Query), ";") + ")"
 	if s.opts.Table != "" {
-		return s.quoteTable(s.opts.Table) + " src"
+		base = s.quoteTable(s.opts.Table)
 	}
-	return "(" + strings.TrimRight(strings.TrimSpace(s.opts.Query), ";") + ") src"
+	if s.opts.TenantColumn == "" {
+		return base + " src"
+	}
+	return "(SELECT * FROM " + base + " t WHERE t." + s.quote(s.opts.TenantColumn) + " = " + a.add(s.opts.Tenant) + ") src"
 }
 
 // newRead checks the columns against the source and picks the mode.
 func (s *Source) newRead(ctx context.Context, db *sql.DB) (*read, error) {
-	rows, err := db.QueryContext(ctx, "SELECT * FROM "+s.from()+" WHERE 1=0")
+	a := args{d: s.dialect}
+	rows, err := db.QueryContext(ctx, "SELECT * FROM "+s.from(&a)+" WHERE 1=0", a.list...)
 	if err != nil {
 		return nil, fmt.Errorf("crm: sql: read the columns of %s: %w", s.what(), err)
 	}
