@@ -159,7 +159,9 @@ func testMappings(t *testing.T, b backend) {
 	})
 }
 
-func TestPutMapping_ClearsPendingWriteAndFailure(t *testing.T) { forEachBackend(t, testPutMapping_ClearsPendingWriteAndFailure) }
+func TestPutMapping_ClearsPendingWriteAndFailure(t *testing.T) {
+	forEachBackend(t, testPutMapping_ClearsPendingWriteAndFailure)
+}
 
 func testPutMapping_ClearsPendingWriteAndFailure(t *testing.T, b backend) {
 	ctx := context.Background()
@@ -511,7 +513,9 @@ func testBindDestination(t *testing.T, b backend) {
 
 // A duplicate externalId mark outlives the confirmed or failed write of
 // the user's first row, which can finish after the second row was read.
-func TestDuplicateMarkOutlivesTheFirstRowsWrite(t *testing.T) { forEachBackend(t, testDuplicateMarkOutlivesTheFirstRowsWrite) }
+func TestDuplicateMarkOutlivesTheFirstRowsWrite(t *testing.T) {
+	forEachBackend(t, testDuplicateMarkOutlivesTheFirstRowsWrite)
+}
 
 func testDuplicateMarkOutlivesTheFirstRowsWrite(t *testing.T, b backend) {
 	ctx := context.Background()
