@@ -545,3 +545,61 @@ func testDuplicateMarkOutlivesTheFirstRowsWrite(t *testing.T, b backend) {
 		t.Fatalf("a confirmed write kept its failure: %+v", f)
 	}
 }
+
+// TestOpenConcurrently: processes opening one new store at once all open
+// it, and each migration is applied once.
+func TestOpenConcurrently(t *testing.T) { forEachBackend(t, testOpenConcurrently) }
+
+func testOpenConcurrently(t *testing.T, b backend) {
+	ctx := context.Background()
+	loc := b.NewLocation(t)
+	const openers = 4
+	dbs := make([]*state.DB, openers)
+	errs := make([]error, openers)
+	var wg stdsync.WaitGroup
+	for i := range openers {
+		wg.Go(func() { dbs[i], errs[i] = b.open(ctx, loc) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("opener %d: %v", i, err)
+		}
+		defer dbs[i].Close()
+	}
+	// Every handle writes and sees the others' writes.
+	for i, db := range dbs {
+		if err := db.PutMapping(ctx, mapping(fmt.Sprintf("u%d", i), "cus", "h")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, db := range dbs {
+		if n, err := db.MappingCount(ctx); err != nil || n != openers {
+			t.Errorf("handle %d: MappingCount() = %d, %v; want %d", i, n, err, openers)
+		}
+	}
+}
+
+// TestPutMappingsSameIDTwice: a rebuild that meets one external id on two
+// customers keeps the later, in one call, on both backends.
+func TestPutMappingsSameIDTwice(t *testing.T) { forEachBackend(t, testPutMappingsSameIDTwice) }
+
+func testPutMappingsSameIDTwice(t *testing.T, b backend) {
+	ctx := context.Background()
+	db := b.MustOpen(t)
+	ms := []sync.Mapping{mapping("u1", "cus_1", "h1"), mapping("u2", "cus_2", "h2"), mapping("u1", "cus_9", "h9")}
+	if err := db.PutMappings(ctx, ms); err != nil {
+		t.Fatal(err)
+	}
+	got, err := db.Mappings(ctx, []string{"u1", "u2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]sync.Mapping{"u1": ms[2], "u2": ms[1]}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Mappings() = %v, want %v", got, want)
+	}
+	if n, err := db.MappingCount(ctx); err != nil || n != 2 {
+		t.Errorf("MappingCount() = %d, %v; want 2", n, err)
+	}
+}

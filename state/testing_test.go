@@ -48,6 +48,8 @@ type backend struct {
 	// when the test ends.
 	NewLocation func(tb testing.TB) string
 	open        func(ctx context.Context, loc string, opts ...state.Option) (*state.DB, error)
+	// lock takes the writer lock of the store at loc.
+	lock func(ctx context.Context, loc string, wait time.Duration, command string) (*state.Lock, error)
 }
 
 // backends are the dialects every store test runs against.
@@ -56,9 +58,10 @@ var backends = []backend{sqliteBackend, postgresBackend}
 var sqliteBackend = backend{
 	name: "sqlite",
 	NewLocation: func(tb testing.TB) string {
-		return filepath.Join(tb.TempDir(), "state", "state.db")
+		return filepath.Join(tb.TempDir(), "state.db")
 	},
 	open: state.Open,
+	lock: state.AcquireLock,
 }
 
 // testPostgresDSN is the test database: the PostgreSQL on this machine
@@ -75,6 +78,9 @@ var postgresBackend = backend{
 	NewLocation: newTestSchema,
 	open: func(ctx context.Context, schema string, opts ...state.Option) (*state.DB, error) {
 		return state.OpenPostgres(ctx, testPostgresDSN(), schema, opts...)
+	},
+	lock: func(ctx context.Context, schema string, wait time.Duration, command string) (*state.Lock, error) {
+		return state.AcquirePostgresLock(ctx, testPostgresDSN(), schema, wait, command)
 	},
 }
 
