@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"strconv"
 	"strings"
+
+	"github.com/plugipay-sync/plugipay-sync/sync"
 )
 
 // dialect is the SQL database a DB speaks to. Every query of the store is
@@ -116,6 +118,32 @@ func (tx *Tx) QueryContext(ctx context.Context, query string, args ...any) (*sql
 
 func (tx *Tx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
 	return tx.Tx.QueryRowContext(ctx, tx.db.db.d.bind(query), args...)
+}
+
+// upsertable returns the mappings one multi-row upsert may carry: ms
+// itself on SQLite, which applies rows in order (the last of one external
+// id wins), and on PostgreSQL, where an upsert may not touch one row twice
+// ("cannot affect row a second time"), ms without the mappings a later
+// one of the same external id replaces. A rebuild can meet one external
+// id on two customers.
+func (d dialect) upsertable(ms []sync.Mapping) []sync.Mapping {
+	if d == dialectSQLite {
+		return ms
+	}
+	last := make(map[string]int, len(ms))
+	for i, m := range ms {
+		last[m.ExternalID] = i
+	}
+	if len(last) == len(ms) {
+		return ms
+	}
+	out := make([]sync.Mapping, 0, len(last))
+	for i, m := range ms {
+		if last[m.ExternalID] == i {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // boolInt stores a flag as 0 or 1: both schemas keep flags in integer

@@ -84,7 +84,7 @@ func (db *DB) PutMappings(ctx context.Context, ms []sync.Mapping) error {
 		// in database/sql and cgo than SQLite's insert itself.
 		args := make([]any, 0, putMappingsRows*6)
 		for start := 0; start < len(ms); start += putMappingsRows {
-			chunk := lastPerID(ms[start:min(start+putMappingsRows, len(ms))])
+			chunk := tx.db.db.d.upsertable(ms[start:min(start+putMappingsRows, len(ms))])
 			args = args[:0]
 			for _, m := range chunk {
 				args = append(args, tx.mappingArgs(m)...)
@@ -150,28 +150,6 @@ func (db *DB) AllMappings(ctx context.Context) iter.Seq2[sync.Mapping, error] {
 			yield(sync.Mapping{}, fmt.Errorf("state: all mappings: %w", err))
 		}
 	}
-}
-
-// lastPerID drops from ms each mapping a later one of the same external id
-// replaces, keeping their order: an upsert of one id twice in a statement
-// is last-wins on SQLite and an error on PostgreSQL ("cannot affect row a
-// second time"). A rebuild can meet one external id on two customers. ms
-// is returned as is when its ids are distinct, as they nearly always are.
-func lastPerID(ms []sync.Mapping) []sync.Mapping {
-	last := make(map[string]int, len(ms))
-	for i, m := range ms {
-		last[m.ExternalID] = i
-	}
-	if len(last) == len(ms) {
-		return ms
-	}
-	out := make([]sync.Mapping, 0, len(last))
-	for i, m := range ms {
-		if last[m.ExternalID] == i {
-			out = append(out, m)
-		}
-	}
-	return out
 }
 
 // putMappingsRows is how many rows one PutMappings INSERT carries (6
