@@ -1,7 +1,9 @@
-// Package state is the local SQLite cache behind sync.Store: the mappings
-// from CRM users to Plugipay customers, the pending writes that pin each
-// intended write's idempotency key across crashes, the failures kept until a
-// record syncs, and the history of runs.
+// Package state is the cache behind sync.Store: the mappings from CRM
+// users to Plugipay customers, the pending writes that pin each intended
+// write's idempotency key across crashes, the failures kept until a record
+// syncs, and the history of runs. It lives in a local SQLite file (Open)
+// or, for replicas that share the work, in a PostgreSQL schema
+// (OpenPostgres): one DB type, each query written once (see dialect.go).
 //
 // The database is one file opened in WAL mode, so readers (a status command,
 // the metrics endpoint) never block the reconciler. Every per-connection

@@ -603,3 +603,37 @@ func testPutMappingsSameIDTwice(t *testing.T, b backend) {
 		t.Errorf("MappingCount() = %d, %v; want 2", n, err)
 	}
 }
+
+// TestOpenPostgres_Errors: a schema the store will not use is refused
+// before connecting, and no error carries the DSN's password.
+func TestOpenPostgres_Errors(t *testing.T) {
+	ctx := context.Background()
+	const password = "hunter2-s3cret"
+	for _, tc := range []struct {
+		name, dsn, schema string
+		want              error // nil: any error
+	}{
+		{"ReservedSchema", testPostgresDSN(), "pg_catalog", state.ErrBadSchema},
+		{"EmptySchema", testPostgresDSN(), "", state.ErrBadSchema},
+		{"DSNDoesNotParse", "postgres://u:" + password + "@127.0.0.1:notaport/db", "s", nil},
+		{"Unreachable", "postgres://u:" + password + "@127.0.0.1:1/db?connect_timeout=5", "s", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db, err := state.OpenPostgres(ctx, tc.dsn, tc.schema)
+			if err == nil {
+				db.Close()
+				t.Fatal("opened")
+			}
+			if tc.want != nil && !errors.Is(err, tc.want) {
+				t.Errorf("err = %v, want %v", err, tc.want)
+			}
+			if strings.Contains(err.Error(), password) {
+				t.Errorf("the password is in the error: %v", err)
+			}
+			_, err = state.AcquirePostgresLock(ctx, tc.dsn, tc.schema, 0, "x")
+			if err == nil || strings.Contains(err.Error(), password) {
+				t.Errorf("lock: err = %v, want an error without the password", err)
+			}
+		})
+	}
+}

@@ -87,6 +87,15 @@ const (
 	StateDriverPostgres = "postgres"
 )
 
+// String names the store for messages: the file, or the schema (the DSN
+// is a secret and is left out).
+func (s StateConfig) String() string {
+	if s.Postgres() {
+		return "postgres schema " + s.Schema
+	}
+	return s.Path
+}
+
 // Postgres reports whether the state lives in PostgreSQL.
 func (s StateConfig) Postgres() bool { return s.Driver == StateDriverPostgres }
 
