@@ -201,6 +201,11 @@ func dsn(path string) string {
 // DB on PostgreSQL (OpenPostgres).
 func (db *DB) Path() string { return db.path }
 
+// Location names the store for people: the file's path, or the
+// PostgreSQL schema with the server and database (never the DSN, which
+// may hold a password).
+func (db *DB) Location() string { return db.where }
+
 // Close closes the prepared statements and the database.
 func (db *DB) Close() error {
 	if db == nil || db.db == nil {

@@ -637,3 +637,18 @@ func TestOpenPostgres_Errors(t *testing.T) {
 		})
 	}
 }
+
+// TestLocation: a store names itself by its file, or by its schema.
+func TestLocation(t *testing.T) { forEachBackend(t, testLocation) }
+
+func testLocation(t *testing.T, b backend) {
+	loc := b.NewLocation(t)
+	db := b.MustOpenAt(t, loc)
+	want := loc
+	if b.name == "postgres" {
+		want = `postgres schema "` + loc + `" on `
+	}
+	if got := db.Location(); !strings.HasPrefix(got, want) {
+		t.Errorf("Location() = %q, want %q", got, want)
+	}
+}

@@ -229,7 +229,7 @@ func runStatus(ctx context.Context, m *Main, args []string) (int, error) {
 }
 
 func buildStatus(ctx context.Context, db *state.DB, n int) (statusReport, error) {
-	rep := statusReport{StatePath: db.Path(), Runs: []statusRunJSON{}}
+	rep := statusReport{StatePath: db.Location(), Runs: []statusRunJSON{}}
 	var err error
 	if rep.Mappings, err = db.MappingCount(ctx); err != nil {
 		return rep, err

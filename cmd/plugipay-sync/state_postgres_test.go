@@ -102,8 +102,8 @@ func TestOnce_PostgresState(t *testing.T) {
 	}
 
 	code, out = e.command("status")
-	if code != ExitOK || !strings.Contains(out, "1195") {
-		t.Fatalf("status on the schema: exit %d, want %d showing 1195 mappings:\n%s", code, ExitOK, out)
+	if code != ExitOK || !strings.Contains(out, "1195") || !strings.Contains(out, `postgres schema "`+schema+`"`) {
+		t.Fatalf("status on the schema: exit %d, want %d showing the schema and its 1195 mappings:\n%s", code, ExitOK, out)
 	}
 
 	l, err := state.AcquirePostgresLock(ctx, testStateDSN(), schema, 0, "plugipay-sync daemon (test holder)")
