@@ -219,7 +219,10 @@ func (db *DB) Close() error {
 }
 
 // Tx is a write transaction carrying one fixed "now", so every row it
-// touches gets the same timestamp and tests can fix the clock.
+// touches gets the same timestamp and tests can fix the clock. Its
+// ExecContext, QueryContext and QueryRowContext bind "?" placeholders to
+// the DB's dialect (dialect.go); the context-free methods of the embedded
+// *sql.Tx do not, and are not used.
 type Tx struct {
 	*sql.Tx
 	db  *DB
