@@ -1,7 +1,9 @@
-// Package state is the local SQLite cache behind sync.Store: the mappings
-// from CRM users to Plugipay customers, the pending writes that pin each
-// intended write's idempotency key across crashes, the failures kept until a
-// record syncs, and the history of runs.
+// Package state is the cache behind sync.Store: the mappings from CRM
+// users to Plugipay customers, the pending writes that pin each intended
+// write's idempotency key across crashes, the failures kept until a record
+// syncs, and the history of runs. It lives in a local SQLite file (Open)
+// or, for replicas that share the work, in a PostgreSQL schema
+// (OpenPostgres): one DB type, each query written once (see dialect.go).
 //
 // The database is one file opened in WAL mode, so readers (a status command,
 // the metrics endpoint) never block the reconciler. Every per-connection
@@ -75,9 +77,13 @@ var _ sync.Store = (*DB)(nil)
 
 // DB is the state database. It is safe for concurrent use.
 type DB struct {
-	db   *sql.DB
-	path string
-	now  func() time.Time
+	db   *sqlDB
+	path string // the SQLite file; "" on PostgreSQL
+	// schema is the PostgreSQL schema holding the tables; "" on SQLite.
+	schema string
+	// where names the database in errors: the path, or the schema.
+	where string
+	now   func() time.Time
 
 	stmts stmtCache
 
@@ -102,37 +108,47 @@ func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
 	if path == "" {
 		return nil, errors.New("state: open: empty path")
 	}
-	db := &DB{path: path, now: time.Now, active: map[int64]bool{}}
-	for _, o := range opts {
-		o(db)
-	}
 	if err := createFile(path); err != nil {
 		return nil, fmt.Errorf("state: open %s: %w", path, err)
 	}
-
 	registerDriver()
-	sqlDB, err := sql.Open(driverName, dsn(path))
+	pool, err := sql.Open(driverName, dsn(path))
 	if err != nil {
 		return nil, fmt.Errorf("state: open %s: %w", path, err)
 	}
-	db.db = sqlDB
-	db.stmts.db = sqlDB
-
+	db := newDB(&sqlDB{DB: pool, d: dialectSQLite}, opts)
+	db.path, db.where = path, path
 	if err := db.init(ctx); err != nil {
-		_ = sqlDB.Close()
+		_ = pool.Close()
 		return nil, err
 	}
 	return db, nil
 }
 
+// newDB is the DB over pool with opts applied, for either dialect.
+func newDB(pool *sqlDB, opts []Option) *DB {
+	db := &DB{db: pool, now: time.Now, active: map[int64]bool{}}
+	db.stmts.db = pool
+	for _, o := range opts {
+		o(db)
+	}
+	return db
+}
+
 // init checks the connection settings took effect and migrates the schema.
 func (db *DB) init(ctx context.Context) error {
+	if db.db.d == dialectPostgres {
+		if err := db.createSchema(ctx); err != nil {
+			return db.openError(err)
+		}
+		return db.openError(db.migrate(ctx))
+	}
 	var mode string
 	if err := db.db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
 		return db.openError(err)
 	}
 	if !strings.EqualFold(mode, "wal") {
-		return fmt.Errorf("state: open %s: journal_mode is %q, want wal (is the file on a filesystem without shared memory?)", db.path, mode)
+		return fmt.Errorf("state: open %s: journal_mode is %q, want wal (is the file on a filesystem without shared memory?)", db.where, mode)
 	}
 	if err := db.migrate(ctx); err != nil {
 		return db.openError(err)
@@ -143,14 +159,17 @@ func (db *DB) init(ctx context.Context) error {
 // openError names the path and explains the SQLite errors an operator can
 // act on: a file that is not a database or is corrupted.
 func (db *DB) openError(err error) error {
+	if err == nil {
+		return nil
+	}
 	var se sqlite3.Error
 	if errors.As(err, &se) && (se.Code == sqlite3.ErrNotADB || se.Code == sqlite3.ErrCorrupt) {
-		return fmt.Errorf("state: open %s: not a valid state database (corrupted, or not a SQLite file); move it aside to rebuild the cache: %w", db.path, err)
+		return fmt.Errorf("state: open %s: not a valid state database (corrupted, or not a SQLite file); move it aside to rebuild the cache: %w", db.where, err)
 	}
 	if strings.HasPrefix(err.Error(), "state:") {
 		return err
 	}
-	return fmt.Errorf("state: open %s: %w", db.path, err)
+	return fmt.Errorf("state: open %s: %w", db.where, err)
 }
 
 // createFile creates the parent directory (0700) and the database file
@@ -178,8 +197,14 @@ func dsn(path string) string {
 		esc, DefaultBusyTimeout.Milliseconds(), DefaultCacheSize)
 }
 
-// Path returns the database file's path as given to Open.
+// Path returns the database file's path as given to Open, or "" for a
+// DB on PostgreSQL (OpenPostgres).
 func (db *DB) Path() string { return db.path }
+
+// Location names the store for people: the file's path, or the
+// PostgreSQL schema with the server and database (never the DSN, which
+// may hold a password).
+func (db *DB) Location() string { return db.where }
 
 // Close closes the prepared statements and the database.
 func (db *DB) Close() error {
@@ -188,26 +213,38 @@ func (db *DB) Close() error {
 	}
 	db.stmts.close()
 	if err := db.db.Close(); err != nil {
-		return fmt.Errorf("state: close %s: %w", db.path, err)
+		return fmt.Errorf("state: close %s: %w", db.where, err)
 	}
 	return nil
 }
 
 // Tx is a write transaction carrying one fixed "now", so every row it
-// touches gets the same timestamp and tests can fix the clock.
+// touches gets the same timestamp and tests can fix the clock. Its
+// ExecContext, QueryContext and QueryRowContext bind "?" placeholders to
+// the DB's dialect (dialect.go); the context-free methods of the embedded
+// *sql.Tx do not, and are not used.
 type Tx struct {
 	*sql.Tx
 	db  *DB
 	now time.Time
 }
 
-// BeginTx starts a write transaction. It begins IMMEDIATE (from the DSN), so
-// it waits up to the busy timeout for another writer rather than failing
-// later when it first writes.
+// BeginTx starts a write transaction. On SQLite it begins IMMEDIATE (from
+// the DSN), so it waits up to the busy timeout for another writer rather
+// than failing later when it first writes. On PostgreSQL it takes the
+// schema's transaction lock first (see lockWrites), to the same effect:
+// write transactions on one store run one at a time, as the store's
+// read-then-write methods (PreparePendingWrite, RecordFailure) assume.
 func (db *DB) BeginTx(ctx context.Context) (*Tx, error) {
 	tx, err := db.db.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, err
+	}
+	if db.db.d == dialectPostgres {
+		if err := lockWrites(ctx, tx, db.schema); err != nil {
+			_ = tx.Rollback()
+			return nil, err
+		}
 	}
 	return &Tx{Tx: tx, db: db, now: db.now().UTC()}, nil
 }
@@ -244,7 +281,7 @@ func decodeTime(n int64) time.Time {
 // probes.
 func (db *DB) Ping(ctx context.Context) error {
 	if err := db.db.PingContext(ctx); err != nil {
-		return fmt.Errorf("state: ping %s: %w", db.path, err)
+		return fmt.Errorf("state: ping %s: %w", db.where, err)
 	}
 	return nil
 }

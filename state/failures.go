@@ -56,7 +56,7 @@ ON CONFLICT (external_id) DO UPDATE SET
 	next_attempt_at = excluded.next_attempt_at,
 	updated_at      = excluded.updated_at
 RETURNING `+failureCols,
-			f.ExternalID, f.Hash, f.Terminal, f.Code, f.Message, f.RequestID, encodeTime(f.NextAttempt), encodeTime(tx.now))
+			f.ExternalID, f.Hash, boolInt(f.Terminal), f.Code, f.Message, f.RequestID, encodeTime(f.NextAttempt), encodeTime(tx.now))
 		var err error
 		out, err = scanFailure(row)
 		return err

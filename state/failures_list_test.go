@@ -33,8 +33,10 @@ func ids(fs []sync.Failure) []string {
 	return out
 }
 
-func TestListFailures(t *testing.T) {
-	db := MustOpenDB(t)
+func TestListFailures(t *testing.T) { forEachBackend(t, testListFailures) }
+
+func testListFailures(t *testing.T, b backend) {
+	db := b.MustOpen(t)
 	seedFailures(t, db)
 	for _, tt := range []struct {
 		name   string
@@ -70,10 +72,12 @@ func TestListFailures(t *testing.T) {
 	})
 }
 
-func TestResetFailures(t *testing.T) {
+func TestResetFailures(t *testing.T) { forEachBackend(t, testResetFailures) }
+
+func testResetFailures(t *testing.T, b backend) {
 	ctx := context.Background()
 	t.Run("ByCode", func(t *testing.T) {
-		db := MustOpenDB(t)
+		db := b.MustOpen(t)
 		seedFailures(t, db)
 		got, err := db.ResetFailures(ctx, state.FailureFilter{Code: "validation_error"})
 		if err != nil {
@@ -98,7 +102,7 @@ func TestResetFailures(t *testing.T) {
 		}
 	})
 	t.Run("All", func(t *testing.T) {
-		db := MustOpenDB(t)
+		db := b.MustOpen(t)
 		seedFailures(t, db)
 		got, err := db.ResetFailures(ctx, state.FailureFilter{})
 		if err != nil || len(got) != 3 {
@@ -115,7 +119,7 @@ func TestResetFailures(t *testing.T) {
 		}
 	})
 	t.Run("ExternalIDs", func(t *testing.T) {
-		db := MustOpenDB(t)
+		db := b.MustOpen(t)
 		seedFailures(t, db)
 		got, err := db.ResetFailures(ctx, state.FailureFilter{ExternalIDs: []string{"u2", "nobody"}})
 		if err != nil || !slices.Equal(ids(got), []string{"u2"}) {
@@ -127,7 +131,7 @@ func TestResetFailures(t *testing.T) {
 		}
 	})
 	t.Run("None", func(t *testing.T) {
-		db := MustOpenDB(t)
+		db := b.MustOpen(t)
 		got, err := db.ResetFailures(ctx, state.FailureFilter{Code: "nothing"})
 		if err != nil || len(got) != 0 {
 			t.Fatalf("ResetFailures() = %v, %v; want none", got, err)

@@ -81,7 +81,8 @@ func (tx *Tx) putConfirmed(ctx context.Context, externalID, hash string, r *sync
 	if err != nil {
 		return err
 	}
-	_, err = tx.ExecContext(ctx, `INSERT OR REPLACE INTO confirmed_records (external_id, hash, record) VALUES (?, ?, ?)`,
+	_, err = tx.ExecContext(ctx, `INSERT INTO confirmed_records (external_id, hash, record) VALUES (?, ?, ?)
+ON CONFLICT (external_id) DO UPDATE SET hash = excluded.hash, record = excluded.record`,
 		externalID, hash, string(b))
 	return err
 }

@@ -9,9 +9,11 @@ import (
 	"github.com/plugipay-sync/plugipay-sync/sync"
 )
 
-func TestLedger(t *testing.T) {
+func TestLedger(t *testing.T) { forEachBackend(t, testLedger) }
+
+func testLedger(t *testing.T, b backend) {
 	ctx := context.Background()
-	db := MustOpenDB(t)
+	db := b.MustOpen(t)
 	defer MustCloseDB(t, db)
 	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 

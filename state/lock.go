@@ -47,9 +47,10 @@ func (e *LockedError) Error() string {
 
 func (e *LockedError) Unwrap() error { return ErrLocked }
 
-// Lock is a held writer lock; Release gives it up.
+// Lock is a held writer lock, of a SQLite file (AcquireLock) or of a
+// PostgreSQL schema (AcquirePostgresLock); Release gives it up.
 type Lock struct {
-	fl *flock.Flock
+	release func() error
 }
 
 // LockPath is the lock file of the state DB at dbPath.
@@ -86,28 +87,42 @@ func AcquireLock(ctx context.Context, dbPath string, wait time.Duration, command
 	if !ok {
 		return nil, &LockedError{Path: path, Holder: awaitHolder(ctx, path)}
 	}
-	host, _ := os.Hostname()
-	h := Holder{PID: os.Getpid(), Host: host, Command: command, Since: time.Now().UTC().Truncate(time.Second)}
-	b, _ := json.Marshal(h)
+	b, _ := json.Marshal(newHolder(command))
 	// Written through a second descriptor: flock belongs to the first, and
 	// truncating the file does not touch the lock.
 	if err := os.WriteFile(path, append(b, '\n'), 0o600); err != nil {
 		_ = fl.Unlock()
 		return nil, fmt.Errorf("state: lock %s: record the holder: %w", path, err)
 	}
-	return &Lock{fl: fl}, nil
+	return &Lock{release: fl.Unlock}, nil
 }
 
 // awaitHolder reads the holder a held lock file names. A holder writes
 // itself in right after it takes the lock, so an empty file is given a
 // moment to fill.
 func awaitHolder(ctx context.Context, path string) Holder {
-	h := readHolder(path)
-	for i := 0; h.PID == 0 && i < 50 && ctx.Err() == nil; i++ {
+	return awaitRecord(ctx, func() (Holder, bool) {
+		h := readHolder(path)
+		return h, h.PID != 0
+	})
+}
+
+// awaitRecord calls read until it reports the holder's record complete, up
+// to half a second: a holder records itself right after it takes the
+// lock. It returns the last record read.
+func awaitRecord(ctx context.Context, read func() (Holder, bool)) Holder {
+	h, ok := read()
+	for i := 0; !ok && i < 50 && ctx.Err() == nil; i++ {
 		time.Sleep(10 * time.Millisecond)
-		h = readHolder(path)
+		h, ok = read()
 	}
 	return h
+}
+
+// newHolder describes this process as the holder of a lock.
+func newHolder(command string) Holder {
+	host, _ := os.Hostname()
+	return Holder{PID: os.Getpid(), Host: host, Command: command, Since: time.Now().UTC().Truncate(time.Second)}
 }
 
 // readHolder reads the holder a lock file names, or the zero Holder.
@@ -125,10 +140,10 @@ func readHolder(path string) Holder {
 // process that opened the old file and one that creates a new one both
 // hold "the" lock.
 func (l *Lock) Release() error {
-	if l == nil || l.fl == nil {
+	if l == nil || l.release == nil {
 		return nil
 	}
-	err := l.fl.Unlock()
-	l.fl = nil
+	err := l.release()
+	l.release = nil
 	return err
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,16 +11,18 @@ import (
 	"github.com/plugipay-sync/plugipay-sync/state"
 )
 
-func TestAcquireLock(t *testing.T) {
+func TestAcquireLock(t *testing.T) { forEachBackend(t, testAcquireLock) }
+
+func testAcquireLock(t *testing.T, b backend) {
 	ctx := context.Background()
-	db := filepath.Join(t.TempDir(), "state.db")
-	l, err := state.AcquireLock(ctx, db, 0, "plugipay-sync daemon")
+	db := b.NewLocation(t)
+	l, err := b.lock(ctx, db, 0, "plugipay-sync daemon")
 	if err != nil {
 		t.Fatal(err)
 	}
 
 	t.Run("HeldNamesTheHolder", func(t *testing.T) {
-		_, err := state.AcquireLock(ctx, db, 0, "plugipay-sync --once")
+		_, err := b.lock(ctx, db, 0, "plugipay-sync --once")
 		var le *state.LockedError
 		if !errors.As(err, &le) || !errors.Is(err, state.ErrLocked) {
 			t.Fatalf("second lock: %v, want a *LockedError wrapping ErrLocked", err)
@@ -36,7 +37,7 @@ func TestAcquireLock(t *testing.T) {
 
 	t.Run("WaitGivesUp", func(t *testing.T) {
 		start := time.Now()
-		_, err := state.AcquireLock(ctx, db, 300*time.Millisecond, "x")
+		_, err := b.lock(ctx, db, 300*time.Millisecond, "x")
 		if !errors.Is(err, state.ErrLocked) || time.Since(start) < 300*time.Millisecond {
 			t.Fatalf("after %s: %v; want ErrLocked after the wait", time.Since(start), err)
 		}
@@ -47,12 +48,12 @@ func TestAcquireLock(t *testing.T) {
 			time.Sleep(200 * time.Millisecond)
 			l.Release()
 		}()
-		l2, err := state.AcquireLock(ctx, db, 10*time.Second, "plugipay-sync retry")
+		l2, err := b.lock(ctx, db, 10*time.Second, "plugipay-sync retry")
 		if err != nil {
 			t.Fatalf("waiting writer: %v", err)
 		}
 		defer l2.Release()
-		_, err = state.AcquireLock(ctx, db, 0, "y")
+		_, err = b.lock(ctx, db, 0, "y")
 		var le *state.LockedError
 		if !errors.As(err, &le) || le.Holder.Command != "plugipay-sync retry" {
 			t.Fatalf("the new holder is not recorded: %v", err)
@@ -60,14 +61,14 @@ func TestAcquireLock(t *testing.T) {
 	})
 
 	t.Run("CancelledWait", func(t *testing.T) {
-		h, err := state.AcquireLock(ctx, db, 0, "holder")
+		h, err := b.lock(ctx, db, 0, "holder")
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer h.Release()
 		cctx, cancel := context.WithCancel(ctx)
 		cancel()
-		if _, err := state.AcquireLock(cctx, db, time.Minute, "z"); err == nil || errors.Is(err, state.ErrLocked) {
+		if _, err := b.lock(cctx, db, time.Minute, "z"); err == nil || errors.Is(err, state.ErrLocked) {
 			t.Fatalf("cancelled wait: %v, want the context's error", err)
 		}
 	})

@@ -84,7 +84,7 @@ func (db *DB) PutMappings(ctx context.Context, ms []sync.Mapping) error {
 		// in database/sql and cgo than SQLite's insert itself.
 		args := make([]any, 0, putMappingsRows*6)
 		for start := 0; start < len(ms); start += putMappingsRows {
-			chunk := ms[start:min(start+putMappingsRows, len(ms))]
+			chunk := tx.db.db.d.upsertable(ms[start:min(start+putMappingsRows, len(ms))])
 			args = args[:0]
 			for _, m := range chunk {
 				args = append(args, tx.mappingArgs(m)...)

@@ -14,7 +14,7 @@ import (
 // new files NNN_description.sql with the next number; never edit one that
 // has shipped.
 //
-//go:embed migrations/*.sql
+//go:embed migrations/*.sql migrations/postgres/*.sql
 var migrationFS embed.FS
 
 // migration is one embedded schema change.
@@ -24,9 +24,9 @@ type migration struct {
 	sql     string
 }
 
-// loadMigrations reads the embedded migrations in lexical order.
-func loadMigrations() ([]migration, error) {
-	names, err := fs.Glob(migrationFS, "migrations/*.sql")
+// loadMigrations reads the embedded migrations of d in lexical order.
+func loadMigrations(d dialect) ([]migration, error) {
+	names, err := fs.Glob(migrationFS, d.migrationDir()+"/*.sql")
 	if err != nil {
 		return nil, err
 	}
@@ -37,7 +37,7 @@ func loadMigrations() ([]migration, error) {
 		if err != nil {
 			return nil, err
 		}
-		name := strings.TrimPrefix(p, "migrations/")
+		name := strings.TrimPrefix(p, d.migrationDir()+"/")
 		v, err := migrationVersion(name)
 		if err != nil {
 			return nil, err
@@ -59,7 +59,7 @@ func migrationVersion(name string) (int, error) {
 
 // SchemaVersion is the highest migration version this binary knows.
 func SchemaVersion() int {
-	ms, err := loadMigrations()
+	ms, err := loadMigrations(dialectSQLite)
 	if err != nil || len(ms) == 0 {
 		return 0
 	}
@@ -71,15 +71,21 @@ func SchemaVersion() int {
 // migration this binary does not know: an older binary must not write to a
 // schema it does not understand.
 func (db *DB) migrate(ctx context.Context) error {
-	if _, err := db.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS migrations (
+	// In a write transaction: on PostgreSQL two processes creating the
+	// table at once would otherwise collide in the catalog.
+	err := db.update(ctx, func(tx *Tx) error {
+		_, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS migrations (
 		name       TEXT    NOT NULL PRIMARY KEY,
-		applied_at INTEGER NOT NULL
-	)`); err != nil {
-		return fmt.Errorf("state: open %s: create migrations table: %w", db.path, err)
-	}
-	ms, err := loadMigrations()
+		applied_at BIGINT  NOT NULL
+	)`)
+		return err
+	})
 	if err != nil {
-		return fmt.Errorf("state: open %s: load migrations: %w", db.path, err)
+		return fmt.Errorf("state: open %s: create migrations table: %w", db.where, err)
+	}
+	ms, err := loadMigrations(db.db.d)
+	if err != nil {
+		return fmt.Errorf("state: open %s: load migrations: %w", db.where, err)
 	}
 	known := map[string]bool{}
 	for _, m := range ms {
@@ -101,7 +107,7 @@ func (db *DB) migrate(ctx context.Context) error {
 	}
 	if unknown {
 		return fmt.Errorf("state: open %s: state DB schema version %d is newer than this binary supports (%d); upgrade plugipay-sync",
-			db.path, maxApplied, SchemaVersion())
+			db.where, maxApplied, SchemaVersion())
 	}
 	for _, m := range ms {
 		if err := db.applyMigration(ctx, m); err != nil {
@@ -115,7 +121,7 @@ func (db *DB) migrate(ctx context.Context) error {
 func (db *DB) appliedMigrations(ctx context.Context) ([]string, error) {
 	rows, err := db.db.QueryContext(ctx, `SELECT name FROM migrations ORDER BY name`)
 	if err != nil {
-		return nil, fmt.Errorf("state: open %s: read migrations: %w", db.path, err)
+		return nil, fmt.Errorf("state: open %s: read migrations: %w", db.where, err)
 	}
 	defer rows.Close()
 	var names []string
@@ -130,22 +136,23 @@ func (db *DB) appliedMigrations(ctx context.Context) ([]string, error) {
 }
 
 // applyMigration applies m unless it is recorded already. The check runs
-// inside the (immediate) transaction, so two processes opening a new file
-// at once cannot both apply it.
+// inside the write transaction (IMMEDIATE on SQLite, under the schema's
+// transaction lock on PostgreSQL), so two processes opening a new store at
+// once cannot both apply it.
 func (db *DB) applyMigration(ctx context.Context, m migration) error {
 	return db.update(ctx, func(tx *Tx) error {
 		var n int
 		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM migrations WHERE name = ?`, m.name).Scan(&n); err != nil {
-			return fmt.Errorf("state: open %s: migration %s: %w", db.path, m.name, err)
+			return fmt.Errorf("state: open %s: migration %s: %w", db.where, m.name, err)
 		}
 		if n > 0 {
 			return nil
 		}
 		if _, err := tx.ExecContext(ctx, m.sql); err != nil {
-			return fmt.Errorf("state: open %s: migration %s: %w", db.path, m.name, err)
+			return fmt.Errorf("state: open %s: migration %s: %w", db.where, m.name, err)
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO migrations (name, applied_at) VALUES (?, ?)`, m.name, encodeTime(tx.now)); err != nil {
-			return fmt.Errorf("state: open %s: record migration %s: %w", db.path, m.name, err)
+			return fmt.Errorf("state: open %s: record migration %s: %w", db.where, m.name, err)
 		}
 		return nil
 	})

@@ -57,8 +57,10 @@ func (db *DB) PreparePendingWrite(ctx context.Context, w sync.PendingWrite) (syn
 			return nil
 		}
 		w.CreatedAt = tx.now
-		_, err = tx.ExecContext(ctx, `INSERT OR REPLACE INTO pending_writes (`+pendingCols+`) VALUES (?, ?, ?, ?, ?, ?)`,
-			w.ExternalID, w.Op, w.CustomerID, w.Hash, w.IdempotencyKey, encodeTime(w.CreatedAt))
+		_, err = tx.ExecContext(ctx, `INSERT INTO pending_writes (`+pendingCols+`) VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (external_id) DO UPDATE SET op = excluded.op, customer_id = excluded.customer_id, hash = excluded.hash,
+	idempotency_key = excluded.idempotency_key, created_at = excluded.created_at`,
+			w.ExternalID, string(w.Op), w.CustomerID, w.Hash, w.IdempotencyKey, encodeTime(w.CreatedAt))
 		out = w
 		return err
 	})

@@ -24,8 +24,15 @@ func (db *DB) ChangeVersion(ctx context.Context) (int64, error) {
 
 // PrintsPath is the file beside the state DB where a run keeps the prints
 // of the rows it confirmed (sync.PrintStore). It is derived: deleting it
-// only makes the next run decode every row.
-func (db *DB) PrintsPath() string { return db.path + ".prints" }
+// only makes the next run decode every row. A DB on PostgreSQL has no
+// file beside it (and replicas share it), so its PrintsPath is "" and
+// every run reads every row.
+func (db *DB) PrintsPath() string {
+	if db.path == "" {
+		return ""
+	}
+	return db.path + ".prints"
+}
 
 // PrintsToken returns the token of the prints file last accepted, or "".
 // A state DB restored from a backup holds the token of its own time, so

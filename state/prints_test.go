@@ -12,9 +12,11 @@ import (
 // failure moves the change version, whichever method makes it (a prints
 // file is trusted only at the version it was written at); reads and run
 // records do not; the mapping count kept beside it equals COUNT(*).
-func TestChangeVersion(t *testing.T) {
+func TestChangeVersion(t *testing.T) { forEachBackend(t, testChangeVersion) }
+
+func testChangeVersion(t *testing.T, b backend) {
 	ctx := context.Background()
-	db := MustOpenDB(t)
+	db := b.MustOpen(t)
 	now := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
 	version := func() int64 {
 		t.Helper()

@@ -25,8 +25,8 @@ func (db *DB) MarkSeen(ctx context.Context, runID int64, externalIDs []string) e
 			for _, id := range chunk {
 				args = append(args, runID, id)
 			}
-			q := `INSERT OR IGNORE INTO seen_in_run (run_id, external_id) VALUES ` +
-				strings.TrimSuffix(strings.Repeat("(?, ?),", len(chunk)), ",")
+			q := `INSERT INTO seen_in_run (run_id, external_id) VALUES ` +
+				strings.TrimSuffix(strings.Repeat("(?, ?),", len(chunk)), ",") + ` ON CONFLICT DO NOTHING`
 			if _, err := tx.ExecContext(ctx, q, args...); err != nil {
 				return err
 			}

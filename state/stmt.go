@@ -21,7 +21,7 @@ var inBuckets = []int{1, 2, 4, 8, 16, 32, 64, 128, 256, maxInParams}
 // stmtCache holds prepared statements keyed by query text. A *sql.Stmt on a
 // *sql.DB is safe for concurrent use and re-prepares itself per connection.
 type stmtCache struct {
-	db *sql.DB
+	db *sqlDB
 	mu stdsync.Mutex
 	m  map[string]*sql.Stmt
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"reflect"
 	"strings"
 	stdsync "sync"
@@ -19,11 +18,13 @@ func mapping(ext, cus, hash string) sync.Mapping {
 	return sync.Mapping{ExternalID: ext, CustomerID: cus, Hash: hash, SyncedAt: testNow.Add(-time.Hour)}
 }
 
-func TestMappings(t *testing.T) {
+func TestMappings(t *testing.T) { forEachBackend(t, testMappings) }
+
+func testMappings(t *testing.T, b backend) {
 	ctx := context.Background()
 
 	t.Run("OK", func(t *testing.T) {
-		db := MustOpenDB(t)
+		db := b.MustOpen(t)
 		for _, m := range []sync.Mapping{mapping("u1", "cus_1", "h1"), mapping("u2", "cus_2", "h2"), mapping("u3", "cus_3", "h3")} {
 			if err := db.PutMapping(ctx, m); err != nil {
 				t.Fatal(err)
@@ -40,7 +41,7 @@ func TestMappings(t *testing.T) {
 	})
 
 	t.Run("Replace", func(t *testing.T) {
-		db := MustOpenDB(t)
+		db := b.MustOpen(t)
 		if err := db.PutMapping(ctx, mapping("u1", "cus_1", "h1")); err != nil {
 			t.Fatal(err)
 		}
@@ -59,7 +60,7 @@ func TestMappings(t *testing.T) {
 	})
 
 	t.Run("Empty", func(t *testing.T) {
-		db := MustOpenDB(t)
+		db := b.MustOpen(t)
 		got, err := db.Mappings(ctx, nil)
 		if err != nil || len(got) != 0 {
 			t.Fatalf("Mappings(nil) = %v, %v; want empty, nil", got, err)
@@ -69,7 +70,7 @@ func TestMappings(t *testing.T) {
 	// Chunk and bucket edges: lists of every awkward length find exactly
 	// the ids that exist.
 	t.Run("Chunks", func(t *testing.T) {
-		db := MustOpenDB(t)
+		db := b.MustOpen(t)
 		var ms []sync.Mapping
 		for i := range 1200 {
 			if i%3 != 0 {
@@ -102,7 +103,7 @@ func TestMappings(t *testing.T) {
 	})
 
 	t.Run("Delete", func(t *testing.T) {
-		db := MustOpenDB(t)
+		db := b.MustOpen(t)
 		if err := db.PutMapping(ctx, mapping("u1", "cus_1", "h1")); err != nil {
 			t.Fatal(err)
 		}
@@ -118,7 +119,7 @@ func TestMappings(t *testing.T) {
 	})
 
 	t.Run("ErrInvalid", func(t *testing.T) {
-		db := MustOpenDB(t)
+		db := b.MustOpen(t)
 		for _, tc := range []struct {
 			m    sync.Mapping
 			want string
@@ -133,7 +134,7 @@ func TestMappings(t *testing.T) {
 	})
 
 	t.Run("AllMappings", func(t *testing.T) {
-		db := MustOpenDB(t)
+		db := b.MustOpen(t)
 		want := []sync.Mapping{mapping("a", "cus_a", "1"), mapping("b", "cus_b", "2"), mapping("c", "cus_c", "3")}
 		if err := db.PutMappings(ctx, []sync.Mapping{want[2], want[0], want[1]}); err != nil {
 			t.Fatal(err)
@@ -159,8 +160,12 @@ func TestMappings(t *testing.T) {
 }
 
 func TestPutMapping_ClearsPendingWriteAndFailure(t *testing.T) {
+	forEachBackend(t, testPutMapping_ClearsPendingWriteAndFailure)
+}
+
+func testPutMapping_ClearsPendingWriteAndFailure(t *testing.T, b backend) {
 	ctx := context.Background()
-	db := MustOpenDB(t)
+	db := b.MustOpen(t)
 	for _, id := range []string{"u1", "u2"} {
 		if _, err := db.PreparePendingWrite(ctx, sync.PendingWrite{ExternalID: id, Op: sync.OpCreate, Hash: "h", IdempotencyKey: "k_" + id}); err != nil {
 			t.Fatal(err)
@@ -195,10 +200,12 @@ func TestPutMapping_ClearsPendingWriteAndFailure(t *testing.T) {
 	}
 }
 
-func TestPutMapping_Atomic(t *testing.T) {
+func TestPutMapping_Atomic(t *testing.T) { forEachBackend(t, testPutMapping_Atomic) }
+
+func testPutMapping_Atomic(t *testing.T, b backend) {
 	// A canceled context makes the whole transaction fail: neither the
 	// mapping nor the deletes are applied.
-	db := MustOpenDB(t)
+	db := b.MustOpen(t)
 	ctx := context.Background()
 	if _, err := db.PreparePendingWrite(ctx, sync.PendingWrite{ExternalID: "u1", Op: sync.OpCreate, Hash: "h", IdempotencyKey: "k"}); err != nil {
 		t.Fatal(err)
@@ -215,7 +222,9 @@ func TestPutMapping_Atomic(t *testing.T) {
 	}
 }
 
-func TestPreparePendingWrite(t *testing.T) {
+func TestPreparePendingWrite(t *testing.T) { forEachBackend(t, testPreparePendingWrite) }
+
+func testPreparePendingWrite(t *testing.T, b backend) {
 	ctx := context.Background()
 	w := func(op, cus, hash, key string) sync.PendingWrite {
 		return sync.PendingWrite{ExternalID: "u1", Op: op, CustomerID: cus, Hash: hash, IdempotencyKey: key}
@@ -232,7 +241,7 @@ func TestPreparePendingWrite(t *testing.T) {
 		{"CustomerChangeReplaces", []sync.PendingWrite{w("update", "cus_1", "A", "k1"), w("update", "cus_2", "A", "k2"), w("update", "cus_2", "A", "k3")}, []string{"k1", "k2", "k2"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			db := MustOpenDB(t)
+			db := b.MustOpen(t)
 			for i, in := range tc.writes {
 				got, err := db.PreparePendingWrite(ctx, in)
 				if err != nil {
@@ -256,7 +265,7 @@ func TestPreparePendingWrite(t *testing.T) {
 	}
 
 	t.Run("ErrInvalid", func(t *testing.T) {
-		db := MustOpenDB(t)
+		db := b.MustOpen(t)
 		for _, tc := range []struct {
 			w    sync.PendingWrite
 			want string
@@ -273,9 +282,11 @@ func TestPreparePendingWrite(t *testing.T) {
 	})
 }
 
-func TestRecordFailure(t *testing.T) {
+func TestRecordFailure(t *testing.T) { forEachBackend(t, testRecordFailure) }
+
+func testRecordFailure(t *testing.T, b backend) {
 	ctx := context.Background()
-	db := MustOpenDB(t)
+	db := b.MustOpen(t)
 	next := testNow.Add(time.Minute)
 	in := sync.Failure{ExternalID: "u1", Hash: "A", Code: "network_error", Message: "timeout", NextAttempt: next, Attempts: 99}
 	got, err := db.RecordFailure(ctx, in)
@@ -317,11 +328,13 @@ func TestRecordFailure(t *testing.T) {
 	}
 }
 
-func TestRuns(t *testing.T) {
+func TestRuns(t *testing.T) { forEachBackend(t, testRuns) }
+
+func testRuns(t *testing.T, b backend) {
 	ctx := context.Background()
 
 	t.Run("StartFinish", func(t *testing.T) {
-		db := MustOpenDB(t)
+		db := b.MustOpen(t)
 		start := testNow.Add(-time.Minute)
 		id, err := db.StartRun(ctx, start)
 		if err != nil {
@@ -353,7 +366,7 @@ func TestRuns(t *testing.T) {
 	})
 
 	t.Run("RecentRunsOrderAndLimit", func(t *testing.T) {
-		db := MustOpenDB(t)
+		db := b.MustOpen(t)
 		var ids []int64
 		for i := range 5 {
 			id, err := db.StartRun(ctx, testNow.Add(time.Duration(i)*time.Minute))
@@ -379,8 +392,8 @@ func TestRuns(t *testing.T) {
 	})
 
 	t.Run("StaleRunsAborted", func(t *testing.T) {
-		path := t.TempDir() + "/state.db"
-		db := MustOpenDBAt(t, path)
+		path := b.NewLocation(t)
+		db := b.MustOpenAt(t, path)
 		dead, err := db.StartRun(ctx, testNow)
 		if err != nil {
 			t.Fatal(err)
@@ -391,7 +404,7 @@ func TestRuns(t *testing.T) {
 		}
 		MustCloseDB(t, db) // the process "dies" without FinishRun
 
-		db = MustOpenDBAt(t, path)
+		db = b.MustOpenAt(t, path)
 		id, err := db.StartRun(ctx, testNow.Add(time.Hour))
 		if err != nil {
 			t.Fatal(err)
@@ -415,9 +428,12 @@ func TestRuns(t *testing.T) {
 // TestConcurrentWriters checks that writers in several goroutines queue on
 // the busy timeout (transactions begin IMMEDIATE) instead of failing with
 // "database is locked", while readers run alongside.
-func TestConcurrentWriters(t *testing.T) {
+func TestConcurrentWriters(t *testing.T) { forEachBackend(t, testConcurrentWriters) }
+
+func testConcurrentWriters(t *testing.T, b backend) {
 	ctx := context.Background()
-	db := MustOpenDB(t)
+	loc := b.NewLocation(t)
+	db := b.MustOpenAt(t, loc)
 	const writers, perWriter = 8, 50
 	var wg stdsync.WaitGroup
 	errs := make(chan error, writers*perWriter*3)
@@ -441,7 +457,7 @@ func TestConcurrentWriters(t *testing.T) {
 		})
 	}
 	// A second handle on the same file: another process's writer.
-	other := MustOpenDBAt(t, db.Path())
+	other := b.MustOpenAt(t, loc)
 	wg.Go(func() {
 		for i := range perWriter {
 			if err := other.PutMapping(ctx, mapping(fmt.Sprintf("other-%d", i), "cus_o", "h")); err != nil {
@@ -465,10 +481,12 @@ func TestConcurrentWriters(t *testing.T) {
 	}
 }
 
-func TestBindDestination(t *testing.T) {
+func TestBindDestination(t *testing.T) { forEachBackend(t, testBindDestination) }
+
+func testBindDestination(t *testing.T, b backend) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "state.db")
-	db, err := state.Open(ctx, path)
+	path := b.NewLocation(t)
+	db, err := b.open(ctx, path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -483,7 +501,7 @@ func TestBindDestination(t *testing.T) {
 		t.Fatalf("other destination: err = %v", err)
 	}
 	db.Close()
-	db, err = state.Open(ctx, path) // the binding survives a restart
+	db, err = b.open(ctx, path) // the binding survives a restart
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -496,12 +514,12 @@ func TestBindDestination(t *testing.T) {
 // A duplicate externalId mark outlives the confirmed or failed write of
 // the user's first row, which can finish after the second row was read.
 func TestDuplicateMarkOutlivesTheFirstRowsWrite(t *testing.T) {
+	forEachBackend(t, testDuplicateMarkOutlivesTheFirstRowsWrite)
+}
+
+func testDuplicateMarkOutlivesTheFirstRowsWrite(t *testing.T, b backend) {
 	ctx := context.Background()
-	db, err := state.Open(ctx, filepath.Join(t.TempDir(), "state.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := b.MustOpen(t)
 	mark := sync.Failure{ExternalID: "u1", Terminal: true, Code: sync.CodeDuplicateExternalID, Message: "two rows"}
 	if _, err := db.RecordFailure(ctx, mark); err != nil {
 		t.Fatal(err)
@@ -525,5 +543,112 @@ func TestDuplicateMarkOutlivesTheFirstRowsWrite(t *testing.T) {
 	}
 	if f, _ := db.Failures(ctx, []string{"u2"}); len(f) != 0 {
 		t.Fatalf("a confirmed write kept its failure: %+v", f)
+	}
+}
+
+// TestOpenConcurrently: processes opening one new store at once all open
+// it, and each migration is applied once.
+func TestOpenConcurrently(t *testing.T) { forEachBackend(t, testOpenConcurrently) }
+
+func testOpenConcurrently(t *testing.T, b backend) {
+	ctx := context.Background()
+	loc := b.NewLocation(t)
+	const openers = 4
+	dbs := make([]*state.DB, openers)
+	errs := make([]error, openers)
+	var wg stdsync.WaitGroup
+	for i := range openers {
+		wg.Go(func() { dbs[i], errs[i] = b.open(ctx, loc) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("opener %d: %v", i, err)
+		}
+		defer dbs[i].Close()
+	}
+	// Every handle writes and sees the others' writes.
+	for i, db := range dbs {
+		if err := db.PutMapping(ctx, mapping(fmt.Sprintf("u%d", i), "cus", "h")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, db := range dbs {
+		if n, err := db.MappingCount(ctx); err != nil || n != openers {
+			t.Errorf("handle %d: MappingCount() = %d, %v; want %d", i, n, err, openers)
+		}
+	}
+}
+
+// TestPutMappingsSameIDTwice: a rebuild that meets one external id on two
+// customers keeps the later, in one call, on both backends.
+func TestPutMappingsSameIDTwice(t *testing.T) { forEachBackend(t, testPutMappingsSameIDTwice) }
+
+func testPutMappingsSameIDTwice(t *testing.T, b backend) {
+	ctx := context.Background()
+	db := b.MustOpen(t)
+	ms := []sync.Mapping{mapping("u1", "cus_1", "h1"), mapping("u2", "cus_2", "h2"), mapping("u1", "cus_9", "h9")}
+	if err := db.PutMappings(ctx, ms); err != nil {
+		t.Fatal(err)
+	}
+	got, err := db.Mappings(ctx, []string{"u1", "u2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]sync.Mapping{"u1": ms[2], "u2": ms[1]}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Mappings() = %v, want %v", got, want)
+	}
+	if n, err := db.MappingCount(ctx); err != nil || n != 2 {
+		t.Errorf("MappingCount() = %d, %v; want 2", n, err)
+	}
+}
+
+// TestOpenPostgres_Errors: a schema the store will not use is refused
+// before connecting, and no error carries the DSN's password.
+func TestOpenPostgres_Errors(t *testing.T) {
+	ctx := context.Background()
+	const password = "hunter2-s3cret"
+	for _, tc := range []struct {
+		name, dsn, schema string
+		want              error // nil: any error
+	}{
+		{"ReservedSchema", testPostgresDSN(), "pg_catalog", state.ErrBadSchema},
+		{"EmptySchema", testPostgresDSN(), "", state.ErrBadSchema},
+		{"DSNDoesNotParse", "postgres://u:" + password + "@127.0.0.1:notaport/db", "s", nil},
+		{"Unreachable", "postgres://u:" + password + "@127.0.0.1:1/db?connect_timeout=5", "s", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db, err := state.OpenPostgres(ctx, tc.dsn, tc.schema)
+			if err == nil {
+				db.Close()
+				t.Fatal("opened")
+			}
+			if tc.want != nil && !errors.Is(err, tc.want) {
+				t.Errorf("err = %v, want %v", err, tc.want)
+			}
+			if strings.Contains(err.Error(), password) {
+				t.Errorf("the password is in the error: %v", err)
+			}
+			_, err = state.AcquirePostgresLock(ctx, tc.dsn, tc.schema, 0, "x")
+			if err == nil || strings.Contains(err.Error(), password) {
+				t.Errorf("lock: err = %v, want an error without the password", err)
+			}
+		})
+	}
+}
+
+// TestLocation: a store names itself by its file, or by its schema.
+func TestLocation(t *testing.T) { forEachBackend(t, testLocation) }
+
+func testLocation(t *testing.T, b backend) {
+	loc := b.NewLocation(t)
+	db := b.MustOpenAt(t, loc)
+	want := loc
+	if b.name == "postgres" {
+		want = `postgres schema "` + loc + `" on `
+	}
+	if got := db.Location(); !strings.HasPrefix(got, want) {
+		t.Errorf("Location() = %q, want %q", got, want)
 	}
 }

@@ -8,9 +8,11 @@ import (
 	"github.com/plugipay-sync/plugipay-sync/state"
 )
 
-func TestWatermark(t *testing.T) {
+func TestWatermark(t *testing.T) { forEachBackend(t, testWatermark) }
+
+func testWatermark(t *testing.T, b backend) {
 	ctx := context.Background()
-	db := MustOpenDB(t)
+	db := b.MustOpen(t)
 	if _, ok, err := db.Watermark(ctx, "sql:users"); err != nil || ok {
 		t.Fatalf("Watermark of a new source = ok %v, err %v; want none", ok, err)
 	}

@@ -73,12 +73,13 @@ func (f *idFilter) testAndAdd(h uint64) bool {
 const maxUnmatchedRows = 200_000
 
 // openPrints prepares the print pass when the source and the store keep
-// prints. The archive deletion policy needs every id the read yields, so
-// it reads every row.
+// prints (a store with no prints file, PrintsPath "", keeps none). The
+// archive deletion policy needs every id the read yields, so it reads
+// every row.
 func (s *scan) openPrints(ctx context.Context) error {
 	src, ok := s.r.src.(PrintSource)
 	store, ok2 := s.r.store.(PrintStore)
-	if !ok || !ok2 || s.r.archiving() {
+	if !ok || !ok2 || store.PrintsPath() == "" || s.r.archiving() {
 		return nil
 	}
 	p := &scanPrints{src: src, store: store, seed: src.PrintSeed() + "\x00" + s.r.printSeed()}

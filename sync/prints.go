@@ -98,7 +98,9 @@ type PrintStore interface {
 	// ChangeVersion changes whenever a mapping, pending write or failure
 	// does.
 	ChangeVersion(ctx context.Context) (int64, error)
-	// PrintsPath is the file the prints are kept in.
+	// PrintsPath is the file the prints are kept in; "" when the store
+	// keeps none (one in PostgreSQL has no file beside it), and every
+	// run reads every row.
 	PrintsPath() string
 	// PrintsToken is the token of the prints file last written for this
 	// store, set with SetPrintsToken: a store restored from a backup does

@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/plugipay-sync/plugipay-sync/state"
 	"github.com/plugipay-sync/plugipay-sync/sync"
 )
 
@@ -356,5 +357,47 @@ func TestPrints_BadRowSharingAnID(t *testing.T) {
 		if run >= 1 && (!pass || rec.Counts.Unchanged != 6 || rec.Counts.Rejected != 1) {
 			t.Fatalf("run %d: %+v, print pass %v; want a print pass, 6 unchanged, 1 rejected", run, rec.Counts, pass)
 		}
+	}
+}
+
+// noPrintsStore is a store with no file beside it (as a store in
+// PostgreSQL): its PrintsPath is "".
+type noPrintsStore struct{ *state.DB }
+
+func (noPrintsStore) PrintsPath() string { return "" }
+
+// TestPrints_StoreWithoutFile: a store whose PrintsPath is "" gets no
+// print pass and no attempt to keep prints (which failed with a warning on
+// every run); every run decodes every row.
+func TestPrints_StoreWithoutFile(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t)
+	src := &printedSource{&partialSource{sliceSource: &sliceSource{items: users(20).items}, complete: true}}
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.ReadDir(wd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []sync.RunCounts{{Read: 20, Created: 20}, {Read: 20, Unchanged: 20}} {
+		core, logs := observer.New(zapcore.InfoLevel)
+		rec, err := sync.New(src, h.dst, noPrintsStore{h.store}, sync.Options{Now: h.clk.Now, Logger: zap.New(core)}).Run(ctx)
+		if err != nil {
+			t.Fatalf("run %d: %v", i+1, err)
+		}
+		// "print pass" is logged by a print pass, "prints" also by a
+		// failure to keep them (a file at "" cannot be written).
+		if rec.Counts != want || logs.FilterMessageSnippet("print").Len() > 0 || rec.Outcome != sync.OutcomeSuccess {
+			t.Fatalf("run %d: %s %+v, logged %v; want %+v and no print pass nor prints kept",
+				i+1, rec.Outcome, rec.Counts, logs.FilterMessageSnippet("print").All(), want)
+		}
+	}
+	if _, err := os.Stat(h.path + ".prints"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a prints file was written beside the state DB (%v)", err)
+	}
+	if after, _ := os.ReadDir(wd); len(after) != len(before) {
+		t.Errorf("the runs left files in the working directory: %d entries, were %d", len(after), len(before))
 	}
 }

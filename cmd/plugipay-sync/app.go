@@ -212,12 +212,19 @@ func (m *Main) lockState(ctx context.Context, path, command string) error {
 		return withExit(ExitFailed, fmt.Errorf("state.path %s: %w", path, err))
 	}
 	l, err := state.AcquireLock(ctx, path, m.WaitLock, command)
+	return m.tookLock(l, err, "state.path "+path)
+}
+
+// tookLock keeps l as the process's writer lock, or maps the error of
+// taking it to its exit code (ExitLocked when another process holds it),
+// prefixed with key, the config key that named the store.
+func (m *Main) tookLock(l *state.Lock, err error, key string) error {
 	if err != nil {
 		code := ExitFailed
 		if errors.Is(err, state.ErrLocked) {
 			code = ExitLocked
 		}
-		return withExit(code, fmt.Errorf("state.path %s: %w", path, err))
+		return withExit(code, fmt.Errorf("%s: %w", key, err))
 	}
 	m.lock = l
 	return nil
@@ -267,6 +274,9 @@ func (m *Main) readConfig() (Config, error) {
 func (m *Main) openStore(ctx context.Context) error {
 	if m.cfg.platform() {
 		return withExit(ExitConfig, errors.New("tenants: this command works on one workspace's state DB; in platform mode use the daemon, --once or status [--tenant ID]"))
+	}
+	if m.cfg.State.Postgres() {
+		return m.openPostgresStore(ctx)
 	}
 	if err := m.lockState(ctx, m.cfg.State.Path, m.command()); err != nil {
 		return err
@@ -368,7 +378,7 @@ func (m *Main) buildReconcilerWith(cfg Config, store *state.DB, users *sync.User
 		MaxArchiveRatio:  cfg.Sync.MaxArchiveRatio,
 		AllowMassArchive: m.AllowMassArchive,
 		BreakAfter:       cfg.Sync.BreakAfter,
-		SpillDir:         spillDir(cfg.State.Path),
+		SpillDir:         spillDir(cfg.State),
 		Users:            users,
 		MarkEvent:        func(ctx context.Context) context.Context { return transport.WithLane(ctx, transport.LaneEvent) },
 		AuditValues:      cfg.Audit.Values,

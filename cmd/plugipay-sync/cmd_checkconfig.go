@@ -18,7 +18,7 @@ func runCheckConfig(_ context.Context, m *Main, args []string) (int, error) {
 		return ExitFailed, err
 	}
 	fmt.Fprintf(m.stdout, "%s: valid (source %s, destination %s, schedule %q, state %s)\n",
-		m.ConfigPath, m.cfg.CRM.Type, m.cfg.Destination.Type, m.cfg.Schedule, m.cfg.State.Path)
+		m.ConfigPath, m.cfg.CRM.Type, m.cfg.Destination.Type, m.cfg.Schedule, m.cfg.State)
 	for _, d := range m.cfg.Deprecations {
 		fmt.Fprintf(m.stdout, "  deprecated: %s\n", d)
 	}

@@ -58,7 +58,8 @@ func (sf *stateFlags) validate() error {
 }
 
 // openStateOnly opens the state DB named by --state, or else by the
-// config's state.path, without building any API client. The config is
+// config's state section (state.path, or the PostgreSQL schema of
+// state.driver postgres), without building any API client. The config is
 // parsed strictly but only state.path is required, so status works on a
 // host that holds no Plugipay secret. The file must exist: a typo should
 // not create an empty database that reports "no runs".
@@ -68,6 +69,9 @@ func (m *Main) openStateOnly(ctx context.Context, sf stateFlags) error {
 		cfg, err := readStateConfig(m.ConfigPath, m.expandLookup())
 		if err != nil {
 			return withExit(ExitConfig, err)
+		}
+		if cfg.State.Postgres() {
+			return m.openPostgres(ctx, cfg.State, sf.lockFor)
 		}
 		path = cfg.State.Path
 	}
@@ -133,6 +137,12 @@ func readStateConfig(path string, lookupEnv func(string) (string, bool)) (Config
 	}
 	if cfg.State.Path == "" {
 		return Config{}, fmt.Errorf("config %s: %w", path, invalid("state.path", "", "required"))
+	}
+	if err := cfg.State.resolveDSN(lookupEnv); err != nil {
+		return Config{}, fmt.Errorf("config %s: %w", path, err)
+	}
+	if err := cfg.State.validate(); err != nil {
+		return Config{}, fmt.Errorf("config %s: %w", path, err)
 	}
 	return cfg, nil
 }
@@ -240,7 +250,7 @@ func runStatus(ctx context.Context, m *Main, args []string) (int, error) {
 }
 
 func buildStatus(ctx context.Context, db *state.DB, n int) (statusReport, error) {
-	rep := statusReport{StatePath: db.Path(), Runs: []statusRunJSON{}}
+	rep := statusReport{StatePath: db.Location(), Runs: []statusRunJSON{}}
 	var err error
 	if rep.Mappings, err = db.MappingCount(ctx); err != nil {
 		return rep, err

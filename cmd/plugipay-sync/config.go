@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/robfig/cron/v3"
 	"go.yaml.in/yaml/v3"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/plugipay-sync/plugipay-sync/destination/paygate"
 	"github.com/plugipay-sync/plugipay-sync/destination/pin"
 	plugipaydest "github.com/plugipay-sync/plugipay-sync/destination/plugipay"
+	"github.com/plugipay-sync/plugipay-sync/state"
 	"github.com/plugipay-sync/plugipay-sync/sync"
 )
 
@@ -65,9 +67,99 @@ type HealthConfig struct {
 	StaleAfterRuns int `yaml:"stale_after_runs"`
 }
 
-// StateConfig locates the SQLite state database.
+// StateConfig locates the state store: a SQLite file (the default, for
+// one machine) or a schema in PostgreSQL (replicas sharing the work).
 type StateConfig struct {
+	// Driver is StateDriverSQLite or StateDriverPostgres.
+	Driver string `yaml:"driver"`
+	// Path is the SQLite file (driver sqlite).
 	Path string `yaml:"path"`
+	// DSN is the PostgreSQL connection string (driver postgres); empty
+	// falls back to the file DSNFile names, then to PLUGIPAY_STATE_DSN
+	// (or PLUGIPAY_STATE_DSN_FILE).
+	DSN     string `yaml:"dsn"`
+	DSNFile string `yaml:"dsn_file"`
+	// Schema is the PostgreSQL schema holding the tables (driver
+	// postgres), created if missing.
+	Schema string `yaml:"schema"`
+}
+
+// State drivers.
+const (
+	StateDriverSQLite   = "sqlite"
+	StateDriverPostgres = "postgres"
+)
+
+// String names the store for messages: the file, or the schema (the DSN
+// is a secret and is left out).
+func (s StateConfig) String() string {
+	if s.Postgres() {
+		return "postgres schema " + s.Schema
+	}
+	return s.Path
+}
+
+// Postgres reports whether the state lives in PostgreSQL.
+func (s StateConfig) Postgres() bool { return s.Driver == StateDriverPostgres }
+
+// resolveDSN fills an empty state.dsn of the postgres driver from the file
+// state.dsn_file names, else from PLUGIPAY_STATE_DSN (or its _FILE
+// variant) when lookupEnv is given.
+func (s *StateConfig) resolveDSN(lookupEnv func(string) (string, bool)) error {
+	if !s.Postgres() {
+		return nil
+	}
+	if s.DSN != "" && s.DSNFile != "" {
+		return invalid("state.dsn_file", s.DSNFile, "give the connection string once: state.dsn or state.dsn_file, not both")
+	}
+	if s.DSN != "" {
+		return nil
+	}
+	if s.DSNFile != "" {
+		b, err := os.ReadFile(s.DSNFile)
+		if err != nil {
+			var pe *os.PathError
+			if errors.As(err, &pe) {
+				err = pe.Err
+			}
+			return invalid("state.dsn_file", s.DSNFile, "cannot read it: %v", err)
+		}
+		s.DSN = strings.TrimSpace(string(b))
+		return nil
+	}
+	if lookupEnv == nil {
+		return nil
+	}
+	v, _, err := resolveEnv(lookupEnv, "PLUGIPAY_STATE_DSN")
+	s.DSN = v
+	return err
+}
+
+// validate checks the state section for its driver.
+func (s StateConfig) validate() error {
+	switch s.Driver {
+	case StateDriverSQLite:
+		if s.Path == "" {
+			return invalid("state.path", "", "required: the SQLite file that caches what was synced, e.g. /data/plugipay-sync.db")
+		}
+		if s.DSN != "" || s.DSNFile != "" {
+			return invalid("state.dsn", "", "is for state.driver: postgres; remove it, or set state.driver: postgres to keep the state in PostgreSQL")
+		}
+	case StateDriverPostgres:
+		if s.DSN == "" {
+			return invalid("state.dsn", "", "required with state.driver postgres: a connection string such as postgres://sync@db:5432/plugipay?sslmode=verify-full; set state.dsn, state.dsn_file, or PLUGIPAY_STATE_DSN")
+		}
+		if _, err := pgx.ParseConfig(s.DSN); err != nil {
+			// The value is a secret: never echoed, nor pgx's message.
+			return invalid("state.dsn", "", "not a PostgreSQL connection string; use postgres://user@host:5432/db?sslmode=... or key=value pairs")
+		}
+		if err := state.ValidSchema(s.Schema); err != nil {
+			return invalid("state.schema", s.Schema, "%v; use a name such as %s", err, state.DefaultSchema)
+		}
+	default:
+		return invalid("state.driver", s.Driver, "must be sqlite (a file on one machine, the default) or postgres (a schema replicas share)")
+	}
+	return nil
 }
 
 // PlugipayConfig is how to reach the Plugipay API. Empty credentials fall
@@ -312,7 +404,7 @@ func DefaultConfig() Config {
 	return Config{
 		Schedule:    DefaultSchedule,
 		Listen:      DefaultListen,
-		State:       StateConfig{Path: DefaultState},
+		State:       StateConfig{Driver: StateDriverSQLite, Path: DefaultState, Schema: state.DefaultSchema},
 		Plugipay:    defaultPlugipayConfig(),
 		Destination: DestinationConfig{Type: DestPlugipay},
 		CRM: CRMConfig{Type: "csv", Normalize: NormalizeConfig{
@@ -364,6 +456,9 @@ func ReadConfigFile(path string, lookupEnv func(string) (string, bool)) (_ Confi
 		if err := cfg.applyEnvFallbacks(lookupEnv); err != nil {
 			return Config{}, fmt.Errorf("config %s: %w", path, err)
 		}
+	}
+	if err := cfg.State.resolveDSN(lookupEnv); err != nil {
+		return Config{}, fmt.Errorf("config %s: %w", path, err)
 	}
 	if err := cfg.Validate(); err != nil {
 		return Config{}, fmt.Errorf("config %s: %w", path, err)
@@ -511,8 +606,8 @@ func (c *Config) Validate() error {
 			return invalid("listen", c.Listen, "must be host:port or :port, e.g. \":9464\"; empty disables the metrics listener")
 		}
 	}
-	if c.State.Path == "" {
-		return invalid("state.path", "", "required: the SQLite file that caches what was synced, e.g. /data/plugipay-sync.db")
+	if err := c.State.validate(); err != nil {
+		return err
 	}
 	if err := c.validateDestination(); err != nil {
 		return err

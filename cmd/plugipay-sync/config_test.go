@@ -109,6 +109,13 @@ func TestReadConfigFile_Invalid(t *testing.T) {
 		{"bad duration", validBase + "sync:\n  retry_min: soon\n", "cannot unmarshal !!str `soon` into time.Duration"},
 		{"log format", validBase + "log:\n  format: xml\n", `log.format: must be json or console (got "xml")`},
 		{"empty state path", validBase + "state:\n  path: \"\"\n", "state.path: required"},
+		{"unknown state driver", validBase + "state:\n  driver: mysql\n", `state.driver: must be sqlite (a file on one machine, the default) or postgres (a schema replicas share) (got "mysql")`},
+		{"postgres without dsn", validBase + "state:\n  driver: postgres\n", "state.dsn: required with state.driver postgres: a connection string such as postgres://sync@db:5432/plugipay?sslmode=verify-full; set state.dsn, state.dsn_file, or PLUGIPAY_STATE_DSN"},
+		{"postgres dsn does not parse", validBase + "state:\n  driver: postgres\n  dsn: \"postgres://u:pw@h:notaport/db\"\n", "state.dsn: not a PostgreSQL connection string; use postgres://user@host:5432/db?sslmode=... or key=value pairs"},
+		{"postgres reserved schema", validBase + "state:\n  driver: postgres\n  dsn: postgres://h/db\n  schema: pg_temp\n", `state.schema: invalid schema name: "pg_temp": names starting with pg_ are reserved by PostgreSQL; use a name such as plugipay_sync (got "pg_temp")`},
+		{"postgres dsn twice", validBase + "state:\n  driver: postgres\n  dsn: postgres://h/db\n  dsn_file: /run/secrets/dsn\n", `state.dsn_file: give the connection string once: state.dsn or state.dsn_file, not both (got "[redacted]")`},
+		{"postgres dsn file missing", validBase + "state:\n  driver: postgres\n  dsn_file: /nonexistent/dsn\n", `state.dsn_file: cannot read it: no such file or directory (got "[redacted]")`},
+		{"dsn with sqlite", validBase + "state:\n  dsn: postgres://h/db\n", "state.dsn: is for state.driver: postgres; remove it, or set state.driver: postgres to keep the state in PostgreSQL"},
 		{"short trigger token", validBase + "realtime:\n  token: short\n", "realtime.token: must be at least 16 characters (e.g. openssl rand -hex 32)"},
 		{"realtime listen", validBase + "realtime:\n  token: 0123456789abcdef\n  listen: \"9465\"\n", `realtime.listen: must be host:port, e.g. "127.0.0.1:9465" (loopback) (got "9465")`},
 		{"too many ids", validBase + "realtime:\n  max_ids: 0\n", `realtime.max_ids: must be between 1 and 100000 (got "0")`},
@@ -123,6 +130,39 @@ func TestReadConfigFile_Invalid(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("error = %q\nwant it to contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestReadConfigFile_StateDSN: state.dsn of the postgres driver comes from
+// the key, else the file dsn_file names, else PLUGIPAY_STATE_DSN or the
+// file PLUGIPAY_STATE_DSN_FILE names.
+func TestReadConfigFile_StateDSN(t *testing.T) {
+	dir := t.TempDir()
+	dsnFile := filepath.Join(dir, "dsn")
+	if err := os.WriteFile(dsnFile, []byte("postgres://from-file/db\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, state string
+		env         map[string]string
+		want        string
+	}{
+		{"Key", "  dsn: postgres://from-key/db\n", map[string]string{"PLUGIPAY_STATE_DSN": "postgres://from-env/db"}, "postgres://from-key/db"},
+		{"KeyFile", "  dsn_file: " + dsnFile + "\n", map[string]string{"PLUGIPAY_STATE_DSN": "postgres://from-env/db"}, "postgres://from-file/db"},
+		{"Env", "", map[string]string{"PLUGIPAY_STATE_DSN": "postgres://from-env/db"}, "postgres://from-env/db"},
+		{"EnvFile", "", map[string]string{"PLUGIPAY_STATE_DSN_FILE": dsnFile}, "postgres://from-file/db"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.env["SECRET"] = "sk"
+			p := writeConfig(t, validBase+"state:\n  driver: postgres\n"+tc.state)
+			cfg, err := ReadConfigFile(p, env(tc.env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.State.DSN != tc.want || cfg.State.Schema != "plugipay_sync" {
+				t.Errorf("state = %+v, want dsn %q in schema plugipay_sync", cfg.State, tc.want)
 			}
 		})
 	}

@@ -91,6 +91,9 @@ func describe(e sync.PlanEntry) string {
 // exist yet is not created (a dry run writes nothing): the plan is made
 // against an empty one in a temporary directory, removed by Close.
 func (m *Main) openPlanStore(ctx context.Context) error {
+	if m.cfg.State.Postgres() {
+		return m.openStore(ctx)
+	}
 	if _, err := os.Stat(m.cfg.State.Path); !errors.Is(err, fs.ErrNotExist) {
 		return m.openStore(ctx)
 	}

@@ -178,10 +178,10 @@ func (m *Main) reload(c *cron.Cron, id *cron.EntryID, job func(), rec *atomic.Po
 		fail(err)
 		return
 	}
-	if cfg.State.Path != m.cfg.State.Path || cfg.Listen != m.cfg.Listen {
-		m.log.Warn("state.path and listen change only with a restart; keeping the running values",
+	if cfg.State != m.cfg.State || cfg.Listen != m.cfg.Listen {
+		m.log.Warn("state and listen change only with a restart; keeping the running values",
 			zap.String("state.path", m.cfg.State.Path), zap.String("listen", m.cfg.Listen))
-		cfg.State.Path, cfg.Listen = m.cfg.State.Path, m.cfg.Listen
+		cfg.State, cfg.Listen = m.cfg.State, m.cfg.Listen
 	}
 	if was, now := destinationIdentity(m.cfg), destinationIdentity(cfg); was != now {
 		// The state file holds the running destination's customer ids.

@@ -9,9 +9,12 @@ import (
 // read, the writes it plans): the state DB's directory, a writable volume
 // also where the root filesystem is read-only (deploy/kubernetes), or the
 // system's temporary directory when it does not exist yet (a dry run
-// before the first run).
-func spillDir(statePath string) string {
-	dir := filepath.Dir(statePath)
+// before the first run) or the state is in PostgreSQL.
+func spillDir(st StateConfig) string {
+	if st.Postgres() {
+		return ""
+	}
+	dir := filepath.Dir(st.Path)
 	if fi, err := os.Stat(dir); err == nil && fi.IsDir() {
 		return dir
 	}
