@@ -89,8 +89,7 @@ func (b *bench) freshness(ctx context.Context) error {
 		b.note("(11) skipped: PostgreSQL not reachable (%v)", err)
 		return nil
 	}
-	goCmd, err := exec.LookPath("go")
-	if err != nil {
+	if _, err := exec.LookPath("go"); err != nil {
 		b.info(s, "skipped", "no go command to build the daemon")
 		b.note("(11) skipped: %v", err)
 		return nil
@@ -113,12 +112,10 @@ func (b *bench) freshness(ctx context.Context) error {
 	}
 
 	// The daemon: the real binary.
-	bin := filepath.Join(b.dir, "plugipay-sync")
-	t := time.Now()
-	if out, err := exec.CommandContext(ctx, goCmd, "build", "-o", bin, "github.com/plugipay-sync/plugipay-sync/cmd/plugipay-sync").CombinedOutput(); err != nil {
-		return fmt.Errorf("go build plugipay-sync: %w\n%s", err, out)
+	bin, err := b.daemonBinary(ctx)
+	if err != nil {
+		return err
 	}
-	b.logf("freshness: built plugipay-sync in %s", time.Since(t).Round(time.Millisecond))
 
 	opts := limitsReal
 	opts.Keys = map[string]string{benchKeyID: benchSecret, freshReaderKey: freshReaderSecret}
@@ -402,6 +399,26 @@ func scrape(url, name string) float64 {
 		}
 	}
 	return -1
+}
+
+// daemonBinary builds the real plugipay-sync binary into the data
+// directory, once per suite, and returns its path.
+func (b *bench) daemonBinary(ctx context.Context) (string, error) {
+	if b.daemon != "" {
+		return b.daemon, nil
+	}
+	goCmd, err := exec.LookPath("go")
+	if err != nil {
+		return "", fmt.Errorf("build plugipay-sync: %w", err)
+	}
+	bin := filepath.Join(b.dir, "plugipay-sync")
+	t := time.Now()
+	if out, err := exec.CommandContext(ctx, goCmd, "build", "-o", bin, "github.com/plugipay-sync/plugipay-sync/cmd/plugipay-sync").CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build plugipay-sync: %w\n%s", err, out)
+	}
+	b.logf("built plugipay-sync in %s", time.Since(t).Round(time.Millisecond))
+	b.daemon = bin
+	return bin, nil
 }
 
 // freePort returns a loopback address nothing listens on now.

@@ -135,8 +135,11 @@ type bench struct {
 	// big is the scan-size CSV and its warm state DB, shared by (1), (2),
 	// (6) and (7).
 	bigCSV, bigDB string
-	sqlDSN        string     // (8), (11)
-	fresh         freshSizes // (11)
+	sqlDSN        string        // (8), (11)
+	fresh         freshSizes    // (11)
+	plat          platformSizes // (12)
+	// daemon is the plugipay-sync binary built for (11) and (12), once.
+	daemon string
 	// keep: the data directory was given (-dir) and is kept.
 	keep bool
 }
@@ -172,7 +175,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) ([]row, e
 	quick := fs.Bool("quick", false, "tiny sizes (seconds): checks that every scenario works, not how fast")
 	dir := fs.String("dir", "", "directory for the generated data (default: a new temp dir, removed at the end)")
 	prof := fs.String("cpuprofile", "", "directory to write CPU profiles of the no-op scan children to (floor.pprof, scan.pprof)")
-	only := fs.String("only", "", "comma-separated scenario numbers to run (1-11; 1 and 6 run together); default all")
+	only := fs.String("only", "", "comma-separated scenario numbers to run (1-12; 1 and 6 run together); default all")
 	sz := fullSizes
 	fs.IntVar(&sz.ScanUsers, "users", 0, "users in the no-op scan and incremental run (default 1,000,000)")
 	fs.IntVar(&sz.Backfill, "backfill", 0, "new users in the backfill at the real limits (default 1,200 = 60 s)")
@@ -246,6 +249,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) ([]row, e
 
 	b := &bench{sz: sz, log: stderr, dir: *dir, sqlDSN: *sqlDSN, keep: *dir != ""}
 	b.fresh = b.freshSizes(*quick)
+	b.plat = platformSizesFor(*quick)
 	if b.dir == "" {
 		d, err := os.MkdirTemp("", "plugipay-bench-")
 		if err != nil {
@@ -273,6 +277,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) ([]row, e
 		{"9", b.hostile},
 		{"10", b.verifyScenario},
 		{"11", b.freshness},
+		{"12", b.platform},
 	}
 	if *hostileMem > 0 {
 		steps = []struct {

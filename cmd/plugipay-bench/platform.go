@@ -1,0 +1,597 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/plugipay-sync/plugipay-sync/crm"
+	"github.com/plugipay-sync/plugipay-sync/crm/sqlsrc"
+	"github.com/plugipay-sync/plugipay-sync/plugipay/emulator"
+	"github.com/plugipay-sync/plugipay-sync/state"
+	"github.com/plugipay-sync/plugipay-sync/sync"
+)
+
+// Scenario 12 (issue 19): platform mode, many merchant workspaces from
+// one deployment.
+//
+// The data: a members table in the real PostgreSQL (id bigint primary
+// key, tenant_id, email, first_name, last_name, plan, updated_at) with an
+// index on (tenant_id, id), and a merchants table (tenant_id,
+// plugipay_account) that tenants.query reads; the emulator serves every
+// merchant's workspace through one platform key (AutoConnect) at the real
+// per-workspace limits. The daemon is the real plugipay-sync binary, each
+// measurement in a process of its own, so its peak RSS is its own.
+//
+// (a) The no-op round: Tenants x UsersPer users, all synced already. The
+// state (one SQLite file per tenant) and the emulator's workspaces are
+// seeded directly, not through a first round (1,000,000 creates at 20/s
+// per workspace would take 50 s per tenant): each tenant's rows are read
+// through the SQL source bound to it, each mapped with the hash of its
+// content in the tenant's state file, and the same customer written to
+// the emulator's state log (Options.StatePath), which the emulator
+// replays at start. A first round over that warm cache reads every row
+// and keeps the prints, as every tenant's first real run does; the rounds
+// after it are the no-op rounds measured.
+//
+// (b) Write throughput: WriteTenants tenants with WriteUsers new users
+// each, so every tenant is held at its 20 writes/s ceiling for
+// WriteUsers/20 s; creates/s is measured at the emulator, from its first
+// executed write to its last, with the CPU time the processes used.
+
+// Targets and constants of issue 19.
+const (
+	platformKeyID      = "key_bench_platform"
+	platformSecret     = "sk_bench_platform_secret"
+	targetPlatformRate = 0.9 // three replicas' creates/s over WriteTenants x 20
+)
+
+// platformSizes are scenario 12's sizes.
+type platformSizes struct {
+	Tenants, UsersPer int // (a)
+	Concurrency       int // (a): tenants.concurrency of the no-op round
+	Rounds            int // (a): no-op rounds measured (the median counts)
+	WriteTenants      int // (b)
+	WriteUsers        int // (b): new users per tenant
+	Pairs             int // (b): interleaved one-process / replicas pairs
+}
+
+func platformSizesFor(quick bool) platformSizes {
+	if quick {
+		return platformSizes{Tenants: 20, UsersPer: 50, Concurrency: 4, Rounds: 1, WriteTenants: 4, WriteUsers: 30, Pairs: 1}
+	}
+	return platformSizes{Tenants: 1000, UsersPer: 1000, Concurrency: 4, Rounds: 3, WriteTenants: 50, WriteUsers: 500, Pairs: 2}
+}
+
+// tenantID is tenant i's id; its Plugipay account is "acc_" + the id.
+func tenantID(i int) string { return fmt.Sprintf("t%04d", i) }
+
+// createPlatformTables creates and fills a members table of tenants x
+// usersPer rows (user g belongs to tenant (g-1)/usersPer) and the
+// merchants table naming the tenants, each with a name of its own, and
+// returns the two names.
+func createPlatformTables(ctx context.Context, db *sql.DB, tenants, usersPer int) (members, merchants string, err error) {
+	var buf [4]byte
+	_, _ = rand.Read(buf[:])
+	sfx := hex.EncodeToString(buf[:])
+	members, merchants = "plugipay_bench_members_"+sfx, "plugipay_bench_merchants_"+sfx
+	n := tenants * usersPer
+	for _, q := range []string{
+		"CREATE UNLOGGED TABLE " + members + ` (id bigint PRIMARY KEY, tenant_id text NOT NULL, email text NOT NULL,
+			first_name text NOT NULL, last_name text NOT NULL, plan text NOT NULL, updated_at timestamptz NOT NULL)`,
+		"INSERT INTO " + members + ` SELECT g, 't' || lpad(((g - 1) / ` + strconv.Itoa(usersPer) + `)::text, 4, '0'),
+			'user' || g || '@example.com', 'First' || (g % 997), 'Last' || (g % 7919),
+			(ARRAY['free', 'starter', 'pro', 'enterprise'])[1 + g % 4],
+			timestamptz '2025-11-01 00:00:00+00' + ((g * 2654435761) % 31536000) * interval '1 second'
+			FROM generate_series(1, ` + strconv.Itoa(n) + `) g`,
+		"CREATE INDEX " + members + "_tenant ON " + members + " (tenant_id, id)",
+		"CREATE UNLOGGED TABLE " + merchants + " (tenant_id text PRIMARY KEY, plugipay_account text NOT NULL)",
+		"INSERT INTO " + merchants + ` SELECT 't' || lpad(g::text, 4, '0'), 'acc_t' || lpad(g::text, 4, '0')
+			FROM generate_series(0, ` + strconv.Itoa(tenants-1) + `) g`,
+		"VACUUM ANALYZE " + members,
+		"VACUUM ANALYZE " + merchants,
+	} {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			return members, merchants, fmt.Errorf("create %s: %w", members, err)
+		}
+	}
+	return members, merchants, nil
+}
+
+// tenantSource is the SQL source of members bound to tenant id, as the
+// daemon's tenantConfig binds it.
+func tenantSource(dsn, members, id string) (*sqlsrc.Source, error) {
+	return sqlsrc.New(sqlsrc.Options{Driver: sqlsrc.Postgres, DSN: dsn, Table: members, Columns: sqlColumns,
+		Normalize: crm.DefaultNormalize(), TenantColumn: "tenant_id", Tenant: id})
+}
+
+// emuSeedLine is one line of the emulator's state log (Options.StatePath):
+// an executed create of customer in account. The emulator replays the
+// log at start; writing it is how the bench puts a million customers in
+// a thousand workspaces in seconds instead of through the API.
+type emuSeedLine struct {
+	Account  string          `json:"account"`
+	Customer emuSeedCustomer `json:"customer"`
+}
+
+type emuSeedCustomer struct {
+	ID         string    `json:"id"`
+	ARN        string    `json:"arn"`
+	AccountID  string    `json:"accountId"`
+	ExternalID string    `json:"externalId"`
+	Email      string    `json:"email"`
+	Name       string    `json:"name"`
+	CreatedAt  time.Time `json:"createdAt"`
+	UpdatedAt  time.Time `json:"updatedAt"`
+}
+
+// seedPlatform warms every tenant's state file in stateDir (a mapping
+// with the content hash of each of its rows) and writes the customer of
+// each mapping, in the tenant's account, to the emulator state log at
+// emuLog. It returns how many users it seeded.
+func seedPlatform(ctx context.Context, dsn, members string, tenants int, stateDir, emuLog string) (int, error) {
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		return 0, err
+	}
+	f, err := os.Create(emuLog)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	bw := bufio.NewWriterSize(f, 1<<20)
+	enc := json.NewEncoder(bw)
+	created := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	total := 0
+	for i := range tenants {
+		id := tenantID(i)
+		acc := "acc_" + id
+		src, err := tenantSource(dsn, members, id)
+		if err != nil {
+			return total, err
+		}
+		store, err := state.Open(ctx, tenantStateFile(stateDir, id))
+		if err != nil {
+			return total, err
+		}
+		var encErr error
+		records := func(yield func(sync.Record, error) bool) {
+			for rec, err := range src.Records(ctx) {
+				if err == nil {
+					created = created.Add(time.Millisecond) // the list's order is (createdAt, id)
+					cid := "cus_bench" + rec.ExternalID
+					encErr = enc.Encode(emuSeedLine{Account: acc, Customer: emuSeedCustomer{ID: cid,
+						ARN: "arn:plugipay:customer:" + acc + ":" + cid, AccountID: acc, ExternalID: rec.ExternalID,
+						Email: rec.Email, Name: rec.Name, CreatedAt: created, UpdatedAt: created}})
+					if encErr != nil {
+						return
+					}
+				}
+				if !yield(rec, err) {
+					return
+				}
+			}
+		}
+		n, err := warmFrom(ctx, store, records)
+		if cerr := store.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			err = encErr
+		}
+		if err != nil {
+			return total, fmt.Errorf("seed tenant %s: %w", id, err)
+		}
+		total += n
+	}
+	if err := bw.Flush(); err != nil {
+		return total, err
+	}
+	return total, f.Close()
+}
+
+// tenantStateFile is where the daemon keeps tenant id's state in the
+// state directory dir (cmd/plugipay-sync's tenantStatePath).
+func tenantStateFile(dir, id string) string { return filepath.Join(dir, id+".db") }
+
+// platformEmulator starts the emulator of scenario 12 on a loopback port:
+// one platform key that auto-connects any merchant account, the real
+// per-workspace limits, and the workspaces of the state log at statePath
+// if it is set.
+func platformEmulator(statePath string) (*emu, error) {
+	opts := limitsReal
+	opts.PlatformKeys = map[string]emulator.PlatformKey{platformKeyID: {Secret: platformSecret, AutoConnect: true}}
+	opts.StatePath = statePath
+	s, err := emulator.Open(opts)
+	if err != nil {
+		return nil, err
+	}
+	return &emu{Server: s, srv: httptest.NewServer(s)}, nil
+}
+
+// platformConfig writes the daemon's config of scenario 12 to path and
+// returns path.
+func platformConfig(path, emuURL, dsn, members, merchants, stateDir string, concurrency int, extra string) (string, error) {
+	cfg := fmt.Sprintf(`schedule: "@every 1h"
+state:
+  path: %s
+plugipay:
+  base_url: %s
+  key_id: %s
+  secret: ${PLUGIPAY_SECRET}
+  reads_per_second: 100
+  writes_per_second: 20
+crm:
+  type: sql
+  sql:
+    driver: postgres
+    dsn: %q
+    table: %s
+    tenant_column: tenant_id
+    columns:
+      external_id: id
+      email: email
+      name_template: "{first_name} {last_name}"
+      metadata: {plan: plan}
+tenants:
+  query: SELECT tenant_id, plugipay_account FROM %s ORDER BY tenant_id
+  concurrency: %d
+log:
+  level: warn
+%s`, stateDir, emuURL, platformKeyID, dsn, members, merchants, concurrency, extra)
+	return path, os.WriteFile(path, []byte(cfg), 0o600)
+}
+
+// roundResult is what one `plugipay-sync --once` round printed and used.
+type roundResult struct {
+	Tenants, Failed               int
+	Round, Wall                   time.Duration // as the daemon printed it; the process's
+	Read, Created, Unchanged      int64
+	PeakRSS                       int64 // KiB (ru_maxrss)
+	CPU                           time.Duration
+	FirstError, Output, ErrOutput string
+}
+
+// runRound runs one platform round (--once) of the real binary in a
+// child process.
+func runRound(ctx context.Context, bin, cfg string) (roundResult, error) {
+	cmd := exec.CommandContext(ctx, bin, "--config", cfg, "--once")
+	cmd.Env = append(os.Environ(), "PLUGIPAY_SECRET="+platformSecret)
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	runErr := cmd.Run()
+	res := roundResult{Wall: time.Since(start), Output: stdout.String(), ErrOutput: stderr.String()}
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		res.PeakRSS = ru.Maxrss
+		res.CPU = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	if err := parseRound(res.Output, &res); err != nil {
+		return res, fmt.Errorf("--once: %w (exit: %v)\n%s\n%s", err, runErr, res.Output, tail(res.ErrOutput, 2000))
+	}
+	if runErr != nil || res.Failed > 0 {
+		return res, fmt.Errorf("--once: %d of %d tenants failed (exit: %v), first: %s\n%s", res.Failed, res.Tenants, runErr, res.FirstError, tail(res.ErrOutput, 2000))
+	}
+	return res, nil
+}
+
+// parseRound reads printRound's output: the summary line and one row per
+// tenant (TENANT RUN OUTCOME READ CREATED UPDATED UNCHANGED ... ERROR).
+func parseRound(out string, res *roundResult) error {
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) < 2 || !strings.HasPrefix(lines[0], "round: ") {
+		return fmt.Errorf("no round summary in the output")
+	}
+	var skipped int
+	var took string
+	if _, err := fmt.Sscanf(lines[0], "round: %d tenants, %d failed, %d skipped in %s", &res.Tenants, &res.Failed, &skipped, &took); err != nil {
+		return fmt.Errorf("round summary %q: %w", lines[0], err)
+	}
+	d, err := time.ParseDuration(took)
+	if err != nil {
+		return fmt.Errorf("round summary %q: %w", lines[0], err)
+	}
+	res.Round = d
+	for _, l := range lines[2:] {
+		f := strings.Fields(l)
+		if len(f) < 9 {
+			return fmt.Errorf("tenant row %q", l)
+		}
+		var n [4]int64
+		for i, col := range []int{3, 4, 6} {
+			if n[i], err = strconv.ParseInt(f[col], 10, 64); err != nil {
+				return fmt.Errorf("tenant row %q: %w", l, err)
+			}
+		}
+		res.Read, res.Created, res.Unchanged = res.Read+n[0], res.Created+n[1], res.Unchanged+n[2]
+		if len(f) > 9 && res.FirstError == "" {
+			res.FirstError = f[0] + ": " + strings.Join(f[9:], " ")
+		}
+	}
+	if got := len(lines) - 2; got != res.Tenants {
+		return fmt.Errorf("%d tenant rows for %d tenants", got, res.Tenants)
+	}
+	return nil
+}
+
+// tail is the last n bytes of s.
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return "..." + s[len(s)-n:]
+}
+
+// platform is scenario (12).
+func (b *bench) platform(ctx context.Context) error {
+	const s = "12 platform (PostgreSQL CRM)"
+	pz := b.plat
+	db, err := sql.Open("pgx", b.sqlDSN)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if err := db.PingContext(ctx); err != nil {
+		b.info(s, "skipped", "no PostgreSQL at -sql-dsn")
+		b.note("(12) skipped: PostgreSQL not reachable (%v)", err)
+		return nil
+	}
+	bin, err := b.daemonBinary(ctx)
+	if err != nil {
+		return err
+	}
+	if err := b.platformNoop(ctx, db, bin, pz); err != nil {
+		return fmt.Errorf("no-op round: %w", err)
+	}
+	if err := b.platformWrites(ctx, db, pz); err != nil {
+		return fmt.Errorf("writes: %w", err)
+	}
+	return nil
+}
+
+// platformNoop is scenario 12 (a): the no-op round of Tenants x UsersPer
+// users in one process.
+func (b *bench) platformNoop(ctx context.Context, db *sql.DB, bin string, pz platformSizes) error {
+	s := fmt.Sprintf("12a platform no-op round (%s tenants x %s users)", count(int64(pz.Tenants)), count(int64(pz.UsersPer)))
+	t := time.Now()
+	members, merchants, err := createPlatformTables(ctx, db, pz.Tenants, pz.UsersPer)
+	defer func() {
+		_, _ = db.ExecContext(context.WithoutCancel(ctx), "DROP TABLE IF EXISTS "+members+", "+merchants)
+	}()
+	if err != nil {
+		return err
+	}
+	b.logf("platform: created %s (%s rows) in %s", members, count(int64(pz.Tenants*pz.UsersPer)), time.Since(t).Round(time.Millisecond))
+	t = time.Now()
+	stateDir, emuLog := filepath.Join(b.dir, "platform-state"), filepath.Join(b.dir, "platform-emulator.jsonl")
+	n, err := seedPlatform(ctx, b.sqlDSN, members, pz.Tenants, stateDir, emuLog)
+	if err != nil {
+		return err
+	}
+	b.logf("platform: seeded %s users' mappings and customers in %s", count(int64(n)), time.Since(t).Round(time.Millisecond))
+	t = time.Now()
+	e, err := platformEmulator(emuLog)
+	if err != nil {
+		return err
+	}
+	defer e.Server.Close() // its state log
+	defer e.Close()
+	total := 0
+	for _, c := range e.CustomerCounts() {
+		total += c
+	}
+	if total != n {
+		return fmt.Errorf("the emulator holds %d customers after replaying its state log, want %d", total, n)
+	}
+	b.logf("platform: the emulator replayed %s customers in %d workspaces in %s", count(int64(total)), len(e.Accounts()), time.Since(t).Round(time.Millisecond))
+	cfg, err := platformConfig(filepath.Join(b.dir, "platform.yaml"), e.srv.URL, b.sqlDSN, members, merchants, stateDir, pz.Concurrency, "")
+	if err != nil {
+		return err
+	}
+
+	// The first round over the warm cache: every row read and its print
+	// kept, nothing written.
+	before := e.snapshot()
+	first, err := runRound(ctx, bin, cfg)
+	if err != nil {
+		return fmt.Errorf("first round: %w", err)
+	}
+	if d := e.snapshot().sub(before); d.writes != 0 || first.Unchanged != int64(n) {
+		return fmt.Errorf("first round over the warm cache: %d writes, %d of %d unchanged: the seeded hashes differ from the daemon's", d.writes, first.Unchanged, n)
+	}
+	b.logf("platform: first round (every row read, prints kept) %s, peak RSS %s", first.Round.Round(time.Millisecond), mib(first.PeakRSS))
+
+	var rounds, walls []float64
+	var worst roundResult
+	var worstReq requests
+	for i := range pz.Rounds {
+		before := e.snapshot()
+		r, err := runRound(ctx, bin, cfg)
+		if err != nil {
+			return err
+		}
+		d := e.snapshot().sub(before)
+		b.logf("platform no-op round %d: %s (process %s), peak RSS %s, CPU %s, %d requests (%d writes)", i+1,
+			r.Round.Round(time.Millisecond), r.Wall.Round(time.Millisecond), mib(r.PeakRSS), r.CPU.Round(time.Millisecond), d.total, d.writes)
+		rounds, walls = append(rounds, r.Round.Seconds()), append(walls, r.Wall.Seconds())
+		if i == 0 || d.writes > worstReq.writes || r.Unchanged < worst.Unchanged || r.PeakRSS > worst.PeakRSS {
+			worst, worstReq = r, d // the worst counts and memory are the ones reported
+		}
+	}
+	round := median(rounds)
+	b.info(s, "users (rows, all unchanged) / tenants", fmt.Sprintf("%s / %s", count(int64(n)), count(int64(pz.Tenants))))
+	b.check(s, "API writes, no-op round", count(int64(worstReq.writes)), "0",
+		worstReq.writes == 0 && worst.Unchanged == int64(n) && worst.Tenants == pz.Tenants, true)
+	b.info(s, "API reads, no-op round (identity check: 1 list + 3 GETs a tenant)", fmt.Sprintf("%s (%s list, %s GET)",
+		count(int64(worstReq.total)), count(int64(worstReq.list)), count(int64(worstReq.get))))
+	b.info(s, "first round over the warm cache (every row read, prints kept)", fmt.Sprintf("%s, %s", secs(first.Round.Seconds()), rate(float64(n)/first.Round.Seconds(), "users")))
+	b.info(s, fmt.Sprintf("no-op round time (median of %d)", len(rounds)), fmt.Sprintf("%s (process %s)", secs(round), secs(median(walls))))
+	b.info(s, "no-op round rate", fmt.Sprintf("%s, %s", rate(float64(pz.Tenants)/round, "tenants"), rate(float64(n)/round, "users")))
+	b.info(s, "peak RSS of the process (worst round)", mib(worst.PeakRSS))
+	b.info(s, "CPU time of the process / round time", fmt.Sprintf("%s / %s", secs(worst.CPU.Seconds()), secs(worst.Round.Seconds())))
+	b.info(s, "set-up", fmt.Sprintf("SQLite state (a file per tenant), tenants.concurrency %d, state and emulator seeded directly", pz.Concurrency))
+	return nil
+}
+
+// writeResult is one write-throughput run of scenario 12 (b).
+type writeResult struct {
+	Creates int
+	Rate    float64       // creates/s at the emulator, first executed write to last
+	Window  time.Duration // first executed write to last
+	// SyncCPU is the CPU time of the daemon processes over their whole
+	// lives; EmuCPU the bench process's (the emulator's) over the run.
+	SyncCPU, EmuCPU time.Duration
+	Wall            time.Duration // start of the first process to the last write
+	N429            int
+}
+
+// cpuSelf is this process's CPU time so far.
+func cpuSelf() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// measureWrites runs run (which starts the daemon processes and returns
+// their CPU time once want creates are done and they have exited) while
+// sampling e's executed writes every 20 ms, and returns the creates/s
+// from the first sample that saw a write to the first that saw want.
+func measureWrites(ctx context.Context, e *emu, want int, run func(context.Context) (time.Duration, error)) (writeResult, error) {
+	type sample struct {
+		t time.Time
+		n int
+	}
+	done := make(chan struct{})
+	samples := make(chan []sample, 1)
+	go func() {
+		var out []sample
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			n := e.WritesExecuted()
+			if n > 0 && (len(out) == 0 || out[len(out)-1].n != n) {
+				out = append(out, sample{time.Now(), n})
+			}
+			select {
+			case <-tick.C:
+			case <-done:
+				samples <- out
+				return
+			}
+		}
+	}()
+	start, cpu0 := time.Now(), cpuSelf()
+	syncCPU, err := run(ctx)
+	close(done)
+	ss := <-samples
+	res := writeResult{Creates: e.WritesExecuted(), SyncCPU: syncCPU, EmuCPU: cpuSelf() - cpu0}
+	if err != nil {
+		return res, err
+	}
+	if res.Creates != want || len(ss) < 2 {
+		return res, fmt.Errorf("%d writes executed, want %d creates", res.Creates, want)
+	}
+	first, last := ss[0], ss[len(ss)-1]
+	for _, x := range ss {
+		if x.n >= want {
+			last = x
+			break
+		}
+	}
+	res.Window, res.Wall = last.t.Sub(first.t), last.t.Sub(start)
+	res.Rate = float64(last.n-first.n) / res.Window.Seconds()
+	var err429 error
+	res.N429, err429 = e.status429()
+	return res, err429
+}
+
+// writeRun is one run of scenario 12 (b): a new emulator (real limits,
+// no customers), a new state, and the daemon processes of one setup.
+type writeRun func(ctx context.Context, e *emu, stateDir string) (time.Duration, error)
+
+// oneProcess is scenario 12 (b)'s single process: one --once round with
+// every tenant running at once (tenants.concurrency = the tenants).
+func (b *bench) oneProcess(dsn, members, merchants string, tenants int) writeRun {
+	return func(ctx context.Context, e *emu, stateDir string) (time.Duration, error) {
+		cfg, err := platformConfig(stateDir+".yaml", e.srv.URL, dsn, members, merchants, stateDir, tenants, "")
+		if err != nil {
+			return 0, err
+		}
+		r, err := runRound(ctx, b.daemon, cfg)
+		return r.CPU, err
+	}
+}
+
+// platformWrites is scenario 12 (b): WriteTenants tenants of WriteUsers
+// new users each, one process against replicas, interleaved.
+func (b *bench) platformWrites(ctx context.Context, db *sql.DB, pz platformSizes) error {
+	s := fmt.Sprintf("12b platform writes (%d tenants x %s new users)", pz.WriteTenants, count(int64(pz.WriteUsers)))
+	members, merchants, err := createPlatformTables(ctx, db, pz.WriteTenants, pz.WriteUsers)
+	defer func() {
+		_, _ = db.ExecContext(context.WithoutCancel(ctx), "DROP TABLE IF EXISTS "+members+", "+merchants)
+	}()
+	if err != nil {
+		return err
+	}
+	want := pz.WriteTenants * pz.WriteUsers
+	ceiling := float64(pz.WriteTenants) * writeCeiling
+	setups := []struct {
+		name string
+		run  writeRun
+	}{
+		{"one process", b.oneProcess(b.sqlDSN, members, merchants, pz.WriteTenants)},
+	}
+	results := make([][]writeResult, len(setups))
+	runs := 0
+	for p := range pz.Pairs {
+		for i, st := range setups {
+			e, err := platformEmulator("")
+			if err != nil {
+				return err
+			}
+			runs++
+			stateDir := filepath.Join(b.dir, fmt.Sprintf("platform-writes-%d", runs))
+			res, err := measureWrites(ctx, e, want, func(ctx context.Context) (time.Duration, error) { return st.run(ctx, e, stateDir) })
+			e.Close()
+			if err != nil {
+				return fmt.Errorf("%s, run %d: %w", st.name, p+1, err)
+			}
+			b.logf("platform writes %s %d: %s creates in %s = %.1f/s (%.0f%% of %.0f), daemon CPU %s, emulator CPU %s, %d answered 429",
+				st.name, p+1, count(int64(res.Creates)), res.Window.Round(time.Millisecond), res.Rate, 100*res.Rate/ceiling, ceiling,
+				res.SyncCPU.Round(time.Millisecond), res.EmuCPU.Round(time.Millisecond), res.N429)
+			results[i] = append(results[i], res)
+		}
+	}
+	for i, st := range setups {
+		rs := results[i]
+		rates, util := make([]float64, len(rs)), make([]float64, len(rs))
+		n429 := 0
+		var sync, emuCPU, wall float64
+		for j, r := range rs {
+			rates[j] = r.Rate
+			util[j] = (r.SyncCPU + r.EmuCPU).Seconds() / r.Wall.Seconds()
+			sync, emuCPU, wall = sync+r.SyncCPU.Seconds(), emuCPU+r.EmuCPU.Seconds(), wall+r.Wall.Seconds()
+			n429 += r.N429
+		}
+		rt := median(rates)
+		b.info(s, st.name+": creates/s (median of "+strconv.Itoa(len(rs))+")", fmt.Sprintf("%s (%.0f%% of %d x 20)", rate(rt, "creates"), 100*rt/ceiling, pz.WriteTenants))
+		b.info(s, st.name+": CPU used (daemons + emulator) / wall, all runs", fmt.Sprintf("%.2f of %d cores (daemons %.0f%%, emulator %.0f%%)",
+			(sync+emuCPU)/wall, runtime.NumCPU(), 100*sync/(sync+emuCPU), 100*emuCPU/(sync+emuCPU)))
+		b.info(s, st.name+": 429 answers, all runs", count(int64(n429)))
+	}
+	return nil
+}
