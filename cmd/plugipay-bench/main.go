@@ -175,7 +175,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) ([]row, e
 	quick := fs.Bool("quick", false, "tiny sizes (seconds): checks that every scenario works, not how fast")
 	dir := fs.String("dir", "", "directory for the generated data (default: a new temp dir, removed at the end)")
 	prof := fs.String("cpuprofile", "", "directory to write CPU profiles of the no-op scan children to (floor.pprof, scan.pprof)")
-	only := fs.String("only", "", "comma-separated scenario numbers to run (1-12; 1 and 6 run together); default all")
+	only := fs.String("only", "", "comma-separated scenario numbers to run (1-12, or 12a/12b for half of 12; 1 and 6 run together); default all")
 	sz := fullSizes
 	fs.IntVar(&sz.ScanUsers, "users", 0, "users in the no-op scan and incremental run (default 1,000,000)")
 	fs.IntVar(&sz.Backfill, "backfill", 0, "new users in the backfill at the real limits (default 1,200 = 60 s)")
@@ -184,6 +184,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) ([]row, e
 	sqlDSN := fs.String("sql-dsn", cmp.Or(os.Getenv(childSQLDSNEnv), DefaultBenchPostgresDSN), "PostgreSQL of scenario 8 (env "+childSQLDSNEnv+")")
 	fs.IntVar(&sz.SQLUsers, "sql-users", 0, "rows in scenario 8's table (default 1,000,000)")
 	sqlLinear := fs.String("sql-linear", "", "comma-separated table sizes of scenario 8's linearity measurement (default 100000,1000000,10000000)")
+	platTenants := fs.Int("tenants", 0, "tenants in scenario 12's no-op round (default 1,000)")
+	platUsers := fs.Int("tenant-users", 0, "users per tenant in scenario 12's no-op round (default 1,000)")
 	hostileMem := fs.Int("hostile-mem", 0, "with N > 0, only measure the peak RSS of a no-op run and of --dry-run over N hostile rows (issue 13: 5,000,000)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -245,11 +247,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) ([]row, e
 	if want["6"] {
 		want["1"] = true
 	}
+	// 12a and 12b are the halves of 12.
+	platParts := map[string]bool{"12a": want["12a"] || !want["12b"], "12b": want["12b"] || !want["12a"]}
+	if want["12a"] || want["12b"] {
+		want["12"] = true
+	}
 	runs := func(n string) bool { return len(want) == 0 || want[n] }
 
 	b := &bench{sz: sz, log: stderr, dir: *dir, sqlDSN: *sqlDSN, keep: *dir != ""}
 	b.fresh = b.freshSizes(*quick)
 	b.plat = platformSizesFor(*quick)
+	b.plat.NoopRound, b.plat.Writes = platParts["12a"], platParts["12b"]
+	b.plat.Tenants, b.plat.UsersPer = cmp.Or(*platTenants, b.plat.Tenants), cmp.Or(*platUsers, b.plat.UsersPer)
 	if b.dir == "" {
 		d, err := os.MkdirTemp("", "plugipay-bench-")
 		if err != nil {

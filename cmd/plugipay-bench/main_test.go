@@ -30,7 +30,8 @@ func TestMain(m *testing.M) {
 // export no call on a no-op and exactly the changed rows' PATCHes.
 func TestQuick(t *testing.T) {
 	var out, log bytes.Buffer
-	rows, err := run(context.Background(), []string{"-quick", "-dir", t.TempDir()}, &out, &log)
+	// Scenario 12 runs in TestQuickPlatform.
+	rows, err := run(context.Background(), []string{"-quick", "-dir", t.TempDir(), "-only", "1,2,3,4,5,6,7,8,9,10,11"}, &out, &log)
 	if err != nil {
 		t.Fatalf("run: %v\n%s", err, log.String())
 	}
@@ -55,6 +56,44 @@ func TestQuick(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Log(out.String())
+	}
+}
+
+// TestQuickPlatform runs scenario 12 at tiny sizes against the real
+// PostgreSQL, the real plugipay-sync binary and the emulator in platform
+// mode. As in TestQuick, only the count targets are checked: no write in
+// the no-op round (and every user unchanged), and in the write runs every
+// tenant's users exactly once in its own workspace with no 409.
+func TestQuickPlatform(t *testing.T) {
+	var out, log bytes.Buffer
+	rows, err := run(context.Background(), []string{"-quick", "-dir", t.TempDir(), "-only", "12"}, &out, &log)
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, log.String())
+	}
+	if strings.Contains(out.String(), "| skipped") {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("scenario 12 skipped under CI:\n%s", out.String())
+		}
+		t.Skipf("no PostgreSQL at %s:\n%s", DefaultBenchPostgresDSN, out.String())
+	}
+	exact := map[string]int{}
+	for _, r := range rows {
+		if r.Exact {
+			exact[strings.Fields(r.Scenario)[0]]++
+			if r.Status != statusOK {
+				t.Errorf("%s: %s = %s, want %s", r.Scenario, r.Metric, r.Value, r.Target)
+			}
+		}
+	}
+	// 12a: the no-op round's writes; 12b: the placement of each setup's
+	// creates.
+	for scenario, want := range map[string]int{"12a": 1, "12b": strings.Count(out.String(), "creates/s (median")} {
+		if exact[scenario] != want || want == 0 {
+			t.Errorf("scenario %s: %d count targets checked, want %d (> 0)", scenario, exact[scenario], want)
+		}
+	}
+	if t.Failed() {
+		t.Log(out.String(), log.String())
 	}
 }
 

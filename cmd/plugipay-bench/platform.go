@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"database/sql"
@@ -67,6 +68,8 @@ type platformSizes struct {
 	WriteTenants      int // (b)
 	WriteUsers        int // (b): new users per tenant
 	Pairs             int // (b): interleaved one-process / replicas pairs
+	// NoopRound and Writes choose the halves to run (-only 12a, 12b).
+	NoopRound, Writes bool
 }
 
 func platformSizesFor(quick bool) platformSizes {
@@ -256,9 +259,12 @@ log:
 
 // roundResult is what one `plugipay-sync --once` round printed and used.
 type roundResult struct {
-	Tenants, Failed               int
-	Round, Wall                   time.Duration // as the daemon printed it; the process's
-	Read, Created, Unchanged      int64
+	Tenants, Failed          int
+	Round, Wall              time.Duration // as the daemon printed it; the process's
+	Read, Created, Unchanged int64
+	// RecordsFailed are records whose write failed in the run (each is
+	// retried by a later run): the round exits 2, not a tenant failure.
+	RecordsFailed                 int64
 	PeakRSS                       int64 // KiB (ru_maxrss)
 	CPU                           time.Duration
 	FirstError, Output, ErrOutput string
@@ -281,10 +287,28 @@ func runRound(ctx context.Context, bin, cfg string) (roundResult, error) {
 	if err := parseRound(res.Output, &res); err != nil {
 		return res, fmt.Errorf("--once: %w (exit: %v)\n%s\n%s", err, runErr, res.Output, tail(res.ErrOutput, 2000))
 	}
-	if runErr != nil || res.Failed > 0 {
+	if res.Failed > 0 || (runErr != nil && res.RecordsFailed == 0) {
 		return res, fmt.Errorf("--once: %d of %d tenants failed (exit: %v), first: %s\n%s", res.Failed, res.Tenants, runErr, res.FirstError, tail(res.ErrOutput, 2000))
 	}
 	return res, nil
+}
+
+// pgTooManyClients is PostgreSQL's answer when max_connections are taken:
+// on a machine shared with other PostgreSQL users, a round whose tenant
+// met it says nothing about the sync, so it is run again.
+const pgTooManyClients = "SQLSTATE 53300"
+
+// round is runRound, again (up to three times) when a tenant's CRM read
+// was refused for want of a PostgreSQL connection slot; the retry is noted.
+func (b *bench) round(ctx context.Context, cfg string) (roundResult, error) {
+	for attempt := 1; ; attempt++ {
+		r, err := runRound(ctx, b.daemon, cfg)
+		if err == nil || attempt == 3 || !strings.Contains(r.Output+r.ErrOutput, pgTooManyClients) {
+			return r, err
+		}
+		b.logf("platform: a round met PostgreSQL's max_connections (other clients on the server); running it again")
+		b.note("(12) a round was run again: PostgreSQL refused a tenant's connection (too many clients, from other users of the server)")
+	}
 }
 
 // parseRound reads printRound's output: the summary line and one row per
@@ -310,12 +334,12 @@ func parseRound(out string, res *roundResult) error {
 			return fmt.Errorf("tenant row %q", l)
 		}
 		var n [4]int64
-		for i, col := range []int{3, 4, 6} {
+		for i, col := range []int{3, 4, 6, 8} {
 			if n[i], err = strconv.ParseInt(f[col], 10, 64); err != nil {
 				return fmt.Errorf("tenant row %q: %w", l, err)
 			}
 		}
-		res.Read, res.Created, res.Unchanged = res.Read+n[0], res.Created+n[1], res.Unchanged+n[2]
+		res.Read, res.Created, res.Unchanged, res.RecordsFailed = res.Read+n[0], res.Created+n[1], res.Unchanged+n[2], res.RecordsFailed+n[3]
 		if len(f) > 9 && res.FirstError == "" {
 			res.FirstError = f[0] + ": " + strings.Join(f[9:], " ")
 		}
@@ -324,6 +348,29 @@ func parseRound(out string, res *roundResult) error {
 		return fmt.Errorf("%d tenant rows for %d tenants", got, res.Tenants)
 	}
 	return nil
+}
+
+// firstLogError is the error of the first JSON log line in out that has
+// one, "" if none has.
+func firstLogError(out string) string {
+	for line := range strings.Lines(out) {
+		var l struct {
+			Error string `json:"error"`
+		}
+		if json.Unmarshal([]byte(line), &l) == nil && l.Error != "" {
+			return l.Error
+		}
+	}
+	return ""
+}
+
+// oneLine is s on one line, at most n bytes.
+func oneLine(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
 }
 
 // tail is the last n bytes of s.
@@ -348,22 +395,25 @@ func (b *bench) platform(ctx context.Context) error {
 		b.note("(12) skipped: PostgreSQL not reachable (%v)", err)
 		return nil
 	}
-	bin, err := b.daemonBinary(ctx)
-	if err != nil {
+	if _, err := b.daemonBinary(ctx); err != nil {
 		return err
 	}
-	if err := b.platformNoop(ctx, db, bin, pz); err != nil {
-		return fmt.Errorf("no-op round: %w", err)
+	if pz.NoopRound {
+		if err := b.platformNoop(ctx, db, pz); err != nil {
+			return fmt.Errorf("no-op round: %w", err)
+		}
 	}
-	if err := b.platformWrites(ctx, db, pz); err != nil {
-		return fmt.Errorf("writes: %w", err)
+	if pz.Writes {
+		if err := b.platformWrites(ctx, db, pz); err != nil {
+			return fmt.Errorf("writes: %w", err)
+		}
 	}
 	return nil
 }
 
 // platformNoop is scenario 12 (a): the no-op round of Tenants x UsersPer
 // users in one process.
-func (b *bench) platformNoop(ctx context.Context, db *sql.DB, bin string, pz platformSizes) error {
+func (b *bench) platformNoop(ctx context.Context, db *sql.DB, pz platformSizes) error {
 	s := fmt.Sprintf("12a platform no-op round (%s tenants x %s users)", count(int64(pz.Tenants)), count(int64(pz.UsersPer)))
 	t := time.Now()
 	members, merchants, err := createPlatformTables(ctx, db, pz.Tenants, pz.UsersPer)
@@ -404,7 +454,7 @@ func (b *bench) platformNoop(ctx context.Context, db *sql.DB, bin string, pz pla
 	// The first round over the warm cache: every row read and its print
 	// kept, nothing written.
 	before := e.snapshot()
-	first, err := runRound(ctx, bin, cfg)
+	first, err := b.round(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("first round: %w", err)
 	}
@@ -418,7 +468,7 @@ func (b *bench) platformNoop(ctx context.Context, db *sql.DB, bin string, pz pla
 	var worstReq requests
 	for i := range pz.Rounds {
 		before := e.snapshot()
-		r, err := runRound(ctx, bin, cfg)
+		r, err := b.round(ctx, cfg)
 		if err != nil {
 			return err
 		}
@@ -454,7 +504,14 @@ type writeResult struct {
 	// lives; EmuCPU the bench process's (the emulator's) over the run.
 	SyncCPU, EmuCPU time.Duration
 	Wall            time.Duration // start of the first process to the last write
-	N429            int
+	N429, N409      int
+	// RecordsFailed are the records whose write failed (retried by a
+	// later run); FirstError is one of their errors.
+	RecordsFailed int64
+	FirstError    string
+	// Wrong is how many workspaces do not hold exactly their tenant's
+	// users (WriteUsers each, every other workspace none).
+	Wrong int
 }
 
 // cpuSelf is this process's CPU time so far.
@@ -466,11 +523,18 @@ func cpuSelf() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
+// runStats is what the daemon processes of a write run used and failed.
+type runStats struct {
+	CPU           time.Duration
+	RecordsFailed int64
+	FirstError    string
+}
+
 // measureWrites runs run (which starts the daemon processes and returns
-// their CPU time once want creates are done and they have exited) while
-// sampling e's executed writes every 20 ms, and returns the creates/s
-// from the first sample that saw a write to the first that saw want.
-func measureWrites(ctx context.Context, e *emu, want int, run func(context.Context) (time.Duration, error)) (writeResult, error) {
+// once they are done and have exited) while sampling e's executed writes
+// every 20 ms, and returns the creates/s from the first sample that saw a
+// write to the first that saw want (or the last, if some records failed).
+func measureWrites(ctx context.Context, e *emu, want int, run func(context.Context) (runStats, error)) (writeResult, error) {
 	type sample struct {
 		t time.Time
 		n int
@@ -495,14 +559,15 @@ func measureWrites(ctx context.Context, e *emu, want int, run func(context.Conte
 		}
 	}()
 	start, cpu0 := time.Now(), cpuSelf()
-	syncCPU, err := run(ctx)
+	st, err := run(ctx)
 	close(done)
 	ss := <-samples
-	res := writeResult{Creates: e.WritesExecuted(), SyncCPU: syncCPU, EmuCPU: cpuSelf() - cpu0}
+	res := writeResult{Creates: e.WritesExecuted(), SyncCPU: st.CPU, EmuCPU: cpuSelf() - cpu0,
+		RecordsFailed: st.RecordsFailed, FirstError: st.FirstError}
 	if err != nil {
 		return res, err
 	}
-	if res.Creates != want || len(ss) < 2 {
+	if len(ss) < 2 || (res.Creates != want && st.RecordsFailed == 0) {
 		return res, fmt.Errorf("%d writes executed, want %d creates", res.Creates, want)
 	}
 	first, last := ss[0], ss[len(ss)-1]
@@ -514,25 +579,47 @@ func measureWrites(ctx context.Context, e *emu, want int, run func(context.Conte
 	}
 	res.Window, res.Wall = last.t.Sub(first.t), last.t.Sub(start)
 	res.Rate = float64(last.n-first.n) / res.Window.Seconds()
-	var err429 error
-	res.N429, err429 = e.status429()
-	return res, err429
+	if res.N429, err = e.status429(); err != nil {
+		return res, err
+	}
+	res.N409, err = e.answered("409")
+	return res, err
+}
+
+// misplaced counts the workspaces of e that do not hold exactly their
+// tenant's users: perTenant in each of the first tenants' accounts and no
+// customer anywhere else.
+func misplaced(e *emu, tenants, perTenant int) int {
+	counts := e.CustomerCounts()
+	wrong := 0
+	for i := range tenants {
+		if counts["acc_"+tenantID(i)] != perTenant {
+			wrong++
+		}
+		delete(counts, "acc_"+tenantID(i))
+	}
+	for _, n := range counts {
+		if n != 0 {
+			wrong++
+		}
+	}
+	return wrong
 }
 
 // writeRun is one run of scenario 12 (b): a new emulator (real limits,
 // no customers), a new state, and the daemon processes of one setup.
-type writeRun func(ctx context.Context, e *emu, stateDir string) (time.Duration, error)
+type writeRun func(ctx context.Context, e *emu, stateDir string) (runStats, error)
 
 // oneProcess is scenario 12 (b)'s single process: one --once round with
 // every tenant running at once (tenants.concurrency = the tenants).
 func (b *bench) oneProcess(dsn, members, merchants string, tenants int) writeRun {
-	return func(ctx context.Context, e *emu, stateDir string) (time.Duration, error) {
+	return func(ctx context.Context, e *emu, stateDir string) (runStats, error) {
 		cfg, err := platformConfig(stateDir+".yaml", e.srv.URL, dsn, members, merchants, stateDir, tenants, "")
 		if err != nil {
-			return 0, err
+			return runStats{}, err
 		}
 		r, err := runRound(ctx, b.daemon, cfg)
-		return r.CPU, err
+		return runStats{CPU: r.CPU, RecordsFailed: r.RecordsFailed, FirstError: firstLogError(r.ErrOutput)}, err
 	}
 }
 
@@ -565,33 +652,40 @@ func (b *bench) platformWrites(ctx context.Context, db *sql.DB, pz platformSizes
 			}
 			runs++
 			stateDir := filepath.Join(b.dir, fmt.Sprintf("platform-writes-%d", runs))
-			res, err := measureWrites(ctx, e, want, func(ctx context.Context) (time.Duration, error) { return st.run(ctx, e, stateDir) })
+			res, err := measureWrites(ctx, e, want, func(ctx context.Context) (runStats, error) { return st.run(ctx, e, stateDir) })
+			res.Wrong = misplaced(e, pz.WriteTenants, pz.WriteUsers)
 			e.Close()
 			if err != nil {
 				return fmt.Errorf("%s, run %d: %w", st.name, p+1, err)
 			}
-			b.logf("platform writes %s %d: %s creates in %s = %.1f/s (%.0f%% of %.0f), daemon CPU %s, emulator CPU %s, %d answered 429",
+			b.logf("platform writes %s %d: %s creates in %s = %.1f/s (%.0f%% of %.0f), daemon CPU %s, emulator CPU %s, %d answered 429, %d records failed %s",
 				st.name, p+1, count(int64(res.Creates)), res.Window.Round(time.Millisecond), res.Rate, 100*res.Rate/ceiling, ceiling,
-				res.SyncCPU.Round(time.Millisecond), res.EmuCPU.Round(time.Millisecond), res.N429)
+				res.SyncCPU.Round(time.Millisecond), res.EmuCPU.Round(time.Millisecond), res.N429, res.RecordsFailed, res.FirstError)
 			results[i] = append(results[i], res)
 		}
 	}
 	for i, st := range setups {
 		rs := results[i]
 		rates, util := make([]float64, len(rs)), make([]float64, len(rs))
-		n429 := 0
+		n429, n409, wrong, failed, firstErr := 0, 0, 0, int64(0), ""
 		var sync, emuCPU, wall float64
 		for j, r := range rs {
 			rates[j] = r.Rate
 			util[j] = (r.SyncCPU + r.EmuCPU).Seconds() / r.Wall.Seconds()
 			sync, emuCPU, wall = sync+r.SyncCPU.Seconds(), emuCPU+r.EmuCPU.Seconds(), wall+r.Wall.Seconds()
-			n429 += r.N429
+			n429, n409, wrong, failed = n429+r.N429, n409+r.N409, wrong+r.Wrong, failed+r.RecordsFailed
+			firstErr = cmp.Or(firstErr, r.FirstError)
 		}
 		rt := median(rates)
 		b.info(s, st.name+": creates/s (median of "+strconv.Itoa(len(rs))+")", fmt.Sprintf("%s (%.0f%% of %d x 20)", rate(rt, "creates"), 100*rt/ceiling, pz.WriteTenants))
 		b.info(s, st.name+": CPU used (daemons + emulator) / wall, all runs", fmt.Sprintf("%.2f of %d cores (daemons %.0f%%, emulator %.0f%%)",
 			(sync+emuCPU)/wall, runtime.NumCPU(), 100*sync/(sync+emuCPU), 100*emuCPU/(sync+emuCPU)))
+		b.check(s, st.name+": workspaces not holding exactly their users / 409 answers, all runs", fmt.Sprintf("%d / %d", wrong, n409), "0 / 0",
+			wrong == 0 && n409 == 0, true)
 		b.info(s, st.name+": 429 answers, all runs", count(int64(n429)))
+		if failed > 0 {
+			b.info(s, st.name+": records failed (a later run retries them), all runs", fmt.Sprintf("%s, e.g. %s", count(failed), oneLine(firstErr, 90)))
+		}
 	}
 	return nil
 }

@@ -64,7 +64,10 @@ func (r requests) sub(o requests) requests {
 }
 
 // status429 counts the requests the emulator answered 429.
-func (e *emu) status429() (int, error) {
+func (e *emu) status429() (int, error) { return e.answered("429") }
+
+// answered counts the requests the emulator answered with status.
+func (e *emu) answered(status string) (int, error) {
 	mfs, err := e.Registry().Gather()
 	if err != nil {
 		return 0, err
@@ -76,7 +79,7 @@ func (e *emu) status429() (int, error) {
 		}
 		for _, m := range mf.GetMetric() {
 			for _, l := range m.GetLabel() {
-				if l.GetName() == "status" && l.GetValue() == "429" {
+				if l.GetName() == "status" && l.GetValue() == status {
 					n += m.GetCounter().GetValue()
 				}
 			}
