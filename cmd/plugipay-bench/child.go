@@ -199,8 +199,11 @@ func sampleAnon() (stop func(), peak *atomic.Int64) {
 }
 
 // procStatus reads the named fields, in KiB, from /proc/self/status.
-func procStatus(names ...string) ([]int64, error) {
-	b, err := os.ReadFile("/proc/self/status")
+func procStatus(names ...string) ([]int64, error) { return procStatusOf("self", names...) }
+
+// procStatusOf reads the named fields, in KiB, from /proc/<pid>/status.
+func procStatusOf(pid string, names ...string) ([]int64, error) {
+	b, err := os.ReadFile("/proc/" + pid + "/status")
 	if err != nil {
 		return nil, err
 	}
@@ -211,14 +214,14 @@ func procStatus(names ...string) ([]int64, error) {
 			if v, ok := strings.CutPrefix(line, name+":"); ok {
 				v = strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB"))
 				if out[i], err = strconv.ParseInt(v, 10, 64); err != nil {
-					return nil, fmt.Errorf("/proc/self/status %s: %w", name, err)
+					return nil, fmt.Errorf("/proc/%s/status %s: %w", pid, name, err)
 				}
 				found = true
 				break
 			}
 		}
 		if !found {
-			return nil, fmt.Errorf("no %s in /proc/self/status", name)
+			return nil, fmt.Errorf("no %s in /proc/%s/status", name, pid)
 		}
 	}
 	return out, nil

@@ -16,6 +16,8 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	stdsync "sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -265,7 +267,7 @@ type roundResult struct {
 	// RecordsFailed are records whose write failed in the run (each is
 	// retried by a later run): the round exits 2, not a tenant failure.
 	RecordsFailed                 int64
-	PeakRSS                       int64 // KiB (ru_maxrss)
+	PeakRSS                       int64 // KiB (VmHWM, sampled)
 	CPU                           time.Duration
 	FirstError, Output, ErrOutput string
 }
@@ -278,10 +280,14 @@ func runRound(ctx context.Context, bin, cfg string) (roundResult, error) {
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start := time.Now()
-	runErr := cmd.Run()
-	res := roundResult{Wall: time.Since(start), Output: stdout.String(), ErrOutput: stderr.String()}
+	if err := cmd.Start(); err != nil {
+		return roundResult{}, err
+	}
+	stopPeak, peak := samplePeakRSS(cmd.Process.Pid)
+	runErr := cmd.Wait()
+	stopPeak()
+	res := roundResult{Wall: time.Since(start), Output: stdout.String(), ErrOutput: stderr.String(), PeakRSS: peak.Load()}
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		res.PeakRSS = ru.Maxrss
 		res.CPU = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	}
 	if err := parseRound(res.Output, &res); err != nil {
@@ -291,6 +297,34 @@ func runRound(ctx context.Context, bin, cfg string) (roundResult, error) {
 		return res, fmt.Errorf("--once: %d of %d tenants failed (exit: %v), first: %s\n%s", res.Failed, res.Tenants, runErr, res.FirstError, tail(res.ErrOutput, 2000))
 	}
 	return res, nil
+}
+
+// samplePeakRSS reads VmHWM, the peak RSS, of process pid every 10 ms
+// until stop is called, keeping the last value read (it only grows). The
+// rusage of the exited child (ru_maxrss) cannot serve: on exec Linux
+// carries the high-water mark of the memory the child shared with this
+// process (Go forks with CLONE_VM), so it reports the bench's own peak,
+// which holds the emulator's million customers.
+func samplePeakRSS(pid int) (stop func(), peak *atomic.Int64) {
+	peak = new(atomic.Int64)
+	done := make(chan struct{})
+	var wg stdsync.WaitGroup
+	p := strconv.Itoa(pid)
+	wg.Go(func() {
+		t := time.NewTicker(10 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if v, err := procStatusOf(p, "VmHWM"); err == nil && v[0] > peak.Load() {
+				peak.Store(v[0])
+			}
+			select {
+			case <-t.C:
+			case <-done:
+				return
+			}
+		}
+	})
+	return func() { close(done); wg.Wait() }, peak
 }
 
 // pgTooManyClients is PostgreSQL's answer when max_connections are taken:
