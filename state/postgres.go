@@ -127,3 +127,27 @@ func lockWrites(ctx context.Context, tx *sql.Tx, schema string) error {
 	}
 	return nil
 }
+
+// PostgresSchemas returns the names of the schemas of the database dsn
+// names that start with prefix, sorted: platform mode's `status` finds the
+// tenants' stores by them without creating any.
+func PostgresSchemas(ctx context.Context, dsn, prefix string) ([]string, error) {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return nil, errors.New("state: list schemas: the DSN does not parse (expected postgres://user@host:port/db?... or key=value pairs)")
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("state: list schemas: connect to %s:%d/%s: %w", cfg.Host, cfg.Port, cfg.Database, err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	rows, err := conn.Query(ctx, `SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1) ORDER BY nspname COLLATE "C"`, prefix)
+	if err != nil {
+		return nil, fmt.Errorf("state: list schemas: %w", err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("state: list schemas: %w", err)
+	}
+	return names, nil
+}

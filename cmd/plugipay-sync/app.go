@@ -89,7 +89,13 @@ type Main struct {
 	// tenantHook, if set (tests), becomes its hook (see Platform.hook).
 	platform   *Platform
 	tenantHook func(tenantID string) func()
-	gauge      *storeGauges
+	// userAgent, if set, is the Plugipay client's User-Agent: a replica
+	// of platform mode names itself (see serveFleet).
+	userAgent string
+	// replicaID names this process among the replicas of platform mode
+	// (hostname-pid); it is River's client id and in the User-Agent.
+	replicaID string
+	gauge     *storeGauges
 	// syncMetrics are shared by every reconciler built (see reload).
 	syncMetrics   *sync.Metrics
 	verifyMetrics *sync.VerifyMetrics
@@ -412,7 +418,7 @@ func (m *Main) buildDestination(cfg Config, log *zap.Logger) (sync.Destination, 
 		dst, err := plugipaydest.New(plugipaydest.Options{BaseURL: p.BaseURL, KeyID: p.KeyID, Secret: p.Secret,
 			OnBehalfOf: p.OnBehalfOf, Timeout: p.Timeout, MaxAttempts: p.MaxAttempts, MaxRetryAfter: p.MaxRetryAfter,
 			ReadRate: rateOption(p.ReadsPerSecond), WriteRate: rateOption(p.WritesPerSecond),
-			Registerer: m.reg, Logger: log.Named("plugipay")})
+			Registerer: m.reg, Logger: log.Named("plugipay"), UserAgent: m.userAgent})
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", cmp.Or(cfg.plugipayKey, "plugipay"), err)
 		}

@@ -219,7 +219,7 @@ func runStatus(ctx context.Context, m *Main, args []string) (int, error) {
 	if *n < 1 {
 		return ExitFailed, fmt.Errorf("--runs: must be at least 1 (got %d)", *n)
 	}
-	dir, platform, err := m.tenantsDir(sf)
+	dir, st, platform, err := m.tenantsDir(sf)
 	if err != nil {
 		return ExitFailed, err
 	}
@@ -230,12 +230,21 @@ func runStatus(ctx context.Context, m *Main, args []string) (int, error) {
 		if err := checkTenantID(*tenant); err != nil {
 			return ExitFailed, withExit(ExitConfig, fmt.Errorf("--tenant %q: %w", *tenant, err))
 		}
+		if st.Postgres() {
+			st.Schema = tenantSchema(st.Schema, *tenant)
+			if err := m.openPostgres(ctx, st, ""); err != nil {
+				return ExitFailed, err
+			}
+			break
+		}
 		sf.statePath = tenantStatePath(dir, *tenant)
 	case platform:
-		return m.statusTenants(ctx, dir, sf.output)
+		return m.statusTenants(ctx, dir, st, sf.output)
 	}
-	if err := m.openStateOnly(ctx, sf); err != nil {
-		return ExitFailed, err
+	if m.store == nil {
+		if err := m.openStateOnly(ctx, sf); err != nil {
+			return ExitFailed, err
+		}
 	}
 	rep, err := buildStatus(ctx, m.store, *n)
 	if err != nil {

@@ -19,16 +19,16 @@ import (
 
 // tenantsDir says whether status runs on platform mode's state directory,
 // and which: --state naming a directory, or else a config with tenants:.
-func (m *Main) tenantsDir(sf stateFlags) (dir string, platform bool, err error) {
+func (m *Main) tenantsDir(sf stateFlags) (dir string, st StateConfig, platform bool, err error) {
 	if sf.statePath != "" {
 		fi, err := os.Stat(sf.statePath)
-		return sf.statePath, err == nil && fi.IsDir(), nil
+		return sf.statePath, StateConfig{}, err == nil && fi.IsDir(), nil
 	}
 	cfg, err := readStateConfig(m.ConfigPath, m.expandLookup())
 	if err != nil {
-		return "", false, withExit(ExitConfig, err)
+		return "", StateConfig{}, false, withExit(ExitConfig, err)
 	}
-	return cfg.State.Path, cfg.platform(), nil
+	return cfg.State.Path, cfg.State, cfg.platform(), nil
 }
 
 // tenantStatus is one row of `status` in platform mode; its JSON form is
@@ -47,23 +47,40 @@ type tenantStatus struct {
 // statusTenants prints the table of every tenant with a state file in dir,
 // read from the state files alone (no CRM query, no credentials). A file
 // that cannot be read is a row with its error, not the end of the table.
-func (m *Main) statusTenants(ctx context.Context, dir, output string) (int, error) {
-	paths, err := filepath.Glob(filepath.Join(dir, "*.db"))
-	if err != nil {
-		return ExitFailed, fmt.Errorf("state.path %s: %w", dir, err)
-	}
-	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
-		return ExitFailed, withExit(ExitConfig, fmt.Errorf("state directory %s does not exist (has plugipay-sync run yet? is state.path or --state right?)", dir))
-	}
-	slices.Sort(paths)
+func (m *Main) statusTenants(ctx context.Context, dir string, st StateConfig, output string) (int, error) {
 	now := time.Now()
 	rows := []tenantStatus{}
-	for _, p := range paths {
-		id := strings.TrimSuffix(filepath.Base(p), ".db")
-		if checkTenantID(id) != nil {
-			continue // not a tenant's file
+	if st.Postgres() {
+		// The tenants' schemas, <state.schema>_<id>; the job queue's
+		// schema is not a tenant's.
+		dir = "postgres schemas " + tenantSchema(st.Schema, "*")
+		names, err := state.PostgresSchemas(ctx, st.DSN, tenantSchema(st.Schema, ""))
+		if err != nil {
+			return ExitFailed, fmt.Errorf("state.dsn: %w", err)
 		}
-		rows = append(rows, readTenantStatus(ctx, p, id, now))
+		for _, name := range names {
+			id := strings.TrimPrefix(name, tenantSchema(st.Schema, ""))
+			if name == fleetSchema(st.Schema) || checkTenantID(id) != nil {
+				continue
+			}
+			rows = append(rows, readTenantStatus(ctx, id, now, func() (*state.DB, error) { return state.OpenPostgres(ctx, st.DSN, name) }))
+		}
+	} else {
+		paths, err := filepath.Glob(filepath.Join(dir, "*.db"))
+		if err != nil {
+			return ExitFailed, fmt.Errorf("state.path %s: %w", dir, err)
+		}
+		if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+			return ExitFailed, withExit(ExitConfig, fmt.Errorf("state directory %s does not exist (has plugipay-sync run yet? is state.path or --state right?)", dir))
+		}
+		slices.Sort(paths)
+		for _, p := range paths {
+			id := strings.TrimSuffix(filepath.Base(p), ".db")
+			if checkTenantID(id) != nil {
+				continue // not a tenant's file
+			}
+			rows = append(rows, readTenantStatus(ctx, id, now, func() (*state.DB, error) { return state.Open(ctx, p) }))
+		}
 	}
 	if output == OutputJSON {
 		enc := json.NewEncoder(m.stdout)
@@ -73,10 +90,11 @@ func (m *Main) statusTenants(ctx context.Context, dir, output string) (int, erro
 	return ExitOK, printTenantStatus(m.stdout, dir, rows)
 }
 
-// readTenantStatus reads one tenant's row from its state file at path.
-func readTenantStatus(ctx context.Context, path, id string, now time.Time) tenantStatus {
+// readTenantStatus reads one tenant's row from its store, which open
+// opens.
+func readTenantStatus(ctx context.Context, id string, now time.Time, open func() (*state.DB, error)) tenantStatus {
 	row := tenantStatus{Tenant: id}
-	db, err := state.Open(ctx, path)
+	db, err := open()
 	if err != nil {
 		row.Error = err.Error()
 		return row

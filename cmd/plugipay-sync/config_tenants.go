@@ -1,9 +1,11 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"regexp"
 	"strings"
+	"time"
 )
 
 // TenantsConfig is platform mode (issue 19): one process syncs many
@@ -22,7 +24,33 @@ type TenantsConfig struct {
 	// MetricsTenants get per-tenant series even while healthy; every
 	// other tenant has them only while failing (bounded cardinality).
 	MetricsTenants []string `yaml:"metrics_tenants"`
+	// RunTimeout bounds one tenant's run when replicas share the tenants
+	// (state.driver postgres): a longer backfill goes on in the next job
+	// from where it stopped. RescueAfter is how long a run whose replica
+	// died is left before another replica takes it over; it must exceed
+	// RunTimeout, since a working run must not be taken for dead.
+	RunTimeout  time.Duration `yaml:"run_timeout"`
+	RescueAfter time.Duration `yaml:"rescue_after"`
 }
+
+// Defaults of the replicas' job timing (tenants.run_timeout, rescue_after).
+const (
+	DefaultTenantRunTimeout  = 10 * time.Minute
+	DefaultTenantRescueAfter = DefaultTenantRunTimeout + time.Minute
+)
+
+// maxTenantSchemaBase is the longest state.schema of platform mode on
+// PostgreSQL: a tenant's schema is <state.schema>_<tenant id>, and the
+// longest tenant id (48) must still fit PostgreSQL's 63-byte names.
+const maxTenantSchemaBase = 63 - 1 - 48
+
+// tenantSchema is the PostgreSQL schema of tenant id's state.
+func tenantSchema(base, id string) string { return base + "_" + id }
+
+// fleetSchema is the PostgreSQL schema of the replicas' job queue (River's
+// tables), beside the tenants' schemas; no tenant's can be it, since a
+// tenant id never starts with "_".
+func fleetSchema(base string) string { return base + "__jobs" }
 
 // TenantConfig is one tenant of tenants.list.
 type TenantConfig struct {
@@ -109,6 +137,12 @@ func (c *Config) validateTenants() error {
 		return invalid("realtime", "", "not supported in platform mode yet; turn the event path off (realtime.listen and realtime.postgres empty)")
 	case c.Sync.VerifySchedule != "":
 		return invalid("sync.verify_schedule", c.Sync.VerifySchedule, "not supported in platform mode yet; leave it empty")
+	case c.State.Postgres() && len(c.State.Schema) > maxTenantSchemaBase:
+		return invalid("state.schema", c.State.Schema, "at most %d characters in platform mode: each tenant's schema is <state.schema>_<tenant id>, within PostgreSQL's 63", maxTenantSchemaBase)
+	case t.RunTimeout < 0:
+		return invalid("tenants.run_timeout", t.RunTimeout.String(), "must not be negative (default %s)", DefaultTenantRunTimeout)
+	case t.RescueAfter != 0 && t.RescueAfter <= cmp.Or(t.RunTimeout, DefaultTenantRunTimeout):
+		return invalid("tenants.rescue_after", t.RescueAfter.String(), "must exceed tenants.run_timeout (%s): a run still working must not be taken for dead", cmp.Or(t.RunTimeout, DefaultTenantRunTimeout))
 	}
 	if t.Query != "" && !strings.HasPrefix(strings.ToUpper(strings.TrimSpace(t.Query)), "SELECT") {
 		return invalid("tenants.query", "", "must be a SELECT returning two columns, tenant_id and plugipay_account")

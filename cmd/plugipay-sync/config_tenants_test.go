@@ -42,6 +42,20 @@ func TestReadConfigFile_Tenants(t *testing.T) {
 			t.Fatalf("tenant_column = %q", cfg.CRM.SQL.TenantColumn)
 		}
 	})
+	t.Run("valid on postgres", func(t *testing.T) {
+		yaml := strings.Replace(platformBase, "state:\n  path: tenants\n", "state:\n  driver: postgres\n  dsn: postgres://h/db\n", 1) +
+			"  run_timeout: 2m\n  rescue_after: 3m\n"
+		cfg, err := ReadConfigFile(writeConfig(t, yaml), env(map[string]string{"SECRET": "sk"}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := tenantSchema(cfg.State.Schema, "globex-2"); got != "plugipay_sync_globex-2" {
+			t.Errorf("tenant schema = %q", got)
+		}
+		if got := fleetSchema(cfg.State.Schema); got != "plugipay_sync__jobs" {
+			t.Errorf("jobs schema = %q", got)
+		}
+	})
 	list := "  list:\n    - {id: acme, on_behalf_of: acc_acme}\n    - {id: globex-2, on_behalf_of: acc_globex}\n"
 	tests := []struct{ name, yaml, want string }{
 		{"list and query", strings.Replace(platformBase, "tenants:\n", "tenants:\n  query: SELECT a, b FROM m\n", 1),
@@ -62,6 +76,13 @@ func TestReadConfigFile_Tenants(t *testing.T) {
 		{"metrics tenant id", platformBase + "  metrics_tenants: [ACME]\n", `tenants.metrics_tenants[0]: must be 1 to 48 characters`},
 		{"verify schedule", platformBase + "sync:\n  verify_schedule: \"@daily\"\n", "sync.verify_schedule: not supported in platform mode yet; leave it empty"},
 		{"tenant column without tenants", platformBase[:strings.Index(platformBase, "tenants:\n  list")], "crm.sql.tenant_column: is for platform mode only; add a tenants: section (list or query) or remove it"},
+		{"schema too long for tenants", strings.Replace(platformBase, "state:\n  path: tenants\n", "state:\n  driver: postgres\n  dsn: postgres://h/db\n  schema: plugipay_sync_x\n", 1),
+			`state.schema: at most 14 characters in platform mode: each tenant's schema is <state.schema>_<tenant id>, within PostgreSQL's 63 (got "plugipay_sync_x")`},
+		{"negative run timeout", platformBase + "  run_timeout: -1s\n", `tenants.run_timeout: must not be negative (default 10m0s) (got "-1s")`},
+		{"rescue not after the run timeout", platformBase + "  run_timeout: 5m\n  rescue_after: 5m\n",
+			`tenants.rescue_after: must exceed tenants.run_timeout (5m0s): a run still working must not be taken for dead (got "5m0s")`},
+		{"rescue not after the default run timeout", platformBase + "  rescue_after: 1m\n",
+			`tenants.rescue_after: must exceed tenants.run_timeout (10m0s)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

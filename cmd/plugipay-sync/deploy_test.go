@@ -19,6 +19,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -464,9 +465,15 @@ func promQuery(api, expr string) ([]json.RawMessage, error) {
 // k8sDocs parses every manifest in deploy/kubernetes.
 func k8sDocs(t *testing.T) []map[string]any {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join(k8sDir, "*.yaml"))
+	return k8sDocsIn(t, k8sDir)
+}
+
+// k8sDocsIn is k8sDocs of the manifests in dir.
+func k8sDocsIn(t *testing.T, dir string) []map[string]any {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
 	if err != nil || len(files) == 0 {
-		t.Fatalf("no manifests in %s: %v", k8sDir, err)
+		t.Fatalf("no manifests in %s: %v", dir, err)
 	}
 	sort.Strings(files)
 	var docs []map[string]any
@@ -837,5 +844,91 @@ func TestImageConfig(t *testing.T) {
 	cfg, _ := ReadConfigFile(path, env(map[string]string{"PLUGIPAY_KEY_ID": "k", "PLUGIPAY_SECRET": "s"}))
 	if got := cfg.CRM.CSV.Path + " " + cfg.State.Path + " " + cfg.Listen; got != "/crm/users.csv /data/plugipay-sync.db :9464" {
 		t.Errorf("defaults %q; want the CSV on /crm, the state on the /data volume, metrics on the EXPOSEd port", got)
+	}
+}
+
+// TestKubernetesManifests_Platform checks the platform-mode example
+// (deploy/kubernetes/platform) against the real program: its config is
+// valid platform mode with the state on PostgreSQL (so the daemon is a
+// replica sharing the tenants through River), it runs several replicas
+// with no volume to share, its probes hit the real health paths on the
+// config's port, its credentials come from its Secret, and its pod passes
+// the restricted Pod Security Standard.
+func TestKubernetesManifests_Platform(t *testing.T) {
+	kinds := map[string]map[string]any{}
+	for _, d := range k8sDocsIn(t, filepath.Join(k8sDir, "platform")) {
+		kinds[fmt.Sprint(d["kind"])] = d
+	}
+	cfgText, _ := dig(kinds["ConfigMap"], "data", "config.yaml").(string)
+	cfg, err := ReadConfigFile(writeConfig(t, cfgText), env(map[string]string{
+		"PLUGIPAY_KEY_ID": "k", "PLUGIPAY_SECRET": "s",
+		"PLUGIPAY_STATE_DSN": "postgres://u@db/state", "CRM_DSN": "postgres://u@crm/crm"}))
+	if err != nil {
+		t.Fatalf("ConfigMap config: %v", err)
+	}
+	if !cfg.platform() || !cfg.State.Postgres() {
+		t.Errorf("config: platform %v, state driver %q; want platform mode on postgres", cfg.platform(), cfg.State.Driver)
+	}
+	dep := kinds["Deployment"]
+	if r, _ := strconv.Atoi(fmt.Sprint(dig(dep, "spec", "replicas"))); r < 2 {
+		t.Errorf("Deployment replicas %d, want several", r)
+	}
+	pod := dig(dep, "spec", "template", "spec")
+	vols, _ := dig(pod, "volumes").([]any)
+	for _, v := range vols {
+		if dig(v, "persistentVolumeClaim") != nil {
+			t.Errorf("the platform Deployment mounts a claim %v: replicas share nothing but PostgreSQL", v)
+		}
+	}
+	if kinds["PersistentVolumeClaim"] != nil {
+		t.Error("the platform manifests define a PersistentVolumeClaim")
+	}
+	c := dig(pod, "containers", 0)
+	secret := fmt.Sprint(dig(kinds["Secret"], "metadata", "name"))
+	if env := fmt.Sprint(dig(c, "envFrom")); !strings.Contains(env, secret) {
+		t.Errorf("credentials do not come from the Secret %s", secret)
+	}
+	for _, k := range []string{"PLUGIPAY_KEY_ID", "PLUGIPAY_SECRET", "PLUGIPAY_STATE_DSN", "CRM_DSN"} {
+		if dig(kinds["Secret"], "stringData", k) == nil {
+			t.Errorf("the Secret lacks %s", k)
+		}
+	}
+	_, listenPort, _ := net.SplitHostPort(cfg.Listen)
+	m := NewMain(io.Discard, io.Discard)
+	m.reg = prometheus.NewRegistry()
+	m.health = newHealth(m.reg, time.Now())
+	h := m.handler()
+	for _, probe := range []string{"livenessProbe", "readinessProbe"} {
+		port := fmt.Sprint(dig(c, probe, "httpGet", "port"))
+		for i := 0; dig(c, "ports", i) != nil; i++ {
+			if fmt.Sprint(dig(c, "ports", i, "name")) == port {
+				port = fmt.Sprint(dig(c, "ports", i, "containerPort"))
+			}
+		}
+		if port != listenPort {
+			t.Errorf("%s probes port %s; the config listens on %s", probe, port, listenPort)
+		}
+		path := fmt.Sprint(dig(c, probe, "httpGet", "path"))
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		if rec.Code == http.StatusNotFound {
+			t.Errorf("%s path %s is not served by the daemon's handler", probe, path)
+		}
+	}
+	eval, err := psapolicy.NewEvaluator(psapolicy.DefaultChecks(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(dig(dep, "spec", "template"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tmpl corev1.PodTemplateSpec
+	if err := json.Unmarshal(b, &tmpl); err != nil {
+		t.Fatal(err)
+	}
+	restricted := psaapi.LevelVersion{Level: psaapi.LevelRestricted, Version: psaapi.LatestVersion()}
+	if res := psapolicy.AggregateCheckResults(eval.EvaluatePod(restricted, &tmpl.ObjectMeta, &tmpl.Spec)); !res.Allowed {
+		t.Errorf("the platform Deployment fails the restricted Pod Security Standard: %s", res.ForbiddenReason())
 	}
 }

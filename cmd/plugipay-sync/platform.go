@@ -314,7 +314,20 @@ func tenantStatePath(dir, id string) string { return filepath.Join(dir, id+".db"
 // per tenant) plugs in here.
 func (m *Main) openTenantStore(ctx context.Context, t Tenant) (*state.DB, func(), error) {
 	path := tenantStatePath(m.cfg.State.Path, t.ID)
-	lock, err := state.AcquireLock(ctx, path, m.WaitLock, m.command()+" tenant "+t.ID)
+	acquire := func() (*state.Lock, error) {
+		return state.AcquireLock(ctx, path, m.WaitLock, m.command()+" tenant "+t.ID)
+	}
+	open := func() (*state.DB, error) { return state.Open(ctx, path) }
+	if st := m.cfg.State; st.Postgres() {
+		// A schema per tenant, under the schema's advisory lock: replicas
+		// sharing the tenants can never write one of them together.
+		path = "schema " + tenantSchema(st.Schema, t.ID)
+		acquire = func() (*state.Lock, error) {
+			return state.AcquirePostgresLock(ctx, st.DSN, tenantSchema(st.Schema, t.ID), m.WaitLock, m.command()+" tenant "+t.ID)
+		}
+		open = func() (*state.DB, error) { return state.OpenPostgres(ctx, st.DSN, tenantSchema(st.Schema, t.ID)) }
+	}
+	lock, err := acquire()
 	if err != nil {
 		code := ExitFailed
 		if errors.Is(err, state.ErrLocked) {
@@ -322,7 +335,7 @@ func (m *Main) openTenantStore(ctx context.Context, t Tenant) (*state.DB, func()
 		}
 		return nil, nil, withExit(code, fmt.Errorf("tenant %s: state %s: %w", t.ID, path, err))
 	}
-	db, err := state.Open(ctx, path)
+	db, err := open()
 	if err != nil {
 		_ = lock.Release()
 		return nil, nil, withExit(ExitFailed, fmt.Errorf("tenant %s: state %s: %w", t.ID, path, err))

@@ -2,6 +2,7 @@ package main
 
 import (
 	stdsync "sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
@@ -37,9 +38,16 @@ type tenantMetrics struct {
 	optIn map[string]bool
 	mu    stdsync.Mutex
 	// listed are the tenants of the last listing; failing those whose
-	// last run failed.
+	// last run here failed, with when it did.
 	listed  map[string]bool
-	failing map[string]bool
+	failing map[string]time.Time
+	// expire, when set (replicas share the tenants), forgets a failure
+	// this process has not seen again for that long: the tenant's later
+	// runs may be on another replica, which reports them, and a stale 1
+	// here would keep alerting after the tenant healed there. A tenant
+	// still failing fails again within a period on some replica, which
+	// reports it anew.
+	expire time.Duration
 }
 
 func newTenantMetrics(reg prometheus.Registerer, optIn []string) *tenantMetrics {
@@ -72,7 +80,7 @@ func newTenantMetrics(reg prometheus.Registerer, optIn []string) *tenantMetrics 
 		}, []string{"tenant"}),
 		optIn:   map[string]bool{},
 		listed:  map[string]bool{},
-		failing: map[string]bool{},
+		failing: map[string]time.Time{},
 	}
 	for _, o := range []string{sync.OutcomeSuccess, sync.OutcomePartial, sync.OutcomeFailed, sync.OutcomeCanceled, outcomeSkipped} {
 		m.runs[o] = runs.WithLabelValues(o)
@@ -102,7 +110,28 @@ func (m *tenantMetrics) setTenants(ids []string) {
 		}
 	}
 	m.listed = now
+	m.sweepLocked(time.Now())
 	m.setStates()
+}
+
+// sweep forgets the failures older than expire (see expire).
+func (m *tenantMetrics) sweep(now time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.sweepLocked(now)
+	m.setStates()
+}
+
+func (m *tenantMetrics) sweepLocked(now time.Time) {
+	if m.expire <= 0 {
+		return
+	}
+	for id, at := range m.failing {
+		if now.Sub(at) > m.expire {
+			delete(m.failing, id)
+			m.dropSeries(id)
+		}
+	}
 }
 
 // observe records a tenant's run: its outcome, whether it now fails, and
@@ -121,11 +150,13 @@ func (m *tenantMetrics) observe(id string, rec sync.RunRecord, err error, f stat
 	failing := err != nil
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	now := time.Now()
 	if failing {
-		m.failing[id] = true
+		m.failing[id] = now
 	} else {
 		delete(m.failing, id)
 	}
+	m.sweepLocked(now)
 	if failing || m.optIn[id] {
 		m.failingVec.WithLabelValues(id).Set(b2f(failing))
 		ts := 0.0

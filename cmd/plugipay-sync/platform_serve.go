@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -23,6 +24,15 @@ func (m *Main) openPlatform() error {
 	if m.AllowMassArchive {
 		return withExit(ExitConfig, errors.New("--allow-mass-archive: not available in platform mode (tenants:); it would lift the safety valve for every tenant"))
 	}
+	if m.cfg.State.Postgres() {
+		// Each tenant's schema is made when its store is first opened.
+		host, _ := os.Hostname()
+		m.replicaID = fmt.Sprintf("%s-%d", cmp.Or(host, "replica"), os.Getpid())
+		m.userAgent = "plugipay-sync/" + Version + " (" + m.replicaID + ")"
+		m.openMetrics()
+		m.platform = newPlatform(m)
+		return nil
+	}
 	if err := os.MkdirAll(m.cfg.State.Path, 0o700); err != nil {
 		return withExit(ExitFailed, fmt.Errorf("state.path %s (the directory of the tenants' state files): %w", m.cfg.State.Path, err))
 	}
@@ -37,8 +47,12 @@ func (m *Main) openPlatform() error {
 // runPlatform runs one round (--once) or the platform daemon.
 func (m *Main) runPlatform(ctx context.Context) (int, error) {
 	if !m.Once {
-		if err := m.platform.serve(ctx); err != nil {
-			return ExitFailed, err
+		serve := m.platform.serve
+		if m.cfg.State.Postgres() {
+			serve = m.platform.serveFleet
+		}
+		if err := serve(ctx); err != nil {
+			return exitCode(err), err
 		}
 		return ExitOK, nil
 	}

@@ -44,6 +44,9 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Logger receives retries; nil logs nothing. It never sees the secret.
 	Logger *zap.Logger
+	// UserAgent names the client to the server (default the SDK's); a
+	// replica of platform mode names itself.
+	UserAgent string
 }
 
 // Destination is a sync.Destination backed by a Plugipay client.
@@ -63,6 +66,7 @@ func New(o Options) (*Destination, error) {
 		BaseURL: o.BaseURL, KeyID: o.KeyID, Secret: o.Secret, OnBehalfOf: o.OnBehalfOf,
 		Timeout: o.Timeout, MaxAttempts: o.MaxAttempts, ReadRate: o.ReadRate, WriteRate: o.WriteRate,
 		MaxRetryAfter: o.MaxRetryAfter, HTTPClient: o.HTTPClient, Registerer: o.Registerer, Logger: o.Logger,
+		UserAgent: o.UserAgent,
 	})
 	if err != nil {
 		return nil, err
