@@ -228,11 +228,12 @@ func platformEmulator(statePath string) (*emu, error) {
 }
 
 // platformConfig writes the daemon's config of scenario 12 to path and
-// returns path: the first tenants merchants, concurrency of them at once.
-func platformConfig(path, emuURL, dsn, members, merchants, stateDir string, tenants, concurrency int, extra string) (string, error) {
+// returns path: the first tenants merchants, concurrency of them at once,
+// their state as stateYAML says (sqliteState, postgresState).
+func platformConfig(path, emuURL, dsn, members, merchants, stateYAML string, tenants, concurrency int, extra string) (string, error) {
 	cfg := fmt.Sprintf(`schedule: "@every 1h"
 state:
-  path: %s
+%s
 plugipay:
   base_url: %s
   key_id: %s
@@ -256,7 +257,7 @@ tenants:
   concurrency: %d
 log:
   level: warn
-%s`, stateDir, emuURL, platformKeyID, dsn, members, merchants, tenants, concurrency, extra)
+%s`, stateYAML, emuURL, platformKeyID, dsn, members, merchants, tenants, concurrency, extra)
 	return path, os.WriteFile(path, []byte(cfg), 0o600)
 }
 
@@ -481,7 +482,7 @@ func (b *bench) platformNoop(ctx context.Context, db *sql.DB, pz platformSizes) 
 		return fmt.Errorf("the emulator holds %d customers after replaying its state log, want %d", total, n)
 	}
 	b.logf("platform: the emulator replayed %s customers in %d workspaces in %s", count(int64(total)), len(e.Accounts()), time.Since(t).Round(time.Millisecond))
-	cfg, err := platformConfig(filepath.Join(b.dir, "platform.yaml"), e.srv.URL, b.sqlDSN, members, merchants, stateDir, pz.Tenants, pz.Concurrency, "")
+	cfg, err := platformConfig(filepath.Join(b.dir, "platform.yaml"), e.srv.URL, b.sqlDSN, members, merchants, sqliteState(stateDir), pz.Tenants, pz.Concurrency, "")
 	if err != nil {
 		return err
 	}
@@ -649,7 +650,7 @@ type writeRun func(ctx context.Context, e *emu, stateDir string) (runStats, erro
 // every tenant running at once (tenants.concurrency = the tenants).
 func (b *bench) oneProcess(dsn, members, merchants string, tenants int) writeRun {
 	return func(ctx context.Context, e *emu, stateDir string) (runStats, error) {
-		cfg, err := platformConfig(stateDir+".yaml", e.srv.URL, dsn, members, merchants, stateDir, tenants, tenants, "")
+		cfg, err := platformConfig(stateDir+".yaml", e.srv.URL, dsn, members, merchants, sqliteState(stateDir), tenants, tenants, "")
 		if err != nil {
 			return runStats{}, err
 		}
@@ -671,12 +672,9 @@ func (b *bench) replicas(dsn, members, merchants string, n, per, want int, db *s
 		_, _ = rand.Read(rb[:])
 		base := "pbw" + hex.EncodeToString(rb[:])
 		defer dropSchemas(context.WithoutCancel(ctx), db, base)
-		cfg, err := platformConfig(stateDir+".yaml", e.srv.URL, dsn, members, merchants, stateDir, tenants, per,
-			fmt.Sprintf("listen: \"\"\n"))
+		cfg, err := platformConfig(stateDir+".yaml", e.srv.URL, dsn, members, merchants, postgresState(dsn, base), tenants, per,
+			"listen: \"\"\n")
 		if err != nil {
-			return runStats{}, err
-		}
-		if err := setPostgresState(cfg, dsn, base); err != nil {
 			return runStats{}, err
 		}
 		type proc struct {
@@ -738,20 +736,13 @@ func (b *bench) replicas(dsn, members, merchants string, n, per, want int, db *s
 	}
 }
 
-// setPostgresState points the config at path to a PostgreSQL state: a
-// schema per tenant under base, River's jobs beside them.
-func setPostgresState(path, dsn, base string) error {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	i := strings.Index(string(b), "state:\n  path: ")
-	if i < 0 {
-		return fmt.Errorf("%s: no state.path", path)
-	}
-	j := i + strings.Index(string(b)[i:], "\nplugipay:")
-	cfg := string(b[:i]) + fmt.Sprintf("state:\n  driver: postgres\n  dsn: %q\n  schema: %s", dsn, base) + string(b[j:])
-	return os.WriteFile(path, []byte(cfg), 0o600)
+// sqliteState is the state: section of a platform config with a SQLite
+// file per tenant in dir; postgresState with a schema per tenant named
+// <base>_<tenant id> (River's jobs in <base>__jobs).
+func sqliteState(dir string) string { return "  path: " + dir }
+
+func postgresState(dsn, base string) string {
+	return fmt.Sprintf("  driver: postgres\n  dsn: %q\n  schema: %s", dsn, base)
 }
 
 // dropSchemas drops every schema whose name starts with base (the
