@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -73,13 +74,15 @@ type platformSizes struct {
 	Replicas          int // (b): replicas of the many-replica setup
 	// NoopRound and Writes choose the halves to run (-only 12a, 12b).
 	NoopRound, Writes bool
+	// PostgresState: (a) is measured with the state on PostgreSQL too.
+	PostgresState bool
 }
 
 func platformSizesFor(quick bool) platformSizes {
 	if quick {
-		return platformSizes{Tenants: 20, UsersPer: 50, Concurrency: 4, Rounds: 1, WriteTenants: 6, WriteUsers: 30, Pairs: 1, Replicas: 3}
+		return platformSizes{Tenants: 20, UsersPer: 50, Concurrency: 4, Rounds: 1, PostgresState: true, WriteTenants: 6, WriteUsers: 30, Pairs: 1, Replicas: 3}
 	}
-	return platformSizes{Tenants: 1000, UsersPer: 1000, Concurrency: 4, Rounds: 3, WriteTenants: 50, WriteUsers: 500, Pairs: 2, Replicas: 3}
+	return platformSizes{Tenants: 1000, UsersPer: 1000, Concurrency: 4, Rounds: 3, PostgresState: true, WriteTenants: 50, WriteUsers: 500, Pairs: 2, Replicas: 3}
 }
 
 // tenantID is tenant i's id; its Plugipay account is "acc_" + the id.
@@ -144,20 +147,21 @@ type emuSeedCustomer struct {
 	UpdatedAt  time.Time `json:"updatedAt"`
 }
 
-// seedPlatform warms every tenant's state file in stateDir (a mapping
-// with the content hash of each of its rows) and writes the customer of
-// each mapping, in the tenant's account, to the emulator state log at
-// emuLog. It returns how many users it seeded.
-func seedPlatform(ctx context.Context, dsn, members string, tenants int, stateDir, emuLog string) (int, error) {
-	if err := os.MkdirAll(stateDir, 0o700); err != nil {
-		return 0, err
+// seedPlatform warms every tenant's state, opened with open (a mapping
+// with the content hash of each of its rows), and, with emuLog set, writes
+// the customer of each mapping, in the tenant's account, to the emulator
+// state log at emuLog. It returns how many users it seeded.
+func seedPlatform(ctx context.Context, dsn, members string, tenants int, open func(ctx context.Context, tenant string) (*state.DB, error), emuLog string) (int, error) {
+	out := io.Discard
+	if emuLog != "" {
+		f, err := os.Create(emuLog)
+		if err != nil {
+			return 0, err
+		}
+		defer f.Close()
+		out = f
 	}
-	f, err := os.Create(emuLog)
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	bw := bufio.NewWriterSize(f, 1<<20)
+	bw := bufio.NewWriterSize(out, 1<<20)
 	enc := json.NewEncoder(bw)
 	created := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	total := 0
@@ -168,7 +172,7 @@ func seedPlatform(ctx context.Context, dsn, members string, tenants int, stateDi
 		if err != nil {
 			return total, err
 		}
-		store, err := state.Open(ctx, tenantStateFile(stateDir, id))
+		store, err := open(ctx, id)
 		if err != nil {
 			return total, err
 		}
@@ -202,15 +206,27 @@ func seedPlatform(ctx context.Context, dsn, members string, tenants int, stateDi
 		}
 		total += n
 	}
-	if err := bw.Flush(); err != nil {
-		return total, err
-	}
-	return total, f.Close()
+	return total, bw.Flush()
 }
 
-// tenantStateFile is where the daemon keeps tenant id's state in the
-// state directory dir (cmd/plugipay-sync's tenantStatePath).
-func tenantStateFile(dir, id string) string { return filepath.Join(dir, id+".db") }
+// sqliteStores opens tenants' state files in dir, as the daemon's
+// tenantStatePath names them.
+func sqliteStores(dir string) func(ctx context.Context, tenant string) (*state.DB, error) {
+	return func(ctx context.Context, tenant string) (*state.DB, error) {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, err
+		}
+		return state.Open(ctx, filepath.Join(dir, tenant+".db"))
+	}
+}
+
+// postgresStores opens tenants' state schemas <base>_<tenant>, as the
+// daemon's tenantSchema names them.
+func postgresStores(dsn, base string) func(ctx context.Context, tenant string) (*state.DB, error) {
+	return func(ctx context.Context, tenant string) (*state.DB, error) {
+		return state.OpenPostgres(ctx, dsn, base+"_"+tenant)
+	}
+}
 
 // platformEmulator starts the emulator of scenario 12 on a loopback port:
 // one platform key that auto-connects any merchant account, the real
@@ -462,7 +478,7 @@ func (b *bench) platformNoop(ctx context.Context, db *sql.DB, pz platformSizes) 
 	b.logf("platform: created %s (%s rows) in %s", members, count(int64(pz.Tenants*pz.UsersPer)), time.Since(t).Round(time.Millisecond))
 	t = time.Now()
 	stateDir, emuLog := filepath.Join(b.dir, "platform-state"), filepath.Join(b.dir, "platform-emulator.jsonl")
-	n, err := seedPlatform(ctx, b.sqlDSN, members, pz.Tenants, stateDir, emuLog)
+	n, err := seedPlatform(ctx, b.sqlDSN, members, pz.Tenants, sqliteStores(stateDir), emuLog)
 	if err != nil {
 		return err
 	}
@@ -482,22 +498,50 @@ func (b *bench) platformNoop(ctx context.Context, db *sql.DB, pz platformSizes) 
 		return fmt.Errorf("the emulator holds %d customers after replaying its state log, want %d", total, n)
 	}
 	b.logf("platform: the emulator replayed %s customers in %d workspaces in %s", count(int64(total)), len(e.Accounts()), time.Since(t).Round(time.Millisecond))
-	cfg, err := platformConfig(filepath.Join(b.dir, "platform.yaml"), e.srv.URL, b.sqlDSN, members, merchants, sqliteState(stateDir), pz.Tenants, pz.Concurrency, "")
+	sqliteCfg, err := platformConfig(filepath.Join(b.dir, "platform.yaml"), e.srv.URL, b.sqlDSN, members, merchants, sqliteState(stateDir), pz.Tenants, pz.Concurrency, "")
 	if err != nil {
 		return err
 	}
+	b.info(s, "users (rows, all unchanged) / tenants", fmt.Sprintf("%s / %s", count(int64(n)), count(int64(pz.Tenants))))
+	b.info(s, "set-up", fmt.Sprintf("tenants.concurrency %d; state and emulator seeded directly", pz.Concurrency))
+	if err := b.noopRounds(ctx, s, "SQLite state (a file per tenant)", e, sqliteCfg, n, pz); err != nil {
+		return err
+	}
+	if !pz.PostgresState {
+		return nil
+	}
+	// The same with the state on PostgreSQL, a schema per tenant, as the
+	// replicas keep it (one process, --once, no River).
+	var rb [3]byte
+	_, _ = rand.Read(rb[:])
+	base := "pbn" + hex.EncodeToString(rb[:])
+	defer dropSchemas(context.WithoutCancel(ctx), db, base)
+	t = time.Now()
+	if _, err := seedPlatform(ctx, b.sqlDSN, members, pz.Tenants, postgresStores(b.sqlDSN, base), ""); err != nil {
+		return err
+	}
+	b.logf("platform: seeded %s tenants' PostgreSQL state schemas in %s", count(int64(pz.Tenants)), time.Since(t).Round(time.Millisecond))
+	pgCfg, err := platformConfig(filepath.Join(b.dir, "platform-pg.yaml"), e.srv.URL, b.sqlDSN, members, merchants, postgresState(b.sqlDSN, base), pz.Tenants, pz.Concurrency, "")
+	if err != nil {
+		return err
+	}
+	return b.noopRounds(ctx, s, "PostgreSQL state (a schema per tenant)", e, pgCfg, n, pz)
+}
 
+// noopRounds runs the first round over the warm state of cfg, then
+// pz.Rounds no-op rounds, and adds their rows, named by what.
+func (b *bench) noopRounds(ctx context.Context, s, what string, e *emu, cfg string, n int, pz platformSizes) error {
 	// The first round over the warm cache: every row read and its print
 	// kept, nothing written.
 	before := e.snapshot()
 	first, err := b.round(ctx, cfg)
 	if err != nil {
-		return fmt.Errorf("first round: %w", err)
+		return fmt.Errorf("%s: first round: %w", what, err)
 	}
 	if d := e.snapshot().sub(before); d.writes != 0 || first.Unchanged != int64(n) {
-		return fmt.Errorf("first round over the warm cache: %d writes, %d of %d unchanged: the seeded hashes differ from the daemon's", d.writes, first.Unchanged, n)
+		return fmt.Errorf("%s: first round over the warm cache: %d writes, %d of %d unchanged: the seeded hashes differ from the daemon's", what, d.writes, first.Unchanged, n)
 	}
-	b.logf("platform: first round (every row read, prints kept) %s, peak RSS %s", first.Round.Round(time.Millisecond), mib(first.PeakRSS))
+	b.logf("platform %s: first round (every row read, prints kept) %s, peak RSS %s", what, first.Round.Round(time.Millisecond), mib(first.PeakRSS))
 
 	var rounds, walls []float64
 	var worst roundResult
@@ -506,10 +550,10 @@ func (b *bench) platformNoop(ctx context.Context, db *sql.DB, pz platformSizes) 
 		before := e.snapshot()
 		r, err := b.round(ctx, cfg)
 		if err != nil {
-			return err
+			return fmt.Errorf("%s: %w", what, err)
 		}
 		d := e.snapshot().sub(before)
-		b.logf("platform no-op round %d: %s (process %s), peak RSS %s, CPU %s, %d requests (%d writes)", i+1,
+		b.logf("platform %s: no-op round %d: %s (process %s), peak RSS %s, CPU %s, %d requests (%d writes)", what, i+1,
 			r.Round.Round(time.Millisecond), r.Wall.Round(time.Millisecond), mib(r.PeakRSS), r.CPU.Round(time.Millisecond), d.total, d.writes)
 		rounds, walls = append(rounds, r.Round.Seconds()), append(walls, r.Wall.Seconds())
 		if i == 0 || d.writes > worstReq.writes || r.Unchanged < worst.Unchanged || r.PeakRSS > worst.PeakRSS {
@@ -517,17 +561,15 @@ func (b *bench) platformNoop(ctx context.Context, db *sql.DB, pz platformSizes) 
 		}
 	}
 	round := median(rounds)
-	b.info(s, "users (rows, all unchanged) / tenants", fmt.Sprintf("%s / %s", count(int64(n)), count(int64(pz.Tenants))))
-	b.check(s, "API writes, no-op round", count(int64(worstReq.writes)), "0",
+	b.check(s, what+": API writes, no-op round", count(int64(worstReq.writes)), "0",
 		worstReq.writes == 0 && worst.Unchanged == int64(n) && worst.Tenants == pz.Tenants, true)
-	b.info(s, "API reads, no-op round (identity check: 1 list + 3 GETs a tenant)", fmt.Sprintf("%s (%s list, %s GET)",
+	b.info(s, what+": API reads, no-op round (identity check: 1 list + 3 GETs a tenant)", fmt.Sprintf("%s (%s list, %s GET)",
 		count(int64(worstReq.total)), count(int64(worstReq.list)), count(int64(worstReq.get))))
-	b.info(s, "first round over the warm cache (every row read, prints kept)", fmt.Sprintf("%s, %s", secs(first.Round.Seconds()), rate(float64(n)/first.Round.Seconds(), "users")))
-	b.info(s, fmt.Sprintf("no-op round time (median of %d)", len(rounds)), fmt.Sprintf("%s (process %s)", secs(round), secs(median(walls))))
-	b.info(s, "no-op round rate", fmt.Sprintf("%s, %s", rate(float64(pz.Tenants)/round, "tenants"), rate(float64(n)/round, "users")))
-	b.info(s, "peak RSS of the process (worst round)", mib(worst.PeakRSS))
-	b.info(s, "CPU time of the process / round time", fmt.Sprintf("%s / %s", secs(worst.CPU.Seconds()), secs(worst.Round.Seconds())))
-	b.info(s, "set-up", fmt.Sprintf("SQLite state (a file per tenant), tenants.concurrency %d, state and emulator seeded directly", pz.Concurrency))
+	b.info(s, what+": first round over the warm cache (every row read, prints kept)", fmt.Sprintf("%s, %s", secs(first.Round.Seconds()), rate(float64(n)/first.Round.Seconds(), "users")))
+	b.info(s, fmt.Sprintf("%s: no-op round time (median of %d)", what, len(rounds)), fmt.Sprintf("%s (process %s)", secs(round), secs(median(walls))))
+	b.info(s, what+": no-op round rate", fmt.Sprintf("%s, %s", rate(float64(pz.Tenants)/round, "tenants"), rate(float64(n)/round, "users")))
+	b.info(s, what+": peak RSS of the process (worst round)", mib(worst.PeakRSS))
+	b.info(s, what+": CPU time of the process / round time", fmt.Sprintf("%s / %s", secs(worst.CPU.Seconds()), secs(worst.Round.Seconds())))
 	return nil
 }
 
