@@ -41,7 +41,8 @@ import (
 // measurement in a process of its own, so its peak RSS is its own.
 //
 // (a) The no-op round: Tenants x UsersPer users, all synced already. The
-// state (one SQLite file per tenant) and the emulator's workspaces are
+// state (one SQLite file per tenant, then a PostgreSQL schema per tenant)
+// and the emulator's workspaces are
 // seeded directly, not through a first round (1,000,000 creates at 20/s
 // per workspace would take 50 s per tenant): each tenant's rows are read
 // through the SQL source bound to it, each mapped with the hash of its
@@ -86,7 +87,11 @@ func platformSizesFor(quick bool) platformSizes {
 }
 
 // tenantID is tenant i's id; its Plugipay account is "acc_" + the id.
+// createPlatformTables renders the same ids in SQL (lpad to 4 digits), so
+// there are at most maxPlatformTenants.
 func tenantID(i int) string { return fmt.Sprintf("t%04d", i) }
+
+const maxPlatformTenants = 10_000
 
 // createPlatformTables creates and fills a members table of tenants x
 // usersPer rows (user g belongs to tenant (g-1)/usersPer) and the
@@ -446,6 +451,9 @@ func (b *bench) platform(ctx context.Context) error {
 		b.info(s, "skipped", "no PostgreSQL at -sql-dsn")
 		b.note("(12) skipped: PostgreSQL not reachable (%v)", err)
 		return nil
+	}
+	if pz.Tenants > maxPlatformTenants || pz.WriteTenants > maxPlatformTenants {
+		return fmt.Errorf("-tenants: at most %s", count(maxPlatformTenants))
 	}
 	if _, err := b.daemonBinary(ctx); err != nil {
 		return err
