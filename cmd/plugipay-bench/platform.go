@@ -355,16 +355,30 @@ func samplePeakRSS(pid int) (stop func(), peak *atomic.Int64) {
 // met it says nothing about the sync, so it is run again.
 const pgTooManyClients = "SQLSTATE 53300"
 
-// round is runRound, again (up to three times) when a tenant's CRM read
-// was refused for want of a PostgreSQL connection slot; the retry is noted.
+// platformAttempts is how many times a round or a write run that met
+// pgTooManyClients is run in all.
+const platformAttempts = 3
+
+// againForConnections reports whether a run whose output is out should be
+// run again (attempt of platformAttempts): it met pgTooManyClients. The
+// retry is logged and noted.
+func (b *bench) againForConnections(attempt int, out string) bool {
+	if attempt >= platformAttempts || !strings.Contains(out, pgTooManyClients) {
+		return false
+	}
+	b.logf("platform: a run met PostgreSQL's max_connections (other clients on the server); running it again")
+	b.note("(12) a run was run again: PostgreSQL refused a connection (too many clients, from other users of the server)")
+	return true
+}
+
+// round is runRound, again when a tenant's connection was refused for
+// want of a PostgreSQL connection slot (againForConnections).
 func (b *bench) round(ctx context.Context, cfg string) (roundResult, error) {
 	for attempt := 1; ; attempt++ {
 		r, err := runRound(ctx, b.daemon, cfg)
-		if err == nil || attempt == 3 || !strings.Contains(r.Output+r.ErrOutput, pgTooManyClients) {
+		if err == nil && r.RecordsFailed == 0 || !b.againForConnections(attempt, r.Output+r.ErrOutput) {
 			return r, err
 		}
-		b.logf("platform: a round met PostgreSQL's max_connections (other clients on the server); running it again")
-		b.note("(12) a round was run again: PostgreSQL refused a tenant's connection (too many clients, from other users of the server)")
 	}
 }
 
@@ -713,8 +727,9 @@ func (b *bench) oneProcess(dsn, members, merchants string, tenants int) writeRun
 // on PostgreSQL (a schema per tenant, of a base new to the run) sharing
 // the tenants' runs through River, each working up to per tenants at
 // once. They run until the emulator has executed want writes, or until
-// no write was executed for 15 s (records failed: a later period would
-// retry them), then get SIGTERM.
+// no write was executed for 30 s (records failed, and River's retries of
+// the tenants' jobs, after 1 s and 16 s, did not finish them), then get
+// SIGTERM.
 func (b *bench) replicas(dsn, members, merchants string, n, per, want int, db *sql.DB) writeRun {
 	tenants := n * per
 	return func(ctx context.Context, e *emu, stateDir string) (runStats, error) {
@@ -766,7 +781,7 @@ func (b *bench) replicas(dsn, members, merchants string, n, per, want int, db *s
 			if w != last {
 				last, lastAt = w, time.Now()
 			}
-			return w >= want || (w > 0 && time.Since(lastAt) > 15*time.Second)
+			return w >= want || (w > 0 && time.Since(lastAt) > 30*time.Second)
 		})
 		stopAll()
 		var st runStats
@@ -881,18 +896,24 @@ func (b *bench) platformWrites(ctx context.Context, db *sql.DB, pz platformSizes
 	runs := 0
 	for p := range pz.Pairs {
 		for i, st := range setups {
-			e, err := platformEmulator("")
-			if err != nil {
-				return err
-			}
-			runs++
-			stateDir := filepath.Join(b.dir, fmt.Sprintf("platform-writes-%d", runs))
 			want, ceiling := st.tenants*pz.WriteUsers, float64(st.tenants)*writeCeiling
-			res, err := measureWrites(ctx, e, want, func(ctx context.Context) (runStats, error) { return st.run(ctx, e, stateDir) })
-			res.Wrong = misplaced(e, st.tenants, pz.WriteUsers)
-			e.Close()
-			if err != nil {
-				return fmt.Errorf("%s, run %d: %w", st.name, p+1, err)
+			var res writeResult
+			for attempt := 1; ; attempt++ {
+				e, err := platformEmulator("")
+				if err != nil {
+					return err
+				}
+				runs++
+				stateDir := filepath.Join(b.dir, fmt.Sprintf("platform-writes-%d", runs))
+				res, err = measureWrites(ctx, e, want, func(ctx context.Context) (runStats, error) { return st.run(ctx, e, stateDir) })
+				res.Wrong = misplaced(e, st.tenants, pz.WriteUsers)
+				e.Close()
+				if err != nil {
+					return fmt.Errorf("%s, run %d: %w", st.name, p+1, err)
+				}
+				if res.RecordsFailed == 0 || !b.againForConnections(attempt, res.FirstError) {
+					break
+				}
 			}
 			b.logf("platform writes %s %d: %s creates in %s = %.1f/s (%.0f%% of %.0f), daemon CPU %s, emulator CPU %s, %d answered 429, %d records failed %s",
 				st.name, p+1, count(int64(res.Creates)), res.Window.Round(time.Millisecond), res.Rate, 100*res.Rate/ceiling, ceiling,
