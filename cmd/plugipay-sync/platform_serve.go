@@ -117,6 +117,15 @@ func (p *Platform) serve(ctx context.Context) error {
 		stopListener()
 		return fmt.Errorf("schedule: %w", err)
 	}
+	// A trigger runs its tenant here, beside the rounds and under the
+	// same claim, so a tenant never runs twice at once.
+	stopTriggers, err := p.startTriggers(func(_ context.Context, t Tenant) (string, error) {
+		return p.trigger(ctx, t), nil
+	})
+	if err != nil {
+		stopListener()
+		return err
+	}
 	var first stdsync.WaitGroup
 	c.Start()
 	m.log.Info("platform daemon started", zap.String("schedule", m.cfg.Schedule), zap.Int("concurrency", cap(p.sem)), zap.String("version", Version))
@@ -134,11 +143,13 @@ func (p *Platform) serve(ctx context.Context) error {
 		}
 	}
 	m.log.Info("stopping", zap.String("cause", context.Cause(ctx).Error()))
+	stopTriggers()
 	stopped := c.Stop()
 	done := make(chan struct{})
 	go func() {
 		<-stopped.Done()
 		first.Wait()
+		p.bg.Wait()
 		close(done)
 	}()
 	select {
