@@ -63,9 +63,9 @@ type Platform struct {
 	running map[string]bool
 	// owed are the running tenants that a trigger asked to run again
 	// (SQLite state; see trigger); bg counts the runs started by triggers.
-	owed    map[string]bool
-	bg      stdsync.WaitGroup
-	known   map[string]Tenant
+	owed  map[string]bool
+	bg    stdsync.WaitGroup
+	known map[string]Tenant
 	// listed is whether the last tenants listing succeeded (/readyz).
 	listed atomic.Bool
 	// hook, if set (tests), is called as a tenant's run takes a worker;
