@@ -1,0 +1,380 @@
+package main
+
+import (
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	stdsync "sync"
+	"testing"
+
+	"github.com/plugipay-sync/plugipay-sync/plugipay/emulator"
+)
+
+// runGate is a Platform hook for the trigger tests: it counts each
+// tenant's runs (those that got past the claim and took a worker) and,
+// while a tenant is held, keeps its runs waiting at their start.
+type runGate struct {
+	mu       stdsync.Mutex
+	started  map[string]int
+	finished map[string]int
+	hold     map[string]chan struct{}
+	entered  chan string
+}
+
+func newRunGate() *runGate {
+	return &runGate{started: map[string]int{}, finished: map[string]int{}, hold: map[string]chan struct{}{},
+		entered: make(chan string, 16)}
+}
+
+func (g *runGate) hook(id string) func() {
+	g.mu.Lock()
+	g.started[id]++
+	h := g.hold[id]
+	g.mu.Unlock()
+	if h != nil {
+		g.entered <- id
+		<-h
+	}
+	return func() {
+		g.mu.Lock()
+		g.finished[id]++
+		g.mu.Unlock()
+	}
+}
+
+// holdTenant holds id's next runs until the returned release is called.
+func (g *runGate) holdTenant(id string) (release func()) {
+	h := make(chan struct{})
+	g.mu.Lock()
+	g.hold[id] = h
+	g.mu.Unlock()
+	return func() {
+		g.mu.Lock()
+		delete(g.hold, id)
+		g.mu.Unlock()
+		close(h)
+	}
+}
+
+// runs returns how many runs of id started and finished.
+func (g *runGate) runs(id string) (started, finished int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.started[id], g.finished[id]
+}
+
+// triggerStatus decodes a 202 answer of POST /v1/tenants/{id}/runs.
+func triggerStatus(t *testing.T, r apiResponse) tenantRunResponse {
+	t.Helper()
+	var got tenantRunResponse
+	if r.status != http.StatusAccepted {
+		t.Fatalf("trigger: %d %s, want 202", r.status, r.body)
+	}
+	if err := json.Unmarshal(r.body, &got); err != nil {
+		t.Fatalf("trigger answer %s: %v", r.body, err)
+	}
+	return got
+}
+
+// checkTriggerRefusals drives the trigger API's refusals: any token
+// mistake is the same 401, an oversized body 413, a malformed tenant id
+// 400, a tenant no listing has 404; each counted by outcome.
+func checkTriggerRefusals(t *testing.T, metrics, rt, tenant string) {
+	t.Helper()
+	url := func(id string) string { return rt + "/v1/tenants/" + id + "/runs" }
+	var unauthorized []string
+	for _, c := range []struct {
+		name, id, token string
+		body            []byte
+		status          int
+		outcome         string
+	}{
+		{"no token", tenant, "", nil, http.StatusUnauthorized, outcomeUnauthorized},
+		{"wrong token", tenant, "wrong-token-0123456789abcdef", nil, http.StatusUnauthorized, outcomeUnauthorized},
+		{"token with a suffix", tenant, triggerToken + "x", nil, http.StatusUnauthorized, outcomeUnauthorized},
+		{"token upper case", tenant, strings.ToUpper(triggerToken), nil, http.StatusUnauthorized, outcomeUnauthorized},
+		{"oversized body", tenant, triggerToken, []byte(strings.Repeat("x", 5000)), http.StatusRequestEntityTooLarge, outcomeTooLarge},
+		{"upper-case id", "T00", triggerToken, nil, http.StatusBadRequest, outcomeBadRequest},
+		{"id with a dot", "t00.db", triggerToken, nil, http.StatusBadRequest, outcomeBadRequest},
+		{"escaped slash", "..%2Ft00", triggerToken, nil, http.StatusBadRequest, outcomeBadRequest},
+		{"unknown tenant", "nobody", triggerToken, nil, http.StatusNotFound, outcomeNotFound},
+	} {
+		before := metricValue(t, metrics, `plugipay_sync_trigger_requests_total{endpoint="tenant_runs",outcome="`+c.outcome+`"}`)
+		r := call(t, "POST", url(c.id), c.token, c.body)
+		if r.status != c.status {
+			t.Errorf("%s: %d %s, want %d", c.name, r.status, r.body, c.status)
+			continue
+		}
+		if c.status == http.StatusUnauthorized {
+			unauthorized = append(unauthorized, string(r.body))
+		}
+		if c.status == http.StatusNotFound && !strings.Contains(string(r.body), `no tenant \"nobody\" in tenants.list or tenants.query`) {
+			t.Errorf("%s: %s does not say which tenant is unknown", c.name, r.body)
+		}
+		after := metricValue(t, metrics, `plugipay_sync_trigger_requests_total{endpoint="tenant_runs",outcome="`+c.outcome+`"}`)
+		if after != before+1 {
+			t.Errorf("%s: outcome %s counted %v -> %v, want one more", c.name, c.outcome, before, after)
+		}
+	}
+	for _, b := range unauthorized[1:] {
+		if b != unauthorized[0] {
+			t.Errorf("401 bodies differ (%q, %q): they must not say what was wrong", unauthorized[0], b)
+		}
+	}
+}
+
+// burstTrigger holds tenant's next run, triggers it, and once the run has
+// started fires n more triggers at once; it returns their statuses and
+// the release of the held run.
+func burstTrigger(t *testing.T, g *runGate, rt, tenant string, n int) (first string, rest map[string]int, release func()) {
+	t.Helper()
+	release = g.holdTenant(tenant)
+	url := rt + "/v1/tenants/" + tenant + "/runs"
+	first = triggerStatus(t, call(t, "POST", url, triggerToken, nil)).Status
+	if got := <-g.entered; got != tenant {
+		t.Fatalf("held run of %s entered, want %s", got, tenant)
+	}
+	rest = map[string]int{}
+	var mu stdsync.Mutex
+	var wg stdsync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			r := call(t, "POST", url, triggerToken, []byte(`{}`))
+			mu.Lock()
+			defer mu.Unlock()
+			if r.status != http.StatusAccepted {
+				rest[fmt.Sprintf("HTTP %d", r.status)]++
+				return
+			}
+			var got tenantRunResponse
+			_ = json.Unmarshal(r.body, &got)
+			rest[got.Status]++
+		})
+	}
+	wg.Wait()
+	return first, rest, release
+}
+
+// TestPlatform_TriggerSQLite: the platform daemon on SQLite state, the
+// schedule an hour away. A user's email changed in the CRM is PATCHed
+// after POST /v1/tenants/t00/runs; a burst of 50 triggers while that run
+// is held makes one follow-up run, not 50, and one write; a tenant added
+// to the CRM after start is found by the trigger; the refusals are as the
+// single workspace's.
+func TestPlatform_TriggerSQLite(t *testing.T) {
+	w := newPlatformWorldOn(t, 2, "127.0.0.1:0", "@every 1h")
+	w.addTenant("t00", 5, testSecret, "{}")
+	w.addTenant("t01", 5, testSecret, "{}")
+	appendFile(t, w.config, realtimeYAML)
+	g := newRunGate()
+	metrics, rt, stop := startRealtimeDaemonWith(t, w.config, func(m *Main) { m.tenantHook = g.hook })
+	eventually(t, "the first round", func() bool {
+		_, f0 := g.runs("t00")
+		_, f1 := g.runs("t01")
+		return f0 == 1 && f1 == 1
+	})
+	w.checkConverged("t00", "t01")
+
+	checkTriggerRefusals(t, metrics, rt, "t00")
+
+	changed := w.users["t00"][2]
+	if _, err := w.crm.Exec(`UPDATE members SET email = 'changed@t00.example.com', updated_at = CURRENT_TIMESTAMP WHERE id = ?`, changed); err != nil {
+		t.Fatal(err)
+	}
+	writes0, writes1 := w.emu("t00").WritesExecuted(), w.emu("t01").WritesExecuted()
+	first, rest, release := burstTrigger(t, g, rt, "t00", 50)
+	if first != triggerStarted || rest[triggerFollowUp] != 50 {
+		t.Errorf("first trigger %q, the burst %v; want %q then 50 %q", first, rest, triggerStarted, triggerFollowUp)
+	}
+	release()
+	eventually(t, "the held run and its one follow-up", func() bool {
+		_, f := g.runs("t00")
+		return f == 3
+	})
+	if s, f := g.runs("t00"); s != 3 || f != 3 {
+		t.Errorf("t00: %d runs started, %d finished; want 3 (the first round's, the held one, one follow-up)", s, f)
+	}
+	if c, ok := w.emu("t00").CustomerByExternalID(changed); !ok || c.Email != "changed@t00.example.com" {
+		t.Errorf("user %s: %+v, want its new email", changed, c)
+	}
+	if d := w.emu("t00").WritesExecuted() - writes0; d != 1 {
+		t.Errorf("t00: %d writes after the trigger burst, want 1 (the changed user, once)", d)
+	}
+	if d := w.emu("t01").WritesExecuted() - writes1; d != 0 {
+		t.Errorf("t01: %d writes, want none (not triggered)", d)
+	}
+
+	// A merchant added after start: not in the last listing, found by
+	// listing again.
+	w.addTenant("t02", 3, testSecret, "{}")
+	if got := triggerStatus(t, call(t, "POST", rt+"/v1/tenants/t02/runs", triggerToken, nil)); got.Status != triggerStarted || got.Tenant != "t02" {
+		t.Errorf("new tenant: %+v", got)
+	}
+	eventually(t, "the new tenant's run", func() bool {
+		_, f := g.runs("t02")
+		return f == 1
+	})
+	w.checkConverged("t00", "t01", "t02")
+	if code := stop(); code != ExitOK {
+		t.Errorf("daemon exited %d", code)
+	}
+}
+
+// dropSchemasWithPrefix drops every PostgreSQL schema whose name starts
+// with prefix (a test's tenant and job schemas).
+func dropSchemasWithPrefix(db *sql.DB, prefix string) {
+	rows, err := db.Query(`SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1)`, prefix)
+	if err != nil {
+		return
+	}
+	var names []string
+	for rows.Next() {
+		var n string
+		if rows.Scan(&n) == nil {
+			names = append(names, n)
+		}
+	}
+	rows.Close()
+	for _, n := range names {
+		db.Exec(`DROP SCHEMA "` + n + `" CASCADE`)
+	}
+}
+
+// TestPlatform_TriggerPostgres: the platform daemon with its state on the
+// real PostgreSQL, so a replica of River's fleet, against the emulator's
+// platform mode, the schedule an hour away. A user's email changed in the
+// CRM is PATCHed within seconds of POST /v1/tenants/{id}/runs; a burst of
+// 200 triggers while the tenant's job runs makes one follow-up job, so at
+// most two runs, and one write; the refusals are as on SQLite.
+func TestPlatform_TriggerPostgres(t *testing.T) {
+	dsn := testPostgres(t)
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	tag := hex.EncodeToString(b[:])
+	base := "ptg" + tag
+	merchants, members := "plugipay_trg_merchants_"+tag, "plugipay_trg_members_"+tag
+	run := func(q string, args ...any) {
+		t.Helper()
+		if _, err := db.Exec(q, args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		db.Exec("DROP TABLE IF EXISTS " + merchants + ", " + members)
+		dropSchemasWithPrefix(db, base+"_")
+	})
+	run(`CREATE TABLE ` + merchants + ` (tenant_id TEXT PRIMARY KEY, plugipay_account TEXT NOT NULL)`)
+	run(`CREATE TABLE ` + members + ` (id BIGINT PRIMARY KEY, tenant_id TEXT NOT NULL, email TEXT, full_name TEXT,
+		updated_at TIMESTAMPTZ NOT NULL DEFAULT now())`)
+	tenants := []string{"m0", "m1", "m2"}
+	next := 0
+	for _, id := range tenants {
+		run(`INSERT INTO `+merchants+` VALUES ($1, $2)`, id, "acc_"+id)
+		for range 5 {
+			next++
+			run(`INSERT INTO `+members+` (id, tenant_id, email, full_name) VALUES ($1, $2, $3, $4)`,
+				next, id, fmt.Sprintf("user%d@%s.example.com", next, id), fmt.Sprintf("User %d", next))
+		}
+	}
+	emu := emulator.New(emulator.Options{PlatformKeys: map[string]emulator.PlatformKey{testKeyID: {Secret: testSecret, AutoConnect: true}}})
+	srv := httptest.NewServer(emu)
+	defer srv.Close()
+	config := filepath.Join(t.TempDir(), "config.yaml")
+	cfg := fmt.Sprintf(`schedule: "@every 1h"
+listen: 127.0.0.1:0
+state:
+  driver: postgres
+  dsn: %q
+  schema: %s
+destination:
+  plugipay:
+    base_url: %s
+    key_id: %s
+    secret: ${TEST_SECRET}
+crm:
+  type: sql
+  sql:
+    driver: postgres
+    dsn: %q
+    query: SELECT id, tenant_id, email, full_name, updated_at FROM %s
+    tenant_column: tenant_id
+    columns:
+      external_id: id
+      email: email
+      name: full_name
+tenants:
+  query: SELECT tenant_id, plugipay_account FROM %s ORDER BY tenant_id
+  concurrency: 4
+  run_timeout: 20s
+  rescue_after: 25s
+log:
+  level: error
+`, dsn, base, srv.URL, testKeyID, dsn, members, merchants) + realtimeYAML
+	if err := os.WriteFile(config, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g := newRunGate()
+	metrics, rt, stop := startRealtimeDaemonWith(t, config, func(m *Main) { m.tenantHook = g.hook })
+	// River's schedule runs every tenant once at start.
+	eventually(t, "the first runs", func() bool {
+		for _, id := range tenants {
+			if _, f := g.runs(id); f != 1 || len(emu.CustomersIn("acc_"+id)) != 5 {
+				return false
+			}
+		}
+		return true
+	})
+
+	checkTriggerRefusals(t, metrics, rt, "m1")
+
+	const changed = "7" // m1's second user
+	run(`UPDATE `+members+` SET email = 'changed@m1.example.com', updated_at = now() WHERE id = $1`, changed)
+	writes := map[string]int{}
+	for _, id := range tenants {
+		writes[id] = emu.WritesExecutedIn("acc_" + id)
+	}
+	first, rest, release := burstTrigger(t, g, rt, "m1", 200)
+	if first != triggerEnqueued || rest[triggerEnqueued] != 200 {
+		t.Errorf("first trigger %q, the burst %v; want all %q", first, rest, triggerEnqueued)
+	}
+	release()
+	eventually(t, "the triggered run", func() bool {
+		c, ok := emu.CustomerByExternalIDIn("acc_m1", changed)
+		return ok && c.Email == "changed@m1.example.com"
+	})
+	// The follow-up job River keeps for the burst runs once the held run
+	// is done (it may first be snoozed while the held run holds the lock).
+	eventually(t, "the follow-up run", func() bool {
+		_, f := g.runs("m1")
+		return f == 3
+	})
+	if s, f := g.runs("m1"); s != 3 || f != 3 {
+		t.Errorf("m1: %d runs started, %d finished; want 3 (the schedule's, the triggered one, one follow-up for the burst)", s, f)
+	}
+	if d := emu.WritesExecutedIn("acc_m1") - writes["m1"]; d != 1 {
+		t.Errorf("m1: %d writes after the trigger burst, want 1 (the changed user, once)", d)
+	}
+	for _, id := range []string{"m0", "m2"} {
+		if d := emu.WritesExecutedIn("acc_"+id) - writes[id]; d != 0 {
+			t.Errorf("%s: %d writes, want none (not triggered)", id, d)
+		}
+		if s, _ := g.runs(id); s != 1 {
+			t.Errorf("%s: %d runs, want the schedule's only", id, s)
+		}
+	}
+	if code := stop(); code != ExitOK {
+		t.Errorf("daemon exited %d", code)
+	}
+}
