@@ -77,13 +77,10 @@ func (c RealtimeConfig) on() bool {
 func (c RealtimeConfig) serves() bool { return c.Token != "" || c.HubSpot.ClientSecret != "" }
 
 // validate checks the section; platform is whether the config is in
-// platform mode (tenants:), which has the trigger API only.
+// platform mode (tenants:), which has the trigger API and LISTEN/NOTIFY.
 func (c RealtimeConfig) validate(crmCfg CRMConfig, platform bool) error {
 	if platform {
-		switch {
-		case c.Postgres.Enabled:
-			return invalid("realtime.postgres.enabled", "true", "not supported in platform mode yet: set it false; POST /v1/tenants/{id}/runs (realtime.token) asks for a tenant's run, and the schedule catches the rest")
-		case c.HubSpot.ClientSecret != "":
+		if c.HubSpot.ClientSecret != "" {
 			return invalid("realtime.hubspot.client_secret", "", "not supported in platform mode (its users come from crm.type: sql): remove it")
 		}
 	}

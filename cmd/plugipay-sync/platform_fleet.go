@@ -72,7 +72,7 @@ func (p *Platform) serveFleet(ctx context.Context) error {
 	}
 	// A trigger enqueues its tenant's run for whichever replica River
 	// gives it, under the schedule's uniqueness (a burst coalesces).
-	stopTriggers, err := p.startTriggers(func(ctx context.Context, t Tenant) (string, error) {
+	stopEvents, err := p.startEvents(ctx, func(ctx context.Context, t Tenant) (string, error) {
 		return triggerEnqueued, f.Enqueue(ctx, t.ID, fleet.CauseEvent)
 	})
 	if err != nil {
@@ -98,7 +98,7 @@ func (p *Platform) serveFleet(ctx context.Context) error {
 		}
 	}
 	m.log.Info("stopping", zap.String("cause", context.Cause(ctx).Error()))
-	stopTriggers()
+	stopEvents()
 	// Runs in progress get the fleet's grace to finish; the others are
 	// handed back to River at once, for another replica.
 	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ShutdownTimeout)

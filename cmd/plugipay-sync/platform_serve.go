@@ -119,7 +119,7 @@ func (p *Platform) serve(ctx context.Context) error {
 	}
 	// A trigger runs its tenant here, beside the rounds and under the
 	// same claim, so a tenant never runs twice at once.
-	stopTriggers, err := p.startTriggers(func(_ context.Context, t Tenant) (string, error) {
+	stopEvents, err := p.startEvents(ctx, func(_ context.Context, t Tenant) (string, error) {
 		return p.trigger(ctx, t), nil
 	})
 	if err != nil {
@@ -143,7 +143,7 @@ func (p *Platform) serve(ctx context.Context) error {
 		}
 	}
 	m.log.Info("stopping", zap.String("cause", context.Cause(ctx).Error()))
-	stopTriggers()
+	stopEvents()
 	stopped := c.Stop()
 	done := make(chan struct{})
 	go func() {

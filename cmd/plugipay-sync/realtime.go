@@ -60,25 +60,16 @@ type realtime struct {
 	runNow   chan<- struct{}
 	verifier *hubspot.WebhookVerifier
 	log      *zap.Logger
-	pgUp     prometheus.Gauge
-	pgDrops  prometheus.Counter
+	pg       pgListener
 	// addr is the realtime listener's address once it serves.
 	addr atomic.Value
 }
 
 func newRealtime(m *Main, rec func() *sync.Reconciler, runNow chan<- struct{}) *realtime {
 	cfg := m.cfg.Realtime
-	f := promauto.With(m.reg)
 	rt := &realtime{m: m, cfg: cfg, rec: rec, runNow: runNow, log: m.log.Named("realtime"),
 		triggerAuth: newTriggerAuth(m.reg, cfg.Token, endpointSync, endpointStatus, endpointRuns, endpointWebhooks),
-		pgUp: f.NewGauge(prometheus.GaugeOpts{
-			Name: "plugipay_sync_listener_connected",
-			Help: "1 while the PostgreSQL LISTEN connection is up, 0 while it reconnects (and with no listener).",
-		}),
-		pgDrops: f.NewCounter(prometheus.CounterOpts{
-			Name: "plugipay_sync_listener_disconnects_total",
-			Help: "PostgreSQL LISTEN connections lost or refused; each reconnect catches up from the database.",
-		}),
+		pg: newPGListener(m.reg, m.log.Named("realtime")),
 	}
 	if cfg.HubSpot.ClientSecret != "" {
 		rt.verifier = &hubspot.WebhookVerifier{Secret: cfg.HubSpot.ClientSecret}
@@ -150,28 +141,56 @@ func serveRealtimeHTTP(addr string, h http.Handler, log *zap.Logger) (bound stri
 
 // listenPostgres feeds the queue from LISTEN/NOTIFY until ctx is done.
 func (rt *realtime) listenPostgres(ctx context.Context, src *sqlsrc.Source) {
-	log := rt.log.With(zap.String("channel", rt.cfg.Postgres.Channel))
-	err := src.Listen(ctx, sqlsrc.ListenOptions{
+	rt.pg.listen(ctx, src, sqlsrc.ListenOptions{
 		Channel: rt.cfg.Postgres.Channel,
 		Notify: func(ids []string) {
 			if _, err := rt.events.Submit(sync.EventSourcePostgres, ids, false); err != nil {
-				log.Warn("changes not queued; the next run syncs them", zap.Int("users", len(ids)), zap.Error(err))
+				rt.log.Warn("changes not queued; the next run syncs them", zap.Int("users", len(ids)), zap.Error(err))
 			}
 		},
-		OnConnect: func() {
-			rt.pgUp.Set(1)
-			log.Info("listening for changes")
-		},
-		OnDisconnect: func(err error) {
-			rt.pgUp.Set(0)
-			rt.pgDrops.Inc()
-			log.Warn("listener connection lost; reconnecting and catching up", zap.Error(err))
-		},
 	})
-	if err != nil {
+}
+
+// pgListener runs a LISTEN connection (realtime.postgres) with its
+// metrics and logs, for both modes: the single workspace's, whose
+// notifications are user ids, and platform mode's, whose are tenants.
+type pgListener struct {
+	up    prometheus.Gauge
+	drops prometheus.Counter
+	log   *zap.Logger
+}
+
+func newPGListener(reg prometheus.Registerer, log *zap.Logger) pgListener {
+	f := promauto.With(reg)
+	return pgListener{log: log,
+		up: f.NewGauge(prometheus.GaugeOpts{
+			Name: "plugipay_sync_listener_connected",
+			Help: "1 while the PostgreSQL LISTEN connection is up, 0 while it reconnects (and with no listener).",
+		}),
+		drops: f.NewCounter(prometheus.CounterOpts{
+			Name: "plugipay_sync_listener_disconnects_total",
+			Help: "PostgreSQL LISTEN connections lost or refused; each reconnect catches up from the database.",
+		}),
+	}
+}
+
+// listen listens with o (its OnConnect and OnDisconnect are the
+// listener's) until ctx is done.
+func (l pgListener) listen(ctx context.Context, src *sqlsrc.Source, o sqlsrc.ListenOptions) {
+	log := l.log.With(zap.String("channel", o.Channel))
+	o.OnConnect = func() {
+		l.up.Set(1)
+		log.Info("listening for changes")
+	}
+	o.OnDisconnect = func(err error) {
+		l.up.Set(0)
+		l.drops.Inc()
+		log.Warn("listener connection lost; reconnecting and catching up", zap.Error(err))
+	}
+	if err := src.Listen(ctx, o); err != nil {
 		log.Error("listener stopped", zap.Error(err))
 	}
-	rt.pgUp.Set(0)
+	l.up.Set(0)
 }
 
 func (rt *realtime) handler() http.Handler {
