@@ -247,51 +247,63 @@ func dropSchemasWithPrefix(db *sql.DB, prefix string) {
 	}
 }
 
-// TestPlatform_TriggerPostgres: the platform daemon with its state on the
-// real PostgreSQL, so a replica of River's fleet, against the emulator's
-// platform mode, the schedule an hour away. A user's email changed in the
-// CRM is PATCHed within seconds of POST /v1/tenants/{id}/runs; a burst of
-// 200 triggers while the tenant's job runs makes one follow-up job, so at
-// most two runs, and one write; the refusals are as on SQLite.
-func TestPlatform_TriggerPostgres(t *testing.T) {
+// pgPlatform is platform mode on the real PostgreSQL: the CRM's tables
+// (merchants m0, m1, m2 with 5 members each), the tenants' state schemas
+// and River's jobs under a random prefix, dropped at the end, against the
+// emulator's platform mode.
+type pgPlatform struct {
+	db      *sql.DB
+	emu     *emulator.Server
+	config  string
+	members string
+	tag     string
+	// crmApp is the CRM connections' application_name (the listener's too).
+	crmApp  string
+	tenants []string
+}
+
+// extraYAML is appended to the config, with {tag} replaced by the
+// test's random tag.
+func newPGPlatform(t *testing.T, extraYAML string) *pgPlatform {
+	t.Helper()
 	dsn := testPostgres(t)
 	db, err := sql.Open("pgx", dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
+	t.Cleanup(func() { db.Close() })
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	tag := hex.EncodeToString(b[:])
 	base := "ptg" + tag
-	merchants, members := "plugipay_trg_merchants_"+tag, "plugipay_trg_members_"+tag
-	run := func(q string, args ...any) {
-		t.Helper()
-		if _, err := db.Exec(q, args...); err != nil {
-			t.Fatal(err)
-		}
-	}
+	w := &pgPlatform{db: db, tag: tag, members: "plugipay_trg_members_" + tag, crmApp: "plugipay-trg-" + tag,
+		tenants: []string{"m0", "m1", "m2"}}
+	merchants := "plugipay_trg_merchants_" + tag
 	t.Cleanup(func() {
-		db.Exec("DROP TABLE IF EXISTS " + merchants + ", " + members)
+		db.Exec("DROP TABLE IF EXISTS " + merchants + ", " + w.members)
 		dropSchemasWithPrefix(db, base+"_")
 	})
-	run(`CREATE TABLE ` + merchants + ` (tenant_id TEXT PRIMARY KEY, plugipay_account TEXT NOT NULL)`)
-	run(`CREATE TABLE ` + members + ` (id BIGINT PRIMARY KEY, tenant_id TEXT NOT NULL, email TEXT, full_name TEXT,
+	w.exec(t, `CREATE TABLE `+merchants+` (tenant_id TEXT PRIMARY KEY, plugipay_account TEXT NOT NULL)`)
+	w.exec(t, `CREATE TABLE `+w.members+` (id BIGINT PRIMARY KEY, tenant_id TEXT NOT NULL, email TEXT, full_name TEXT,
 		updated_at TIMESTAMPTZ NOT NULL DEFAULT now())`)
-	tenants := []string{"m0", "m1", "m2"}
 	next := 0
-	for _, id := range tenants {
-		run(`INSERT INTO `+merchants+` VALUES ($1, $2)`, id, "acc_"+id)
+	for _, id := range w.tenants {
+		w.exec(t, `INSERT INTO `+merchants+` VALUES ($1, $2)`, id, "acc_"+id)
 		for range 5 {
 			next++
-			run(`INSERT INTO `+members+` (id, tenant_id, email, full_name) VALUES ($1, $2, $3, $4)`,
+			w.exec(t, `INSERT INTO `+w.members+` (id, tenant_id, email, full_name) VALUES ($1, $2, $3, $4)`,
 				next, id, fmt.Sprintf("user%d@%s.example.com", next, id), fmt.Sprintf("User %d", next))
 		}
 	}
-	emu := emulator.New(emulator.Options{PlatformKeys: map[string]emulator.PlatformKey{testKeyID: {Secret: testSecret, AutoConnect: true}}})
-	srv := httptest.NewServer(emu)
-	defer srv.Close()
-	config := filepath.Join(t.TempDir(), "config.yaml")
+	w.emu = emulator.New(emulator.Options{PlatformKeys: map[string]emulator.PlatformKey{testKeyID: {Secret: testSecret, AutoConnect: true}}})
+	srv := httptest.NewServer(w.emu)
+	t.Cleanup(srv.Close)
+	sep := "?"
+	if strings.Contains(dsn, "?") {
+		sep = "&"
+	}
+	crmDSN := dsn + sep + "application_name=" + w.crmApp
+	w.config = filepath.Join(t.TempDir(), "config.yaml")
 	cfg := fmt.Sprintf(`schedule: "@every 1h"
 listen: 127.0.0.1:0
 state:
@@ -308,7 +320,7 @@ crm:
   sql:
     driver: postgres
     dsn: %q
-    query: SELECT id, tenant_id, email, full_name, updated_at FROM %s
+    table: %s
     tenant_column: tenant_id
     columns:
       external_id: id
@@ -321,30 +333,68 @@ tenants:
   rescue_after: 25s
 log:
   level: error
-`, dsn, base, srv.URL, testKeyID, dsn, members, merchants) + realtimeYAML
-	if err := os.WriteFile(config, []byte(cfg), 0o600); err != nil {
+`, dsn, base, srv.URL, testKeyID, crmDSN, w.members, merchants) + strings.ReplaceAll(extraYAML, "{tag}", tag)
+	if err := os.WriteFile(w.config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	g := newRunGate()
-	metrics, rt, stop := startRealtimeDaemonWith(t, config, func(m *Main) { m.tenantHook = g.hook })
-	// River's schedule runs every tenant once at start.
+	return w
+}
+
+func (w *pgPlatform) exec(t *testing.T, q string, args ...any) {
+	t.Helper()
+	if _, err := w.db.Exec(q, args...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// start runs the daemon in-process with g's hook, waits for River's
+// schedule to run every tenant once at start, and returns the metrics and
+// realtime base URLs ("" without the trigger API).
+func (w *pgPlatform) start(t *testing.T, g *runGate, api bool) (metrics, rt string, stop func() int) {
+	t.Helper()
+	setup := func(m *Main) { m.tenantHook = g.hook }
+	if api {
+		metrics, rt, stop = startRealtimeDaemonWith(t, w.config, setup)
+	} else {
+		metrics, stop = startDaemonConfigWith(t, w.config, setup)
+	}
 	eventually(t, "the first runs", func() bool {
-		for _, id := range tenants {
-			if _, f := g.runs(id); f != 1 || len(emu.CustomersIn("acc_"+id)) != 5 {
+		for _, id := range w.tenants {
+			if _, f := g.runs(id); f != 1 || len(w.emu.CustomersIn("acc_"+id)) != 5 {
 				return false
 			}
 		}
 		return true
 	})
+	return metrics, rt, stop
+}
+
+// writes is each tenant's writes in the emulator so far.
+func (w *pgPlatform) writes() map[string]int {
+	out := map[string]int{}
+	for _, id := range w.tenants {
+		out[id] = w.emu.WritesExecutedIn("acc_" + id)
+	}
+	return out
+}
+
+// TestPlatform_TriggerPostgres: the platform daemon with its state on the
+// real PostgreSQL, so a replica of River's fleet, against the emulator's
+// platform mode, the schedule an hour away. A user's email changed in the
+// CRM is PATCHed within seconds of POST /v1/tenants/{id}/runs; a burst of
+// 200 triggers while the tenant's job runs makes one follow-up job, so at
+// most two runs, and one write; the refusals are as on SQLite.
+func TestPlatform_TriggerPostgres(t *testing.T) {
+	w := newPGPlatform(t, realtimeYAML)
+	emu := w.emu
+	g := newRunGate()
+	metrics, rt, stop := w.start(t, g, true)
 
 	checkTriggerRefusals(t, metrics, rt, "m1")
 
 	const changed = "7" // m1's second user
-	run(`UPDATE `+members+` SET email = 'changed@m1.example.com', updated_at = now() WHERE id = $1`, changed)
-	writes := map[string]int{}
-	for _, id := range tenants {
-		writes[id] = emu.WritesExecutedIn("acc_" + id)
-	}
+	w.exec(t, `UPDATE `+w.members+` SET email = 'changed@m1.example.com', updated_at = now() WHERE id = $1`, changed)
+	writes := w.writes()
 	first, rest, release := burstTrigger(t, g, rt, "m1", 200)
 	if first != triggerEnqueued || rest[triggerEnqueued] != 200 {
 		t.Errorf("first trigger %q, the burst %v; want all %q", first, rest, triggerEnqueued)
@@ -373,6 +423,84 @@ log:
 		if s, _ := g.runs(id); s != 1 {
 			t.Errorf("%s: %d runs, want the schedule's only", id, s)
 		}
+	}
+	if code := stop(); code != ExitOK {
+		t.Errorf("daemon exited %d", code)
+	}
+}
+
+// TestPlatform_ListenPostgres: platform mode with realtime.postgres on the
+// real PostgreSQL (state, River and the CRM), the schedule an hour away.
+// notify-sql --install puts the tenant trigger on the shared table; an
+// UPDATE of one member is PATCHed by the run its notification asks for;
+// one UPDATE of five members of a tenant is one batch, so one run (two at
+// most, if the batch is split) and five writes; other tenants do not run.
+// After the listener's connection is killed, every tenant is run (the
+// catch-up), and nothing is written that did not change.
+func TestPlatform_ListenPostgres(t *testing.T) {
+	w := newPGPlatform(t, "realtime:\n  postgres:\n    enabled: true\n    channel: ptg_{tag}\n")
+	channel := "ptg_" + w.tag
+	code, out, errOut := commandInProcess(t, w.config, "notify-sql")
+	if code != ExitOK || !strings.Contains(out, "plugipay_sync_notify_tenant('"+channel+"', 'id', 'tenant_id')") {
+		t.Fatalf("notify-sql: %d\n%s%s", code, out, errOut)
+	}
+	if code, out, errOut := commandInProcess(t, w.config, "notify-sql", "--install"); code != ExitOK {
+		t.Fatalf("notify-sql --install: %d\n%s%s", code, out, errOut)
+	}
+	g := newRunGate()
+	metrics, stop := startDaemonConfigWith(t, w.config, func(m *Main) { m.tenantHook = g.hook })
+	eventually(t, "the first runs and the listener", func() bool {
+		for _, id := range w.tenants {
+			if _, f := g.runs(id); f != 1 || len(w.emu.CustomersIn("acc_"+id)) != 5 {
+				return false
+			}
+		}
+		return metricValue(t, metrics, "plugipay_sync_listener_connected") == 1
+	})
+
+	// One member of m1.
+	writes := w.writes()
+	w.exec(t, `UPDATE `+w.members+` SET email = 'listened@m1.example.com', updated_at = now() WHERE id = 7`)
+	eventually(t, "the notified run", func() bool {
+		c, ok := w.emu.CustomerByExternalIDIn("acc_m1", "7")
+		return ok && c.Email == "listened@m1.example.com"
+	})
+	eventually(t, "m1's run finished", func() bool { _, f := g.runs("m1"); return f >= 2 })
+
+	// Five members of m0 in one statement.
+	w.exec(t, `UPDATE `+w.members+` SET full_name = full_name || ' Jr', updated_at = now() WHERE tenant_id = 'm0'`)
+	eventually(t, "m0's five changes", func() bool { return w.emu.WritesExecutedIn("acc_m0")-writes["m0"] == 5 })
+	eventually(t, "m0's run finished", func() bool { _, f := g.runs("m0"); return f >= 2 })
+	if s, _ := g.runs("m0"); s > 3 {
+		t.Errorf("m0: %d runs for one statement's five notifications, want the first round's and one (two if the batch split)", s)
+	}
+	if s, _ := g.runs("m2"); s != 1 {
+		t.Errorf("m2: %d runs, want the first round's only (no change notified)", s)
+	}
+	if d := w.emu.WritesExecutedIn("acc_m1") - writes["m1"]; d != 1 {
+		t.Errorf("m1: %d writes, want 1", d)
+	}
+
+	// The listener's connection killed: on reconnect, every tenant runs.
+	before := map[string]int{}
+	for _, id := range w.tenants {
+		_, before[id] = g.runs(id)
+	}
+	writes = w.writes()
+	w.exec(t, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1`, w.crmApp)
+	eventually(t, "the catch-up runs after the reconnect", func() bool {
+		if metricValue(t, metrics, "plugipay_sync_listener_disconnects_total") < 1 {
+			return false
+		}
+		for _, id := range w.tenants {
+			if _, f := g.runs(id); f <= before[id] {
+				return false
+			}
+		}
+		return true
+	})
+	if got := w.writes(); fmt.Sprint(got) != fmt.Sprint(writes) {
+		t.Errorf("writes %v after the catch-up, want %v: nothing changed", got, writes)
 	}
 	if code := stop(); code != ExitOK {
 		t.Errorf("daemon exited %d", code)
