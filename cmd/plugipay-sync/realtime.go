@@ -69,7 +69,7 @@ func newRealtime(m *Main, rec func() *sync.Reconciler, runNow chan<- struct{}) *
 	cfg := m.cfg.Realtime
 	rt := &realtime{m: m, cfg: cfg, rec: rec, runNow: runNow, log: m.log.Named("realtime"),
 		triggerAuth: newTriggerAuth(m.reg, cfg.Token, endpointSync, endpointStatus, endpointRuns, endpointWebhooks),
-		pg: newPGListener(m.reg, m.log.Named("realtime")),
+		pg:          newPGListener(m.reg, m.log.Named("realtime")),
 	}
 	if cfg.HubSpot.ClientSecret != "" {
 		rt.verifier = &hubspot.WebhookVerifier{Secret: cfg.HubSpot.ClientSecret}
