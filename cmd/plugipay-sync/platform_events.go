@@ -57,7 +57,7 @@ func (p *Platform) startEvents(ctx context.Context, enqueue enqueueFunc) (stop f
 		mux.HandleFunc("POST /v1/tenants/{id}/runs", tt.authed(endpointTenantRuns, tt.postRuns))
 		addr, stop, err := serveRealtimeHTTP(cfg.Listen, mux, log)
 		if err != nil {
-			return nil, withExit(ExitConfig, err)
+			return nil, err
 		}
 		stopAPI = stop
 		log.Info("serving the tenants' trigger API", zap.String("addr", addr))

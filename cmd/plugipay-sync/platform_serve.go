@@ -120,6 +120,9 @@ func (p *Platform) serve(ctx context.Context) error {
 	// A trigger runs its tenant here, beside the rounds and under the
 	// same claim, so a tenant never runs twice at once.
 	stopEvents, err := p.startEvents(ctx, func(_ context.Context, t Tenant) (string, error) {
+		if ctx.Err() != nil {
+			return "", fmt.Errorf("stopping: %w", context.Cause(ctx))
+		}
 		return p.trigger(ctx, t), nil
 	})
 	if err != nil {
