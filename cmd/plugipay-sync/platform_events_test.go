@@ -13,6 +13,7 @@ import (
 	"strings"
 	stdsync "sync"
 	"testing"
+	"time"
 
 	"github.com/plugipay-sync/plugipay-sync/plugipay/emulator"
 )
@@ -138,8 +139,13 @@ func burstTrigger(t *testing.T, g *runGate, rt, tenant string, n int) (first str
 	release = g.holdTenant(tenant)
 	url := rt + "/v1/tenants/" + tenant + "/runs"
 	first = triggerStatus(t, call(t, "POST", url, triggerToken, nil)).Status
-	if got := <-g.entered; got != tenant {
-		t.Fatalf("held run of %s entered, want %s", got, tenant)
+	select {
+	case got := <-g.entered:
+		if got != tenant {
+			t.Fatalf("held run of %s entered, want %s", got, tenant)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the triggered run of %s did not start within 30 s", tenant)
 	}
 	rest = map[string]int{}
 	var mu stdsync.Mutex
