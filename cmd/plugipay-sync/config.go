@@ -615,7 +615,7 @@ func (c *Config) Validate() error {
 	if err := c.CRM.validate(); err != nil {
 		return err
 	}
-	if err := c.Realtime.validate(c.CRM); err != nil {
+	if err := c.Realtime.validate(c.CRM, c.platform()); err != nil {
 		return err
 	}
 	if err := c.validateTenants(); err != nil {

@@ -76,7 +76,14 @@ func (c RealtimeConfig) on() bool {
 // serves reports whether the realtime listener is needed.
 func (c RealtimeConfig) serves() bool { return c.Token != "" || c.HubSpot.ClientSecret != "" }
 
-func (c RealtimeConfig) validate(crmCfg CRMConfig) error {
+// validate checks the section; platform is whether the config is in
+// platform mode (tenants:), which has the trigger API and LISTEN/NOTIFY.
+func (c RealtimeConfig) validate(crmCfg CRMConfig, platform bool) error {
+	if platform {
+		if c.HubSpot.ClientSecret != "" {
+			return invalid("realtime.hubspot.client_secret", "", "not supported in platform mode (its users come from crm.type: sql): remove it")
+		}
+	}
 	if c.serves() {
 		if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 			return invalid("realtime.listen", c.Listen, "must be host:port, e.g. %q (loopback)", DefaultRealtimeListen)

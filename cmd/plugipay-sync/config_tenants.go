@@ -133,8 +133,6 @@ func (c *Config) validateTenants() error {
 		return invalid("crm.sql.tenant_column", "", "required in platform mode: the column holding the tenant id of each user row (sent as a bound parameter)")
 	case !columnName.MatchString(c.CRM.SQL.TenantColumn):
 		return invalid("crm.sql.tenant_column", c.CRM.SQL.TenantColumn, "must be a plain column name (letters, digits and _)")
-	case c.Realtime.on():
-		return invalid("realtime", "", "not supported in platform mode yet; turn the event path off (realtime.listen and realtime.postgres empty)")
 	case c.Sync.VerifySchedule != "":
 		return invalid("sync.verify_schedule", c.Sync.VerifySchedule, "not supported in platform mode yet; leave it empty")
 	case c.State.Postgres() && len(c.State.Schema) > maxTenantSchemaBase:

@@ -56,6 +56,27 @@ func TestReadConfigFile_Tenants(t *testing.T) {
 			t.Errorf("jobs schema = %q", got)
 		}
 	})
+	t.Run("valid with the trigger API", func(t *testing.T) {
+		cfg, err := ReadConfigFile(writeConfig(t, platformBase+"realtime:\n  listen: 127.0.0.1:0\n  token: ${TOKEN}\n"),
+			env(map[string]string{"SECRET": "sk", "TOKEN": "trg_0123456789abcdef"}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !cfg.Realtime.serves() || cfg.Realtime.Postgres.Enabled {
+			t.Fatalf("realtime = %+v", cfg.Realtime)
+		}
+	})
+	t.Run("valid with LISTEN/NOTIFY", func(t *testing.T) {
+		yaml := strings.Replace(platformBase, "driver: sqlite\n    dsn: file:crm.db", "driver: postgres\n    dsn: postgres://h/crm", 1) +
+			"realtime:\n  postgres:\n    enabled: true\n    channel: merchants_changed\n"
+		cfg, err := ReadConfigFile(writeConfig(t, yaml), env(map[string]string{"SECRET": "sk"}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !cfg.Realtime.Postgres.Enabled || cfg.Realtime.serves() {
+			t.Fatalf("realtime = %+v", cfg.Realtime)
+		}
+	})
 	list := "  list:\n    - {id: acme, on_behalf_of: acc_acme}\n    - {id: globex-2, on_behalf_of: acc_globex}\n"
 	tests := []struct{ name, yaml, want string }{
 		{"list and query", strings.Replace(platformBase, "tenants:\n", "tenants:\n  query: SELECT a, b FROM m\n", 1),
@@ -78,6 +99,11 @@ func TestReadConfigFile_Tenants(t *testing.T) {
 		{"tenant column without tenants", platformBase[:strings.Index(platformBase, "tenants:\n  list")], "crm.sql.tenant_column: is for platform mode only; add a tenants: section (list or query) or remove it"},
 		{"schema too long for tenants", strings.Replace(platformBase, "state:\n  path: tenants\n", "state:\n  driver: postgres\n  dsn: postgres://h/db\n  schema: plugipay_sync_x\n", 1),
 			`state.schema: at most 14 characters in platform mode: each tenant's schema is <state.schema>_<tenant id>, within PostgreSQL's 63 (got "plugipay_sync_x")`},
+		{"realtime postgres on sqlite", platformBase + "realtime:\n  postgres:\n    enabled: true\n",
+			`realtime.postgres.enabled: needs crm.type: sql with crm.sql.driver: postgres`},
+		{"realtime hubspot", platformBase + "realtime:\n  hubspot:\n    client_secret: hs_secret\n    webhook_url: https://sync.example.com/v1/webhooks/hubspot\n",
+			"realtime.hubspot.client_secret: not supported in platform mode (its users come from crm.type: sql): remove it"},
+		{"trigger token too short", platformBase + "realtime:\n  token: short\n", "realtime.token: must be at least 16 characters"},
 		{"negative run timeout", platformBase + "  run_timeout: -1s\n", `tenants.run_timeout: must not be negative (default 10m0s) (got "-1s")`},
 		{"rescue not after the run timeout", platformBase + "  run_timeout: 5m\n  rescue_after: 5m\n",
 			`tenants.rescue_after: must exceed tenants.run_timeout (5m0s): a run still working must not be taken for dead (got "5m0s")`},

@@ -471,9 +471,19 @@ func startDaemon(t *testing.T, e *e2e) (base string, stop func() int) {
 // startDaemonConfig is startDaemon on the config file config.
 func startDaemonConfig(t *testing.T, config string) (base string, stop func() int) {
 	t.Helper()
+	return startDaemonConfigWith(t, config, nil)
+}
+
+// startDaemonConfigWith is startDaemonConfig with setup, if set, called on
+// the Main before it runs (a test's hooks).
+func startDaemonConfigWith(t *testing.T, config string, setup func(*Main)) (base string, stop func() int) {
+	t.Helper()
 	var out, errOut bytes.Buffer
 	m := NewMain(&out, &errOut)
 	m.LookupEnv = env(map[string]string{"TEST_SECRET": testSecret})
+	if setup != nil {
+		setup(m)
+	}
 	addr := make(chan string, 1)
 	m.Ready = func(a string) { addr <- a }
 	if err := m.ParseFlags([]string{"--config", config}); err != nil {

@@ -61,7 +61,11 @@ type Platform struct {
 
 	mu      stdsync.Mutex
 	running map[string]bool
-	known   map[string]Tenant
+	// owed are the running tenants that a trigger asked to run again
+	// (SQLite state; see trigger); bg counts the runs started by triggers.
+	owed  map[string]bool
+	bg    stdsync.WaitGroup
+	known map[string]Tenant
 	// listed is whether the last tenants listing succeeded (/readyz).
 	listed atomic.Bool
 	// hook, if set (tests), is called as a tenant's run takes a worker;
@@ -74,7 +78,7 @@ func newPlatform(m *Main) *Platform {
 	t := m.cfg.Tenants
 	return &Platform{m: m, sem: make(chan struct{}, t.Concurrency),
 		metrics: newTenantMetrics(m.reg, t.MetricsTenants),
-		running: map[string]bool{}, known: map[string]Tenant{}, hook: m.tenantHook}
+		running: map[string]bool{}, owed: map[string]bool{}, known: map[string]Tenant{}, hook: m.tenantHook}
 }
 
 // Tenants returns the tenants to sync, in the order of tenants.list or of
@@ -236,11 +240,62 @@ func (p *Platform) run(ctx context.Context, t Tenant) TenantResult {
 		p.m.log.Info("tenant skipped: its previous run is still going", zap.String(LogKeyTenant, t.ID))
 		return TenantResult{Tenant: t, Skipped: true, Err: fmt.Errorf("%w (%s)", ErrTenantBusy, t.ID)}
 	}
-	defer func() {
-		p.mu.Lock()
-		delete(p.running, t.ID)
-		p.mu.Unlock()
-	}()
+	defer p.release(ctx, t)
+	return p.runClaimed(ctx, t)
+}
+
+// Statuses of a trigger (POST /v1/tenants/{id}/runs).
+const (
+	// triggerEnqueued: the run is a job in the replicas' queue (River),
+	// coalesced with one of the tenant's already waiting.
+	triggerEnqueued = "enqueued"
+	// triggerStarted: no run of the tenant was going; one started.
+	triggerStarted = "started"
+	// triggerFollowUp: a run of the tenant is going; one more run follows
+	// it (that run may have read the CRM before the change), and further
+	// triggers until then ask for that same run.
+	triggerFollowUp = "already running"
+)
+
+// trigger asks for a run of tenant t now, in this process (SQLite state;
+// replicas enqueue through River instead): started in the background when
+// none of t is going, else owed once after the one going, the same
+// guarantee River's uniqueness gives replicas (a burst makes at most the
+// running run and one follow-up). ctx is the daemon's, not a request's.
+func (p *Platform) trigger(ctx context.Context, t Tenant) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.running[t.ID] {
+		p.owed[t.ID] = true
+		return triggerFollowUp
+	}
+	p.running[t.ID] = true
+	p.bg.Go(func() {
+		defer p.release(ctx, t)
+		p.runClaimed(ctx, t)
+	})
+	return triggerStarted
+}
+
+// release ends tenant t's claim after a run, or, when a trigger owed it
+// another run meanwhile, keeps the claim and starts that run.
+func (p *Platform) release(ctx context.Context, t Tenant) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.owed[t.ID] && ctx.Err() == nil {
+		delete(p.owed, t.ID)
+		p.bg.Go(func() {
+			defer p.release(ctx, t)
+			p.runClaimed(ctx, t)
+		})
+		return
+	}
+	delete(p.owed, t.ID)
+	delete(p.running, t.ID)
+}
+
+// runClaimed runs tenant t, claimed by the caller, on a worker of the pool.
+func (p *Platform) runClaimed(ctx context.Context, t Tenant) TenantResult {
 	select {
 	case p.sem <- struct{}{}:
 	case <-ctx.Done():

@@ -70,6 +70,17 @@ func (p *Platform) serveFleet(ctx context.Context) error {
 	if err := f.Start(ctx); err != nil {
 		return withExit(ExitFailed, fmt.Errorf("start the replica's job worker: %w", err))
 	}
+	// A trigger enqueues its tenant's run for whichever replica River
+	// gives it, under the schedule's uniqueness (a burst coalesces).
+	stopEvents, err := p.startEvents(ctx, func(ctx context.Context, t Tenant) (string, error) {
+		return triggerEnqueued, f.Enqueue(ctx, t.ID, fleet.CauseEvent)
+	})
+	if err != nil {
+		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ShutdownTimeout)
+		defer cancel()
+		_ = f.Stop(stopCtx)
+		return err
+	}
 	sweep := time.NewTicker(min(period, time.Minute))
 	defer sweep.Stop()
 	m.log.Info("platform replica started", zap.String("replica", f.ID()), zap.String("schedule", m.cfg.Schedule),
@@ -87,6 +98,7 @@ func (p *Platform) serveFleet(ctx context.Context) error {
 		}
 	}
 	m.log.Info("stopping", zap.String("cause", context.Cause(ctx).Error()))
+	stopEvents()
 	// Runs in progress get the fleet's grace to finish; the others are
 	// handed back to River at once, for another replica.
 	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ShutdownTimeout)

@@ -63,21 +63,7 @@ func TestPlatform_ReplicasKillOne(t *testing.T) {
 	}
 	t.Cleanup(func() {
 		db.Exec("DROP TABLE IF EXISTS " + merchants + ", " + members)
-		rows, err := db.Query(`SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1)`, base+"_")
-		if err != nil {
-			return
-		}
-		var names []string
-		for rows.Next() {
-			var n string
-			if rows.Scan(&n) == nil {
-				names = append(names, n)
-			}
-		}
-		rows.Close()
-		for _, n := range names {
-			db.Exec(`DROP SCHEMA "` + n + `" CASCADE`)
-		}
+		dropSchemasWithPrefix(db, base+"_")
 	})
 	run(`CREATE TABLE ` + merchants + ` (tenant_id TEXT PRIMARY KEY, plugipay_account TEXT NOT NULL)`)
 	run(`CREATE TABLE ` + members + ` (id BIGINT PRIMARY KEY, tenant_id TEXT NOT NULL, email TEXT, full_name TEXT,

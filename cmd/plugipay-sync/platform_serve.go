@@ -117,6 +117,18 @@ func (p *Platform) serve(ctx context.Context) error {
 		stopListener()
 		return fmt.Errorf("schedule: %w", err)
 	}
+	// A trigger runs its tenant here, beside the rounds and under the
+	// same claim, so a tenant never runs twice at once.
+	stopEvents, err := p.startEvents(ctx, func(_ context.Context, t Tenant) (string, error) {
+		if ctx.Err() != nil {
+			return "", fmt.Errorf("stopping: %w", context.Cause(ctx))
+		}
+		return p.trigger(ctx, t), nil
+	})
+	if err != nil {
+		stopListener()
+		return err
+	}
 	var first stdsync.WaitGroup
 	c.Start()
 	m.log.Info("platform daemon started", zap.String("schedule", m.cfg.Schedule), zap.Int("concurrency", cap(p.sem)), zap.String("version", Version))
@@ -134,11 +146,13 @@ func (p *Platform) serve(ctx context.Context) error {
 		}
 	}
 	m.log.Info("stopping", zap.String("cause", context.Cause(ctx).Error()))
+	stopEvents()
 	stopped := c.Stop()
 	done := make(chan struct{})
 	go func() {
 		<-stopped.Done()
 		first.Wait()
+		p.bg.Wait()
 		close(done)
 	}()
 	select {

@@ -52,42 +52,25 @@ const (
 // HubSpot webhook endpoint on their own listener, the PostgreSQL listener,
 // and the queue that syncs what they name through the running reconciler.
 type realtime struct {
+	triggerAuth
 	m        *Main
 	cfg      RealtimeConfig
 	events   *sync.Events
 	rec      func() *sync.Reconciler
 	runNow   chan<- struct{}
-	token    [32]byte // sha256 of the token; compared in constant time
 	verifier *hubspot.WebhookVerifier
 	log      *zap.Logger
-	requests *prometheus.CounterVec
-	pgUp     prometheus.Gauge
-	pgDrops  prometheus.Counter
+	pg       pgListener
 	// addr is the realtime listener's address once it serves.
 	addr atomic.Value
 }
 
 func newRealtime(m *Main, rec func() *sync.Reconciler, runNow chan<- struct{}) *realtime {
 	cfg := m.cfg.Realtime
-	f := promauto.With(m.reg)
 	rt := &realtime{m: m, cfg: cfg, rec: rec, runNow: runNow, log: m.log.Named("realtime"),
-		requests: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "plugipay_sync_trigger_requests_total",
-			Help: "Requests to the realtime endpoints (trigger API, HubSpot webhooks), by endpoint and outcome.",
-		}, []string{"endpoint", "outcome"}),
-		pgUp: f.NewGauge(prometheus.GaugeOpts{
-			Name: "plugipay_sync_listener_connected",
-			Help: "1 while the PostgreSQL LISTEN connection is up, 0 while it reconnects (and with no listener).",
-		}),
-		pgDrops: f.NewCounter(prometheus.CounterOpts{
-			Name: "plugipay_sync_listener_disconnects_total",
-			Help: "PostgreSQL LISTEN connections lost or refused; each reconnect catches up from the database.",
-		}),
+		triggerAuth: newTriggerAuth(m.reg, cfg.Token, endpointSync, endpointStatus, endpointRuns, endpointWebhooks),
+		pg:          newPGListener(m.reg, m.log.Named("realtime")),
 	}
-	for _, e := range []string{endpointSync, endpointStatus, endpointRuns, endpointWebhooks} {
-		rt.requests.WithLabelValues(e, outcomeUnauthorized)
-	}
-	rt.token = sha256.Sum256([]byte(cfg.Token))
 	if cfg.HubSpot.ClientSecret != "" {
 		rt.verifier = &hubspot.WebhookVerifier{Secret: cfg.HubSpot.ClientSecret}
 	}
@@ -100,23 +83,16 @@ func newRealtime(m *Main, rec func() *sync.Reconciler, runNow chan<- struct{}) *
 // listener, and returns the function that stops them (after ctx is done:
 // the queue lets its batch in flight finish).
 func (rt *realtime) start(ctx context.Context) (stop func(), err error) {
-	var (
-		wg  stdsync.WaitGroup
-		srv *http.Server
-	)
+	var wg stdsync.WaitGroup
+	stopHTTP := func() {}
 	if rt.cfg.serves() {
-		ln, err := net.Listen("tcp", rt.cfg.Listen)
+		addr, stop, err := serveRealtimeHTTP(rt.cfg.Listen, rt.handler(), rt.log)
 		if err != nil {
-			return nil, fmt.Errorf("realtime.listen: %w", err)
+			return nil, err
 		}
-		srv = &http.Server{Handler: rt.handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second}
-		wg.Go(func() {
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				rt.log.Error("realtime listener stopped", zap.Error(err))
-			}
-		})
-		rt.addr.Store(ln.Addr().String())
-		rt.log.Info("serving the trigger API and webhooks", zap.String("addr", ln.Addr().String()),
+		stopHTTP = stop
+		rt.addr.Store(addr)
+		rt.log.Info("serving the trigger API and webhooks", zap.String("addr", addr),
 			zap.Bool("trigger_api", rt.cfg.Token != ""), zap.Bool("hubspot_webhooks", rt.verifier != nil))
 	}
 	wg.Go(func() { _ = rt.events.Start(ctx) })
@@ -132,12 +108,32 @@ func (rt *realtime) start(ctx context.Context) (stop func(), err error) {
 		wg.Go(func() { rt.listenPostgres(ctx, pg) })
 	}
 	return func() {
-		if srv != nil {
-			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			if err := srv.Shutdown(sctx); err != nil {
-				rt.log.Warn("realtime listener shutdown", zap.Error(err))
-			}
+		stopHTTP()
+		wg.Wait()
+	}, nil
+}
+
+// serveRealtimeHTTP serves h on the realtime listener addr (realtime.listen)
+// and returns the address it is bound to and the function that shuts it
+// down (in-flight requests get a few seconds). Both modes' trigger APIs
+// serve through it.
+func serveRealtimeHTTP(addr string, h http.Handler, log *zap.Logger) (bound string, stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", nil, fmt.Errorf("realtime.listen: %w", err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second}
+	var wg stdsync.WaitGroup
+	wg.Go(func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("realtime listener stopped", zap.Error(err))
+		}
+	})
+	return ln.Addr().String(), func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			log.Warn("realtime listener shutdown", zap.Error(err))
 		}
 		wg.Wait()
 	}, nil
@@ -145,28 +141,56 @@ func (rt *realtime) start(ctx context.Context) (stop func(), err error) {
 
 // listenPostgres feeds the queue from LISTEN/NOTIFY until ctx is done.
 func (rt *realtime) listenPostgres(ctx context.Context, src *sqlsrc.Source) {
-	log := rt.log.With(zap.String("channel", rt.cfg.Postgres.Channel))
-	err := src.Listen(ctx, sqlsrc.ListenOptions{
+	rt.pg.listen(ctx, src, sqlsrc.ListenOptions{
 		Channel: rt.cfg.Postgres.Channel,
 		Notify: func(ids []string) {
 			if _, err := rt.events.Submit(sync.EventSourcePostgres, ids, false); err != nil {
-				log.Warn("changes not queued; the next run syncs them", zap.Int("users", len(ids)), zap.Error(err))
+				rt.log.Warn("changes not queued; the next run syncs them", zap.Int("users", len(ids)), zap.Error(err))
 			}
 		},
-		OnConnect: func() {
-			rt.pgUp.Set(1)
-			log.Info("listening for changes")
-		},
-		OnDisconnect: func(err error) {
-			rt.pgUp.Set(0)
-			rt.pgDrops.Inc()
-			log.Warn("listener connection lost; reconnecting and catching up", zap.Error(err))
-		},
 	})
-	if err != nil {
+}
+
+// pgListener runs a LISTEN connection (realtime.postgres) with its
+// metrics and logs, for both modes: the single workspace's, whose
+// notifications are user ids, and platform mode's, whose are tenants.
+type pgListener struct {
+	up    prometheus.Gauge
+	drops prometheus.Counter
+	log   *zap.Logger
+}
+
+func newPGListener(reg prometheus.Registerer, log *zap.Logger) pgListener {
+	f := promauto.With(reg)
+	return pgListener{log: log,
+		up: f.NewGauge(prometheus.GaugeOpts{
+			Name: "plugipay_sync_listener_connected",
+			Help: "1 while the PostgreSQL LISTEN connection is up, 0 while it reconnects (and with no listener).",
+		}),
+		drops: f.NewCounter(prometheus.CounterOpts{
+			Name: "plugipay_sync_listener_disconnects_total",
+			Help: "PostgreSQL LISTEN connections lost or refused; each reconnect catches up from the database.",
+		}),
+	}
+}
+
+// listen listens with o (its OnConnect and OnDisconnect are the
+// listener's) until ctx is done.
+func (l pgListener) listen(ctx context.Context, src *sqlsrc.Source, o sqlsrc.ListenOptions) {
+	log := l.log.With(zap.String("channel", o.Channel))
+	o.OnConnect = func() {
+		l.up.Set(1)
+		log.Info("listening for changes")
+	}
+	o.OnDisconnect = func(err error) {
+		l.up.Set(0)
+		l.drops.Inc()
+		log.Warn("listener connection lost; reconnecting and catching up", zap.Error(err))
+	}
+	if err := src.Listen(ctx, o); err != nil {
 		log.Error("listener stopped", zap.Error(err))
 	}
-	rt.pgUp.Set(0)
+	l.up.Set(0)
 }
 
 func (rt *realtime) handler() http.Handler {
@@ -182,14 +206,36 @@ func (rt *realtime) handler() http.Handler {
 	return mux
 }
 
+// triggerAuth is what every trigger endpoint shares, in both modes: the
+// bearer token check and plugipay_sync_trigger_requests_total.
+type triggerAuth struct {
+	token    [32]byte // sha256 of the token; compared in constant time
+	requests *prometheus.CounterVec
+}
+
+// newTriggerAuth registers the request counter on reg, with the
+// unauthorized series of each endpoint present from the start (an alert
+// on its rate needs the series before the first refusal).
+func newTriggerAuth(reg prometheus.Registerer, token string, endpoints ...string) triggerAuth {
+	a := triggerAuth{token: sha256.Sum256([]byte(token)),
+		requests: promauto.With(reg).NewCounterVec(prometheus.CounterOpts{
+			Name: "plugipay_sync_trigger_requests_total",
+			Help: "Requests to the realtime endpoints (trigger API, HubSpot webhooks), by endpoint and outcome.",
+		}, []string{"endpoint", "outcome"})}
+	for _, e := range endpoints {
+		a.requests.WithLabelValues(e, outcomeUnauthorized)
+	}
+	return a
+}
+
 // authed checks the bearer token in constant time; a missing, malformed
 // or wrong token gets the same 401.
-func (rt *realtime) authed(endpoint string, h http.HandlerFunc) http.HandlerFunc {
+func (a triggerAuth) authed(endpoint string, h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		sum := sha256.Sum256([]byte(got))
-		if subtle.ConstantTimeCompare(sum[:], rt.token[:]) != 1 || !ok {
-			rt.requests.WithLabelValues(endpoint, outcomeUnauthorized).Inc()
+		if subtle.ConstantTimeCompare(sum[:], a.token[:]) != 1 || !ok {
+			a.requests.WithLabelValues(endpoint, outcomeUnauthorized).Inc()
 			w.Header().Set("WWW-Authenticate", `Bearer realm="plugipay-sync"`)
 			writeJSON(w, http.StatusUnauthorized, apiError{"unauthorized"})
 			return

@@ -26,9 +26,19 @@ const triggerToken = "trg_0123456789abcdef0123456789abcdef"
 // a realtime listener, and returns the metrics and realtime base URLs.
 func startRealtimeDaemon(t *testing.T, config string) (metrics, rt string, stop func() int) {
 	t.Helper()
+	return startRealtimeDaemonWith(t, config, nil)
+}
+
+// startRealtimeDaemonWith is startRealtimeDaemon with setup, if set,
+// called on the Main before it runs (a test's hooks).
+func startRealtimeDaemonWith(t *testing.T, config string, setup func(*Main)) (metrics, rt string, stop func() int) {
+	t.Helper()
 	var out, errOut bytes.Buffer
 	m := NewMain(&out, &errOut)
 	m.LookupEnv = env(map[string]string{"TEST_SECRET": testSecret})
+	if setup != nil {
+		setup(m)
+	}
 	addr, rtAddr := make(chan string, 1), make(chan string, 1)
 	m.Ready = func(a string) { addr <- a }
 	m.RealtimeReady = func(a string) { rtAddr <- a }

@@ -38,6 +38,11 @@ type ListenOptions struct {
 	// (logs, metrics).
 	OnConnect    func()
 	OnDisconnect func(err error)
+	// CatchUp, if set, replaces the catch-up read after every (re)connect:
+	// a listener whose notifications are not user ids (platform mode's
+	// tenant payloads) catches up its own way. It runs once LISTEN is in
+	// place, so nothing committed after it starts is missed.
+	CatchUp func(ctx context.Context) error
 }
 
 // Listen holds a dedicated connection that LISTENs on o.Channel and hands
@@ -127,7 +132,11 @@ func (s *Source) listenOnce(ctx context.Context, o ListenOptions, alive *time.Ti
 	if since.IsZero() {
 		since = now
 	}
-	if err := s.catchUp(ctx, conn, since.Add(-s.opts.Overlap), o.Notify); err != nil {
+	if o.CatchUp != nil {
+		if err := o.CatchUp(ctx); err != nil {
+			return fmt.Errorf("crm: sql: listener catch-up: %w", err)
+		}
+	} else if err := s.catchUp(ctx, conn, since.Add(-s.opts.Overlap), o.Notify); err != nil {
 		return err
 	}
 	*alive = now
@@ -218,6 +227,28 @@ func (s *Source) catchUp(ctx context.Context, conn *pgx.Conn, since time.Time, n
 // delete, and the trigger on the source's table. It needs crm.sql.table
 // (a query: install it on the tables behind it by hand).
 func (s *Source) NotifySQL(channel string) (string, error) {
+	return s.notifySQL(channel, "")
+}
+
+// NotifyTenantSQL is NotifySQL for a table shared by tenants (platform
+// mode, issue 19): each notification's payload is the JSON object
+// {"t": <tenantColumn>, "id": <external id>}, so that the listener knows
+// whose run to ask for; a row moved to another tenant notifies both.
+func (s *Source) NotifyTenantSQL(channel, tenantColumn string) (string, error) {
+	if !columnRE.MatchString(tenantColumn) {
+		return "", fmt.Errorf("crm.sql.tenant_column: %q is not a plain column name (letters, digits and _)", tenantColumn)
+	}
+	return s.notifySQL(channel, tenantColumn)
+}
+
+// TenantNotification is the payload of NotifyTenantSQL's notifications.
+type TenantNotification struct {
+	Tenant     string `json:"t"`
+	ExternalID string `json:"id"`
+}
+
+// notifySQL is NotifySQL, with tenant payloads when tenantColumn is set.
+func (s *Source) notifySQL(channel, tenantColumn string) (string, error) {
 	if s.opts.Driver != Postgres {
 		return "", fmt.Errorf("crm.sql.driver: LISTEN/NOTIFY needs postgres, not %s", s.opts.Driver)
 	}
@@ -231,6 +262,46 @@ func (s *Source) NotifySQL(channel string) (string, error) {
 	lit := func(v string) string { return "'" + strings.ReplaceAll(v, "'", "''") + "'" }
 	table := s.quoteTable(s.opts.Table)
 	trigger := s.quote("plugipay_sync_notify_" + strings.ReplaceAll(s.opts.Table, ".", "_"))
+	if tenantColumn != "" {
+		return `-- plugipay-sync: notify the platform daemon of every change to ` + s.opts.Table + ` (issue 19).
+-- pg_notify(channel, {"t": tenant, "id": external id}) after each insert,
+-- update and delete; the notification is delivered when the transaction
+-- commits. Safe to run again.
+CREATE OR REPLACE FUNCTION plugipay_sync_notify_tenant() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+  channel text := TG_ARGV[0];
+  col text := TG_ARGV[1];
+  tcol text := TG_ARGV[2];
+  new_id text;
+  old_id text;
+  new_t text;
+  old_t text;
+BEGIN
+  IF TG_OP <> 'DELETE' THEN
+    new_id := to_jsonb(NEW) ->> col;
+    new_t := to_jsonb(NEW) ->> tcol;
+  END IF;
+  IF TG_OP <> 'INSERT' THEN
+    old_id := to_jsonb(OLD) ->> col;
+    old_t := to_jsonb(OLD) ->> tcol;
+  END IF;
+  IF new_id IS NOT NULL AND new_t IS NOT NULL THEN
+    PERFORM pg_notify(channel, json_build_object('t', new_t, 'id', new_id)::text);
+  END IF;
+  IF old_id IS NOT NULL AND old_t IS NOT NULL AND (old_id IS DISTINCT FROM new_id OR old_t IS DISTINCT FROM new_t) THEN
+    PERFORM pg_notify(channel, json_build_object('t', old_t, 'id', old_id)::text);
+  END IF;
+  RETURN NULL;
+END
+$$;
+
+DROP TRIGGER IF EXISTS ` + trigger + ` ON ` + table + `;
+CREATE TRIGGER ` + trigger + `
+  AFTER INSERT OR UPDATE OR DELETE ON ` + table + `
+  FOR EACH ROW EXECUTE FUNCTION plugipay_sync_notify_tenant(` + lit(channel) + `, ` + lit(col) + `, ` + lit(tenantColumn) + `);
+`, nil
+	}
 	return `-- plugipay-sync: notify the daemon of every change to ` + s.opts.Table + ` (issue 17).
 -- pg_notify(channel, external id) after each insert, update and delete; the
 -- notification is delivered when the transaction commits. Safe to run again.
@@ -271,6 +342,21 @@ func (s *Source) InstallNotify(ctx context.Context, channel string) error {
 	if err != nil {
 		return err
 	}
+	return s.install(ctx, q)
+}
+
+// InstallNotifyTenant runs NotifyTenantSQL(channel, tenantColumn) in one
+// transaction.
+func (s *Source) InstallNotifyTenant(ctx context.Context, channel, tenantColumn string) error {
+	q, err := s.NotifyTenantSQL(channel, tenantColumn)
+	if err != nil {
+		return err
+	}
+	return s.install(ctx, q)
+}
+
+// install runs the notify trigger's SQL q in one transaction.
+func (s *Source) install(ctx context.Context, q string) error {
 	conn, err := pgx.Connect(ctx, s.opts.DSN)
 	if err != nil {
 		return fmt.Errorf("crm: sql: %w", err)
