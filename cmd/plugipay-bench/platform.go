@@ -77,13 +77,16 @@ type platformSizes struct {
 	NoopRound, Writes bool
 	// PostgresState: (a) is measured with the state on PostgreSQL too.
 	PostgresState bool
+	// WideConcurrency: (a) runs one more no-op round with SQLite state at
+	// this tenants.concurrency, to show what bounds the round.
+	WideConcurrency int
 }
 
 func platformSizesFor(quick bool) platformSizes {
 	if quick {
-		return platformSizes{Tenants: 20, UsersPer: 50, Concurrency: 4, Rounds: 1, PostgresState: true, WriteTenants: 6, WriteUsers: 30, Pairs: 1, Replicas: 3}
+		return platformSizes{Tenants: 20, UsersPer: 50, Concurrency: 4, Rounds: 1, PostgresState: true, WideConcurrency: 8, WriteTenants: 6, WriteUsers: 30, Pairs: 1, Replicas: 3}
 	}
-	return platformSizes{Tenants: 1000, UsersPer: 1000, Concurrency: 4, Rounds: 3, PostgresState: true, WriteTenants: 50, WriteUsers: 500, Pairs: 2, Replicas: 3}
+	return platformSizes{Tenants: 1000, UsersPer: 1000, Concurrency: 4, Rounds: 3, PostgresState: true, WideConcurrency: 16, WriteTenants: 50, WriteUsers: 500, Pairs: 2, Replicas: 3}
 }
 
 // tenantID is tenant i's id; its Plugipay account is "acc_" + the id.
@@ -528,6 +531,24 @@ func (b *bench) platformNoop(ctx context.Context, db *sql.DB, pz platformSizes) 
 	b.info(s, "set-up", fmt.Sprintf("tenants.concurrency %d; state and emulator seeded directly", pz.Concurrency))
 	if err := b.noopRounds(ctx, s, "SQLite state (a file per tenant)", e, sqliteCfg, n, pz); err != nil {
 		return err
+	}
+	if pz.WideConcurrency > 0 {
+		wide, err := platformConfig(filepath.Join(b.dir, "platform-wide.yaml"), e.srv.URL, b.sqlDSN, members, merchants, sqliteState(stateDir), pz.Tenants, pz.WideConcurrency, "")
+		if err != nil {
+			return err
+		}
+		before := e.snapshot()
+		r, err := b.round(ctx, wide)
+		if err != nil {
+			return fmt.Errorf("tenants.concurrency %d: %w", pz.WideConcurrency, err)
+		}
+		if d := e.snapshot().sub(before); d.writes != 0 || r.Unchanged != int64(n) {
+			return fmt.Errorf("tenants.concurrency %d: %d writes, %d of %d unchanged", pz.WideConcurrency, d.writes, r.Unchanged, n)
+		}
+		b.logf("platform SQLite state, tenants.concurrency %d: no-op round %s, peak RSS %s, CPU %s", pz.WideConcurrency,
+			r.Round.Round(time.Millisecond), mib(r.PeakRSS), r.CPU.Round(time.Millisecond))
+		b.info(s, fmt.Sprintf("SQLite state: one no-op round at tenants.concurrency %d", pz.WideConcurrency),
+			fmt.Sprintf("%s, %s; peak RSS %s; CPU %s", secs(r.Round.Seconds()), rate(float64(n)/r.Round.Seconds(), "users"), mib(r.PeakRSS), secs(r.CPU.Seconds())))
 	}
 	if !pz.PostgresState {
 		return nil
