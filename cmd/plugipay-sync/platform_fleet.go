@@ -5,9 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -85,19 +82,7 @@ func (p *Platform) serveFleet(ctx context.Context) error {
 	defer sweep.Stop()
 	m.log.Info("platform replica started", zap.String("replica", f.ID()), zap.String("schedule", m.cfg.Schedule),
 		zap.Int("concurrency", t.Concurrency), zap.String("version", Version))
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	for ctx.Err() == nil {
-		select {
-		case <-ctx.Done():
-		case <-hup:
-			m.log.Warn("SIGHUP: platform mode does not reload its config; restart to apply a change (tenants.query is re-read every period)")
-		case now := <-sweep.C:
-			p.metrics.sweep(now)
-		}
-	}
-	m.log.Info("stopping", zap.String("cause", context.Cause(ctx).Error()))
+	p.waitStop(ctx, sweep.C)
 	stopEvents()
 	// Runs in progress get the fleet's grace to finish; the others are
 	// handed back to River at once, for another replica.

@@ -133,19 +133,7 @@ func (p *Platform) serve(ctx context.Context) error {
 	c.Start()
 	m.log.Info("platform daemon started", zap.String("schedule", m.cfg.Schedule), zap.Int("concurrency", cap(p.sem)), zap.String("version", Version))
 	first.Go(c.Entry(id).WrappedJob.Run)
-	// SIGHUP would end the process by default; platform mode does not
-	// reload yet (tenants.query is re-read every round anyway).
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	for ctx.Err() == nil {
-		select {
-		case <-ctx.Done():
-		case <-hup:
-			m.log.Warn("SIGHUP: platform mode does not reload its config; restart to apply a change (tenants.query is re-read every round)")
-		}
-	}
-	m.log.Info("stopping", zap.String("cause", context.Cause(ctx).Error()))
+	p.waitStop(ctx, nil)
 	stopEvents()
 	stopped := c.Stop()
 	done := make(chan struct{})
@@ -163,4 +151,25 @@ func (p *Platform) serve(ctx context.Context) error {
 	stopListener()
 	m.log.Info("stopped")
 	return nil
+}
+
+// waitStop returns once ctx is done, the daemon's stop, logging it. A
+// SIGHUP, which would end the process by default, is logged instead:
+// platform mode does not reload its config (tenants.query is re-read on
+// every listing anyway). Each tick of sweep, if not nil, forgets the
+// stale tenant failures of the metrics (see tenantMetrics.expire).
+func (p *Platform) waitStop(ctx context.Context, sweep <-chan time.Time) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-hup:
+			p.m.log.Warn("SIGHUP: platform mode does not reload its config; restart to apply a change (tenants.query is re-read at every listing)")
+		case now := <-sweep:
+			p.metrics.sweep(now)
+		}
+	}
+	p.m.log.Info("stopping", zap.String("cause", context.Cause(ctx).Error()))
 }
