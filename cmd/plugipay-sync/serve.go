@@ -30,7 +30,7 @@ const ShutdownTimeout = 25 * time.Second
 func (m *Main) serve(ctx context.Context) error {
 	var (
 		wg   stdsync.WaitGroup
-		runs stdsync.WaitGroup
+		runs runGroup
 	)
 	m.health.restore(ctx, m.store, m.syncMetrics, m.log)
 	stopListener, err := m.listen()
@@ -44,11 +44,10 @@ func (m *Main) serve(ctx context.Context) error {
 	)
 	recPtr.Store(m.rec)
 	job := func() {
-		runs.Add(1)
-		defer runs.Done()
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || !runs.enter() {
 			return
 		}
+		defer runs.exit()
 		if !runMu.TryLock() {
 			m.log.Info("skipping a tick: the previous run is still going")
 			return
@@ -117,7 +116,7 @@ func (m *Main) serve(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
 		<-stopped.Done()
-		runs.Wait()
+		runs.closeAndWait()
 		close(done)
 	}()
 	select {
@@ -130,6 +129,51 @@ func (m *Main) serve(ctx context.Context) error {
 	wg.Wait()
 	m.log.Info("stopped")
 	return nil
+}
+
+// runGroup counts the daemon's runs, verifies and webhook worker so that
+// shutdown can wait for them. A bare WaitGroup is not enough: cron, the
+// first run and POST /v1/runs start jobs from goroutines of their own, and
+// an Add racing a Wait at zero is a misuse the race detector reports (and
+// a run that started then would go unwaited). Once closed, enter refuses.
+type runGroup struct {
+	mu     stdsync.Mutex
+	closed bool
+	wg     stdsync.WaitGroup
+}
+
+// enter counts a job in; false means the daemon is stopping and the job
+// must not start.
+func (g *runGroup) enter() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return false
+	}
+	g.wg.Add(1)
+	return true
+}
+
+// exit counts a job out.
+func (g *runGroup) exit() { g.wg.Done() }
+
+// Go runs f in a goroutine counted in, unless the group is closed.
+func (g *runGroup) Go(f func()) {
+	if !g.enter() {
+		return
+	}
+	go func() {
+		defer g.exit()
+		f()
+	}()
+}
+
+// closeAndWait refuses new jobs and waits for those counted in.
+func (g *runGroup) closeAndWait() {
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
+	g.wg.Wait()
 }
 
 // listen serves /metrics, /healthz and /readyz on cfg.Listen, if set, and

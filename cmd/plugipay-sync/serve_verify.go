@@ -22,15 +22,14 @@ const AuditPruneSchedule = "@every 1h"
 // runMu as a run does (one writer at a time in the process, so a repair
 // never races a run's write of the same user) and skips its tick while a
 // run is going.
-func (m *Main) addMaintenance(ctx context.Context, c *cron.Cron, runMu *stdsync.Mutex, runs *stdsync.WaitGroup, rec *atomic.Pointer[sync.Reconciler]) error {
+func (m *Main) addMaintenance(ctx context.Context, c *cron.Cron, runMu *stdsync.Mutex, runs *runGroup, rec *atomic.Pointer[sync.Reconciler]) error {
 	if s := m.cfg.Sync.VerifySchedule; s != "" {
 		o := m.verifyOptions(false) // a reload does not change it: m.cfg is the serve loop's
 		verify := func() {
-			runs.Add(1)
-			defer runs.Done()
-			if ctx.Err() != nil {
+			if ctx.Err() != nil || !runs.enter() {
 				return
 			}
+			defer runs.exit()
 			if !runMu.TryLock() {
 				m.log.Info("skipping a verify tick: a run is going")
 				return

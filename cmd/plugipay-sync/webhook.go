@@ -123,7 +123,7 @@ func (h *webhookReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // is set, and makes the listener route WebhookPath to it. The worker takes
 // runMu for each customer, so a check never races a run's write of the
 // same user (during a long run, events wait for it), and stops with ctx.
-func (m *Main) startWebhooks(ctx context.Context, runMu *stdsync.Mutex, runs *stdsync.WaitGroup, rec *atomic.Pointer[sync.Reconciler]) {
+func (m *Main) startWebhooks(ctx context.Context, runMu *stdsync.Mutex, runs *runGroup, rec *atomic.Pointer[sync.Reconciler]) {
 	if m.cfg.Verify.WebhookSecret == "" {
 		return
 	}
