@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"strconv"
 	"strings"
+	stdsync "sync"
+	"sync/atomic"
 
 	"github.com/plugipay-sync/plugipay-sync/sync"
 )
@@ -35,13 +37,79 @@ func (d dialect) migrationDir() string {
 	return "migrations"
 }
 
-// bind rewrites query's "?" placeholders to the dialect's: unchanged for
-// SQLite (so its queries cost nothing more), $1, $2, ... for PostgreSQL.
-func (d dialect) bind(query string) string {
-	if d == dialectSQLite {
-		return query
+// stateTables are the store's tables: the names qualify prefixes with the
+// store's schema on PostgreSQL.
+var stateTables = map[string]bool{
+	"audit_log": true, "change_version": true, "confirmed_records": true, "failures": true,
+	"mappings": true, "migrations": true, "pending_writes": true, "runs": true,
+	"seen_in_run": true, "source_watermarks": true, "state_meta": true,
+}
+
+// tableKeywords are the keywords after which a name is a table: the only
+// places qualify rewrites, so a column that shares a table's name
+// ("SELECT mappings FROM change_version") is left alone.
+var tableKeywords = map[string]bool{"FROM": true, "JOIN": true, "INTO": true, "UPDATE": true, "TABLE": true, "EXISTS": true}
+
+// qualify prefixes each reference to one of stateTables in query with
+// schema (quoted), outside string literals, quoted identifiers and
+// comments. On PostgreSQL every store of one process shares one pool
+// (issue 19: a connection per tenant exhausts max_connections), so a
+// connection's search_path cannot name the store; the queries are written
+// once, unqualified, and qualified here on the way in. The pool's
+// search_path holds none of the stores, so a reference this misses fails
+// loudly ("relation does not exist") instead of reaching another store.
+func qualify(query, schema string) string {
+	var b strings.Builder
+	b.Grow(len(query) + 64)
+	prev := "" // the last significant token, upper-cased
+	for i := 0; i < len(query); {
+		c := query[i]
+		switch {
+		case c == '\'' || c == '"':
+			end := strings.IndexByte(query[i+1:], c)
+			if end < 0 {
+				b.WriteString(query[i:])
+				return b.String()
+			}
+			b.WriteString(query[i : i+end+2])
+			i += end + 2
+			prev = string(c)
+		case c == '-' && i+1 < len(query) && query[i+1] == '-':
+			end := strings.IndexByte(query[i:], '\n')
+			if end < 0 {
+				b.WriteString(query[i:])
+				return b.String()
+			}
+			b.WriteString(query[i : i+end+1])
+			i += end + 1
+		case isWordByte(c):
+			j := i
+			for j < len(query) && isWordByte(query[j]) {
+				j++
+			}
+			w := query[i:j]
+			dotted := (i > 0 && query[i-1] == '.') || (j < len(query) && query[j] == '.')
+			if tableKeywords[prev] && !dotted && stateTables[strings.ToLower(w)] {
+				b.WriteString(schema)
+				b.WriteByte('.')
+			}
+			b.WriteString(w)
+			prev = strings.ToUpper(w)
+			i = j
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+			b.WriteByte(c)
+			i++
+		default:
+			b.WriteByte(c)
+			prev = string(c)
+			i++
+		}
 	}
-	return rebindDollar(query)
+	return b.String()
+}
+
+func isWordByte(c byte) bool {
+	return c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c >= 0x80
 }
 
 // rebindDollar replaces each "?" outside string literals, quoted
@@ -83,41 +151,79 @@ func rebindDollar(query string) string {
 	return b.String()
 }
 
-// sqlDB is the pool with every query rebound to its dialect on the way in,
-// so the store's methods never think about placeholders.
+// sqlDB is the pool with every query bound to the store on the way in
+// (placeholders, and on PostgreSQL the schema), so the store's methods
+// never think about either.
 type sqlDB struct {
 	*sql.DB
 	d dialect
+	// schema is the quoted PostgreSQL schema of the store; "" on SQLite.
+	schema string
+	// shared: the pool belongs to a PostgresPool, not to this store, and
+	// closing the store leaves it open.
+	shared bool
+	// bound caches bind's results (the store's queries are a fixed set,
+	// bar the row counts of multi-row statements), up to bindCacheMax.
+	bound  stdsync.Map
+	nbound atomic.Int64
+}
+
+// bindCacheMax bounds one store's cache of bound queries.
+const bindCacheMax = 1024
+
+// bind rewrites query for the store: unchanged on SQLite (so its queries
+// cost nothing more); on PostgreSQL "?" placeholders become $1, $2, ...
+// and the store's tables are qualified with its schema.
+func (s *sqlDB) bind(query string) string {
+	if s.d == dialectSQLite {
+		return query
+	}
+	if q, ok := s.bound.Load(query); ok {
+		return q.(string)
+	}
+	q := rebindDollar(qualify(query, s.schema))
+	if s.nbound.Add(1) <= bindCacheMax {
+		s.bound.Store(query, q)
+	}
+	return q
 }
 
 func (s *sqlDB) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	return s.DB.ExecContext(ctx, s.d.bind(query), args...)
+	return s.DB.ExecContext(ctx, s.bind(query), args...)
 }
 
 func (s *sqlDB) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	return s.DB.QueryContext(ctx, s.d.bind(query), args...)
+	return s.DB.QueryContext(ctx, s.bind(query), args...)
 }
 
 func (s *sqlDB) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
-	return s.DB.QueryRowContext(ctx, s.d.bind(query), args...)
+	return s.DB.QueryRowContext(ctx, s.bind(query), args...)
 }
 
 func (s *sqlDB) PrepareContext(ctx context.Context, query string) (*sql.Stmt, error) {
-	return s.DB.PrepareContext(ctx, s.d.bind(query))
+	return s.DB.PrepareContext(ctx, s.bind(query))
+}
+
+// Close closes the pool unless it is shared.
+func (s *sqlDB) Close() error {
+	if s.shared {
+		return nil
+	}
+	return s.DB.Close()
 }
 
 // ExecContext, QueryContext and QueryRowContext shadow *sql.Tx's, binding
-// the query to the DB's dialect.
+// the query to the store.
 func (tx *Tx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	return tx.Tx.ExecContext(ctx, tx.db.db.d.bind(query), args...)
+	return tx.Tx.ExecContext(ctx, tx.db.db.bind(query), args...)
 }
 
 func (tx *Tx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	return tx.Tx.QueryContext(ctx, tx.db.db.d.bind(query), args...)
+	return tx.Tx.QueryContext(ctx, tx.db.db.bind(query), args...)
 }
 
 func (tx *Tx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
-	return tx.Tx.QueryRowContext(ctx, tx.db.db.d.bind(query), args...)
+	return tx.Tx.QueryRowContext(ctx, tx.db.db.bind(query), args...)
 }
 
 // upsertable returns the mappings one multi-row upsert may carry: ms

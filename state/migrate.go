@@ -148,7 +148,14 @@ func (db *DB) applyMigration(ctx context.Context, m migration) error {
 		if n > 0 {
 			return nil
 		}
-		if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+		if db.schema != "" {
+			// The migrations are written unqualified, as on SQLite;
+			// search_path names the store for this transaction only.
+			if _, err := tx.Tx.ExecContext(ctx, `SET LOCAL search_path TO `+quoteIdent(db.schema)); err != nil {
+				return fmt.Errorf("state: open %s: migration %s: %w", db.where, m.name, err)
+			}
+		}
+		if _, err := tx.Tx.ExecContext(ctx, m.sql); err != nil {
 			return fmt.Errorf("state: open %s: migration %s: %w", db.where, m.name, err)
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO migrations (name, applied_at) VALUES (?, ?)`, m.name, encodeTime(tx.now)); err != nil {

@@ -15,9 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 )
 
-// Pool limits of a DB on PostgreSQL. A process may open the stores of
-// many tenants one after another (issue 19), so each keeps few
-// connections, and idle ones go back to the server soon.
+// Pool limits of a store opened alone by OpenPostgres.
 const (
 	// PostgresMaxConns bounds one store's connections: a run's writes,
 	// a read streaming the mappings, and a status read at once.
@@ -58,31 +56,89 @@ func ValidSchema(name string) error {
 // quoteIdent quotes an identifier for PostgreSQL.
 func quoteIdent(name string) string { return pgx.Identifier{name}.Sanitize() }
 
-// OpenPostgres opens the store whose tables live in the PostgreSQL schema
-// schema of the database dsn names, creating the schema if it is missing
-// and bringing its tables up to date. Every connection has search_path set
-// to the schema in its startup parameters, so the store's queries are the
-// same text as on SQLite. Two processes may open one schema at once: the
-// migrations run under a transaction-level advisory lock of the schema.
-func OpenPostgres(ctx context.Context, dsn, schema string, opts ...Option) (*DB, error) {
-	if err := ValidSchema(schema); err != nil {
-		return nil, fmt.Errorf("state: open postgres: %w", err)
+// PostgresPool is a pool of connections to one PostgreSQL database that
+// the stores of many schemas share: platform mode runs tens of tenants at
+// once in one process (issue 19), and a pool per tenant spent PostgreSQL's
+// max_connections (100 by default) on idle connections long before the
+// machine was busy. A store opened from the pool qualifies its tables with
+// its schema (see qualify), so any connection serves any store.
+//
+// Every store method holds at most one connection at a time, bar the
+// streaming reads (AllMappings, AuditSince), whose callers must not wait
+// on the same pool for a write while they iterate when more of them than
+// the pool's size may run at once.
+type PostgresPool struct {
+	db    *sql.DB
+	where string // server and database, for errors (never the DSN)
+}
+
+// OpenPostgresPool opens a pool of at most maxConns connections (>= 1) to
+// the database dsn names, keeping maxIdle of them open between uses. It
+// connects lazily: a bad server shows at the first store's Open.
+func OpenPostgresPool(dsn string, maxConns, maxIdle int) (*PostgresPool, error) {
+	if maxConns < 1 {
+		return nil, fmt.Errorf("state: postgres pool: %d connections: want at least 1", maxConns)
 	}
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
 		// pgx's message may quote the DSN, password included.
 		return nil, errors.New("state: open postgres: the DSN does not parse (expected postgres://user@host:port/db?... or key=value pairs)")
 	}
-	cfg.RuntimeParams["search_path"] = quoteIdent(schema)
-	pool := stdlib.OpenDB(*cfg)
-	pool.SetMaxOpenConns(PostgresMaxConns)
-	pool.SetMaxIdleConns(PostgresMaxIdleConns)
-	pool.SetConnMaxIdleTime(PostgresConnMaxIdleTime)
-	db := newDB(&sqlDB{DB: pool, d: dialectPostgres}, opts)
+	// No store is on the search path: a table reference qualify missed
+	// fails ("relation does not exist") instead of reaching another
+	// store, or a table of the same name in public.
+	cfg.RuntimeParams["search_path"] = "pg_catalog"
+	db := stdlib.OpenDB(*cfg)
+	db.SetMaxOpenConns(maxConns)
+	db.SetMaxIdleConns(min(maxIdle, maxConns))
+	db.SetConnMaxIdleTime(PostgresConnMaxIdleTime)
+	return &PostgresPool{db: db, where: fmt.Sprintf("%s:%d/%s", cfg.Host, cfg.Port, cfg.Database)}, nil
+}
+
+// Open opens the store in schema, creating the schema if it is missing and
+// bringing its tables up to date; closing the store leaves the pool open.
+// Two processes may open one schema at once: the migrations run under a
+// transaction-level advisory lock of the schema.
+func (p *PostgresPool) Open(ctx context.Context, schema string, opts ...Option) (*DB, error) {
+	return p.open(ctx, schema, true, opts)
+}
+
+func (p *PostgresPool) open(ctx context.Context, schema string, shared bool, opts []Option) (*DB, error) {
+	if err := ValidSchema(schema); err != nil {
+		return nil, fmt.Errorf("state: open postgres: %w", err)
+	}
+	db := newDB(&sqlDB{DB: p.db, d: dialectPostgres, schema: quoteIdent(schema), shared: shared}, opts)
 	db.schema = schema
-	db.where = fmt.Sprintf("postgres schema %s on %s:%d/%s", quoteIdent(schema), cfg.Host, cfg.Port, cfg.Database)
+	db.where = fmt.Sprintf("postgres schema %s on %s", quoteIdent(schema), p.where)
 	if err := db.init(ctx); err != nil {
-		_ = pool.Close()
+		db.stmts.close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// Stats reports the pool's use, for tests and metrics.
+func (p *PostgresPool) Stats() sql.DBStats { return p.db.Stats() }
+
+// Close closes the pool's connections. Close the stores opened from it
+// first.
+func (p *PostgresPool) Close() error { return p.db.Close() }
+
+// OpenPostgres opens the store in the PostgreSQL schema schema of the
+// database dsn names, on a pool of its own (PostgresMaxConns) that closing
+// the store closes: a single-workspace deployment, or one command on one
+// tenant. See PostgresPool.Open.
+func OpenPostgres(ctx context.Context, dsn, schema string, opts ...Option) (*DB, error) {
+	if err := ValidSchema(schema); err != nil {
+		return nil, fmt.Errorf("state: open postgres: %w", err)
+	}
+	p, err := OpenPostgresPool(dsn, PostgresMaxConns, PostgresMaxIdleConns)
+	if err != nil {
+		return nil, err
+	}
+	db, err := p.open(ctx, schema, false, opts)
+	if err != nil {
+		_ = p.Close()
 		return nil, err
 	}
 	return db, nil

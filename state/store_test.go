@@ -645,7 +645,7 @@ func testLocation(t *testing.T, b backend) {
 	loc := b.NewLocation(t)
 	db := b.MustOpenAt(t, loc)
 	want := loc
-	if b.name == "postgres" {
+	if b.name != "sqlite" {
 		want = `postgres schema "` + loc + `" on `
 	}
 	if got := db.Location(); !strings.HasPrefix(got, want) {

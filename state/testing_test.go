@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"os"
 	"path/filepath"
+	stdsync "sync"
 	"testing"
 	"time"
 
@@ -53,7 +54,7 @@ type backend struct {
 }
 
 // backends are the dialects every store test runs against.
-var backends = []backend{sqliteBackend, postgresBackend}
+var backends = []backend{sqliteBackend, postgresBackend, sharedPostgresBackend}
 
 var sqliteBackend = backend{
 	name: "sqlite",
@@ -82,6 +83,35 @@ var postgresBackend = backend{
 	lock: func(ctx context.Context, schema string, wait time.Duration, command string) (*state.Lock, error) {
 		return state.AcquirePostgresLock(ctx, testPostgresDSN(), schema, wait, command)
 	},
+}
+
+// sharedPostgresBackend opens every store from one PostgresPool, as
+// platform mode does: the stores' connections are the same, and only the
+// schema qualification of their queries keeps them apart.
+var sharedPostgresBackend = backend{
+	name:        "postgres_shared",
+	NewLocation: newTestSchema,
+	open: func(ctx context.Context, schema string, opts ...state.Option) (*state.DB, error) {
+		p, err := sharedTestPool()
+		if err != nil {
+			return nil, err
+		}
+		return p.Open(ctx, schema, opts...)
+	},
+	lock: postgresBackend.lock,
+}
+
+var (
+	sharedPoolOnce stdsync.Once
+	sharedPool     *state.PostgresPool
+	sharedPoolErr  error
+)
+
+// sharedTestPool is the package's one shared pool, small so that the
+// stores of concurrent tests take turns on its connections.
+func sharedTestPool() (*state.PostgresPool, error) {
+	sharedPoolOnce.Do(func() { sharedPool, sharedPoolErr = state.OpenPostgresPool(testPostgresDSN(), 3, 2) })
+	return sharedPool, sharedPoolErr
 }
 
 // newTestSchema names a schema no other test (or helper) uses and drops it
