@@ -88,6 +88,9 @@ type Main struct {
 	// platform runs the tenants in platform mode (tenants:), else nil;
 	// tenantHook, if set (tests), becomes its hook (see Platform.hook).
 	platform   *Platform
+	// statePool is the connection pool every tenant's store shares, in
+	// platform mode on PostgreSQL state (state.max_conns).
+	statePool *state.PostgresPool
 	tenantHook func(tenantID string) func()
 	// userAgent, if set, is the Plugipay client's User-Agent: a replica
 	// of platform mode names itself (see serveFleet).
@@ -645,6 +648,12 @@ func (m *Main) Close() {
 			m.log.Error("release the state DB's writer lock", zap.Error(err))
 		}
 		m.lock = nil
+	}
+	if m.statePool != nil {
+		if err := m.statePool.Close(); err != nil && m.log != nil {
+			m.log.Error("close the state's connection pool", zap.Error(err))
+		}
+		m.statePool = nil
 	}
 	if m.planDir != "" {
 		os.RemoveAll(m.planDir)

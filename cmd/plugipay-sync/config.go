@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -82,7 +83,15 @@ type StateConfig struct {
 	// Schema is the PostgreSQL schema holding the tables (driver
 	// postgres), created if missing.
 	Schema string `yaml:"schema"`
+	// MaxConns bounds the PostgreSQL connections that the state of all
+	// tenants shares in one platform-mode process (driver postgres).
+	MaxConns int `yaml:"max_conns"`
 }
+
+// DefaultStateMaxConns is state.max_conns's default: a run holds one of
+// them only for a statement or a short transaction, so a few serve tens
+// of tenants writing at 20/s each.
+const DefaultStateMaxConns = 8
 
 // State drivers.
 const (
@@ -155,6 +164,9 @@ func (s StateConfig) validate() error {
 		}
 		if err := state.ValidSchema(s.Schema); err != nil {
 			return invalid("state.schema", s.Schema, "%v; use a name such as %s", err, state.DefaultSchema)
+		}
+		if s.MaxConns < 2 {
+			return invalid("state.max_conns", strconv.Itoa(s.MaxConns), "must be at least 2 (a streaming read and a write at once); the default is %d", DefaultStateMaxConns)
 		}
 	default:
 		return invalid("state.driver", s.Driver, "must be sqlite (a file on one machine, the default) or postgres (a schema replicas share)")
@@ -404,7 +416,7 @@ func DefaultConfig() Config {
 	return Config{
 		Schedule:    DefaultSchedule,
 		Listen:      DefaultListen,
-		State:       StateConfig{Driver: StateDriverSQLite, Path: DefaultState, Schema: state.DefaultSchema},
+		State:       StateConfig{Driver: StateDriverSQLite, Path: DefaultState, Schema: state.DefaultSchema, MaxConns: DefaultStateMaxConns},
 		Plugipay:    defaultPlugipayConfig(),
 		Destination: DestinationConfig{Type: DestPlugipay},
 		CRM: CRMConfig{Type: "csv", Normalize: NormalizeConfig{

@@ -365,8 +365,8 @@ func tenantStatePath(dir, id string) string { return filepath.Join(dir, id+".db"
 // a tenant's state lives: today a SQLite file in the state directory,
 // under its own writer lock (a second process syncing the same tenant
 // fails with ErrLocked instead of writing beside it), bound to the
-// destination like the single workspace's. A PostgreSQL store (a schema
-// per tenant) plugs in here.
+// destination like the single workspace's; or a PostgreSQL schema per
+// tenant on the process's shared pool (statePool).
 func (m *Main) openTenantStore(ctx context.Context, t Tenant) (*state.DB, func(), error) {
 	path := tenantStatePath(m.cfg.State.Path, t.ID)
 	acquire := func() (*state.Lock, error) {
@@ -380,7 +380,7 @@ func (m *Main) openTenantStore(ctx context.Context, t Tenant) (*state.DB, func()
 		acquire = func() (*state.Lock, error) {
 			return state.AcquirePostgresLock(ctx, st.DSN, tenantSchema(st.Schema, t.ID), m.WaitLock, m.command()+" tenant "+t.ID)
 		}
-		open = func() (*state.DB, error) { return state.OpenPostgres(ctx, st.DSN, tenantSchema(st.Schema, t.ID)) }
+		open = func() (*state.DB, error) { return m.statePool.Open(ctx, tenantSchema(st.Schema, t.ID)) }
 	}
 	lock, err := acquire()
 	if err != nil {

@@ -13,6 +13,8 @@ import (
 
 	"github.com/robfig/cron/v3"
 	"go.uber.org/zap"
+
+	"github.com/plugipay-sync/plugipay-sync/state"
 )
 
 // openPlatform builds platform mode: the state directory, the metrics and
@@ -29,6 +31,13 @@ func (m *Main) openPlatform() error {
 		host, _ := os.Hostname()
 		m.replicaID = fmt.Sprintf("%s-%d", cmp.Or(host, "replica"), os.Getpid())
 		m.userAgent = "plugipay-sync/" + Version + " (" + m.replicaID + ")"
+		// One pool for every tenant's schema: a pool per tenant would
+		// spend max_connections on idle connections (issue 19).
+		pool, err := state.OpenPostgresPool(m.cfg.State.DSN, m.cfg.State.MaxConns, m.cfg.State.MaxConns)
+		if err != nil {
+			return withExit(ExitConfig, fmt.Errorf("state.dsn: %w", err))
+		}
+		m.statePool = pool
 		m.openMetrics()
 		m.platform = newPlatform(m)
 		return nil
