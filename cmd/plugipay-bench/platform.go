@@ -828,7 +828,7 @@ func (b *bench) replicas(dsn, members, merchants string, n, per, want int, db *s
 func sqliteState(dir string) string { return "  path: " + dir }
 
 func postgresState(dsn, base string) string {
-	return fmt.Sprintf("  driver: postgres\n  dsn: %q\n  schema: %s", dsn, base)
+	return fmt.Sprintf("  driver: postgres\n  dsn: %q\n  schema: %s\n  max_conns: %d", dsn, base, pgStateConns)
 }
 
 // dropSchemas drops every schema whose name starts with base (the
@@ -855,12 +855,14 @@ func dropSchemas(ctx context.Context, db *sql.DB, base string) {
 func pgIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
 
 // Connections to PostgreSQL of the replica setups: a running tenant holds
-// its state store's pool, its schema's advisory lock (a session) and its
-// CRM read; a replica holds River's pool (pgxpool's default, at least 4)
-// and the tenants listing.
+// its CRM read (a snapshot transaction for the whole read); a replica
+// holds the pool every tenant's state shares (state.max_conns), the
+// session holding its tenants' writer locks, River's pool (pgxpool's
+// default, at least 4) and the tenants listing.
 const (
-	pgConnsPerTenant  = state.PostgresMaxConns + 2
-	pgConnsPerReplica = 6
+	pgStateConns      = 4
+	pgConnsPerTenant  = 1
+	pgConnsPerReplica = pgStateConns + 1 + 4 + 1
 	pgConnsSpare      = 10 // left for the bench and the rest of the server's users
 )
 
@@ -897,8 +899,8 @@ func (b *bench) platformWrites(ctx context.Context, db *sql.DB, pz platformSizes
 	}
 	per := min(pz.WriteTenants, slots) / pz.Replicas
 	if per*pz.Replicas < pz.WriteTenants {
-		b.note("(12b) the replicas synced %d tenants (%d at once each), not %d: PostgreSQL's max_connections is %d, %d were in use, and a running tenant holds up to %d (its state store's pool of %d, its advisory lock, its CRM read)",
-			per*pz.Replicas, per, pz.WriteTenants, maxConns, inUse, pgConnsPerTenant, state.PostgresMaxConns)
+		b.note("(12b) the replicas synced %d tenants (%d at once each), not %d: PostgreSQL's max_connections is %d, %d were in use, a running tenant holds %d (its CRM read) and a replica %d (state pool %d, lock session, River, tenants listing)",
+			per*pz.Replicas, per, pz.WriteTenants, maxConns, inUse, pgConnsPerTenant, pgConnsPerReplica, pgStateConns)
 	}
 	pgTenants := per * pz.Replicas
 	setups := []struct {

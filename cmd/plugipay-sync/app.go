@@ -91,6 +91,9 @@ type Main struct {
 	// statePool is the connection pool every tenant's store shares, in
 	// platform mode on PostgreSQL state (state.max_conns).
 	statePool *state.PostgresPool
+	// stateLocker holds every tenant's writer lock on one session, in
+	// platform mode on PostgreSQL state.
+	stateLocker *state.PostgresLocker
 	tenantHook func(tenantID string) func()
 	// userAgent, if set, is the Plugipay client's User-Agent: a replica
 	// of platform mode names itself (see serveFleet).
@@ -648,6 +651,12 @@ func (m *Main) Close() {
 			m.log.Error("release the state DB's writer lock", zap.Error(err))
 		}
 		m.lock = nil
+	}
+	if m.stateLocker != nil {
+		if err := m.stateLocker.Close(); err != nil && m.log != nil {
+			m.log.Error("release the tenants' writer locks", zap.Error(err))
+		}
+		m.stateLocker = nil
 	}
 	if m.statePool != nil {
 		if err := m.statePool.Close(); err != nil && m.log != nil {

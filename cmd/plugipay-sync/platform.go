@@ -366,7 +366,8 @@ func tenantStatePath(dir, id string) string { return filepath.Join(dir, id+".db"
 // under its own writer lock (a second process syncing the same tenant
 // fails with ErrLocked instead of writing beside it), bound to the
 // destination like the single workspace's; or a PostgreSQL schema per
-// tenant on the process's shared pool (statePool).
+// tenant on the process's shared pool (statePool), its lock held on the
+// process's one lock session (stateLocker).
 func (m *Main) openTenantStore(ctx context.Context, t Tenant) (*state.DB, func(), error) {
 	path := tenantStatePath(m.cfg.State.Path, t.ID)
 	acquire := func() (*state.Lock, error) {
@@ -378,7 +379,7 @@ func (m *Main) openTenantStore(ctx context.Context, t Tenant) (*state.DB, func()
 		// sharing the tenants can never write one of them together.
 		path = "schema " + tenantSchema(st.Schema, t.ID)
 		acquire = func() (*state.Lock, error) {
-			return state.AcquirePostgresLock(ctx, st.DSN, tenantSchema(st.Schema, t.ID), m.WaitLock, m.command()+" tenant "+t.ID)
+			return m.stateLocker.Acquire(ctx, tenantSchema(st.Schema, t.ID), m.WaitLock, m.command()+" tenant "+t.ID)
 		}
 		open = func() (*state.DB, error) { return m.statePool.Open(ctx, tenantSchema(st.Schema, t.ID)) }
 	}
