@@ -87,14 +87,14 @@ type Main struct {
 	rec    *sync.Reconciler
 	// platform runs the tenants in platform mode (tenants:), else nil;
 	// tenantHook, if set (tests), becomes its hook (see Platform.hook).
-	platform   *Platform
+	platform *Platform
 	// statePool is the connection pool every tenant's store shares, in
 	// platform mode on PostgreSQL state (state.max_conns).
 	statePool *state.PostgresPool
 	// stateLocker holds every tenant's writer lock on one session, in
 	// platform mode on PostgreSQL state.
 	stateLocker *state.PostgresLocker
-	tenantHook func(tenantID string) func()
+	tenantHook  func(tenantID string) func()
 	// userAgent, if set, is the Plugipay client's User-Agent: a replica
 	// of platform mode names itself (see serveFleet).
 	userAgent string
