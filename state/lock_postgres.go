@@ -2,6 +2,7 @@ package state
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"time"
@@ -60,12 +61,14 @@ func lockWhere(schema string) string { return "postgres schema " + quoteIdent(sc
 // lockTableName is the qualified name of schema's writer_lock table.
 func lockTableName(schema string) string { return quoteIdent(schema) + "." + lockTable }
 
+const lockTableExistsQuery = `SELECT to_regclass($1) IS NOT NULL`
+
 // lockTableExists reports whether schema's writer_lock table exists, so
 // that a lock taken again does not take the schema's transaction lock to
 // create it.
 func lockTableExists(ctx context.Context, conn *pgx.Conn, schema string) (bool, error) {
 	var ok bool
-	err := conn.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, lockTableName(schema)).Scan(&ok)
+	err := conn.QueryRow(ctx, lockTableExistsQuery, lockTableName(schema)).Scan(&ok)
 	return ok, err
 }
 
@@ -80,20 +83,56 @@ func tryCreateLockTable(ctx context.Context, conn *pgx.Conn, schema string) (don
 		if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1)`, advisoryKey(lockKindTx, schema)).Scan(&done); err != nil || !done {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+quoteIdent(schema)); err != nil {
-			return err
+		for _, q := range lockTableDDL(schema) {
+			if _, err := tx.Exec(ctx, q); err != nil {
+				return err
+			}
 		}
-		_, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+lockTableName(schema)+` (
+		return nil
+	})
+	return done, err
+}
+
+// lockTableDDL creates schema and its writer_lock table if missing; run
+// in one transaction holding the schema's transaction lock.
+func lockTableDDL(schema string) []string {
+	return []string{`CREATE SCHEMA IF NOT EXISTS ` + quoteIdent(schema),
+		`CREATE TABLE IF NOT EXISTS ` + lockTableName(schema) + ` (
 	id          INTEGER PRIMARY KEY CHECK (id = 1),
 	backend_pid INTEGER NOT NULL,
 	pid         BIGINT  NOT NULL,
 	host        TEXT    NOT NULL,
 	command     TEXT    NOT NULL,
 	since       BIGINT  NOT NULL
-)`)
+)`}
+}
+
+// createLockTableOn creates schema and its writer_lock table if missing,
+// on a connection of db. Unlike a locker's session, a pool connection may
+// wait for the schema's transaction lock: it blocks nobody else.
+func createLockTableOn(ctx context.Context, db *sql.DB, schema string) error {
+	return againOnDuplicate(func() error { return createLockTableOnce(ctx, db, schema) })
+}
+
+func createLockTableOnce(ctx context.Context, db *sql.DB, schema string) error {
+	var ok bool
+	if err := db.QueryRowContext(ctx, lockTableExistsQuery, lockTableName(schema)).Scan(&ok); err != nil || ok {
 		return err
-	})
-	return done, err
+	}
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if err := lockWrites(ctx, tx, schema); err != nil {
+		return err
+	}
+	for _, q := range lockTableDDL(schema) {
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
 }
 
 // tryLockPostgres tries once to take the writer lock of schema on conn

@@ -2,6 +2,7 @@ package state
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"sync"
@@ -51,6 +52,9 @@ const createTableRetryDelay = 20 * time.Millisecond
 // wait between two tries.
 type PostgresLocker struct {
 	cfg *pgx.ConnConfig
+	// setup, if set, is the pool the lock tables are created on (see
+	// PostgresPool.Locker); else they are created on the session.
+	setup *sql.DB
 
 	mu     sync.Mutex // serialises the use of conn, and guards what follows
 	conn   *pgx.Conn  // the session; nil until used, or after it broke
@@ -72,7 +76,11 @@ func NewPostgresLocker(dsn string) (*PostgresLocker, error) {
 	if err != nil {
 		return nil, errors.New("state: locker: the DSN does not parse (expected postgres://user@host:port/db?... or key=value pairs)")
 	}
-	return &PostgresLocker{cfg: cfg, held: make(map[string]*heldLock)}, nil
+	return newPostgresLocker(cfg), nil
+}
+
+func newPostgresLocker(cfg *pgx.ConnConfig) *PostgresLocker {
+	return &PostgresLocker{cfg: cfg, held: make(map[string]*heldLock)}
 }
 
 // Acquire takes the exclusive writer lock of the store in schema, with
@@ -118,10 +126,17 @@ func (l *PostgresLocker) Acquire(ctx context.Context, schema string, wait time.D
 	return &Lock{release: func() error { return l.release(schema, taken) }}, nil
 }
 
-// createLockTable creates schema and its writer_lock table if missing. The
-// schema's transaction lock it needs is tried, not waited for on the
-// session, which would block every other schema's Acquire and Release.
+// createLockTable creates schema and its writer_lock table if missing, on
+// the setup pool if the locker has one, else on the session. On the
+// session the schema's transaction lock it needs is tried, not waited for,
+// which would block every other schema's Acquire and Release.
 func (l *PostgresLocker) createLockTable(ctx context.Context, schema string) error {
+	if l.setup != nil {
+		if err := createLockTableOn(ctx, l.setup, schema); err != nil {
+			return fmt.Errorf("create the lock table: %w", err)
+		}
+		return nil
+	}
 	for {
 		var done bool
 		err := l.do(ctx, func(conn *pgx.Conn) error {
@@ -133,7 +148,13 @@ func (l *PostgresLocker) createLockTable(ctx context.Context, schema string) err
 			if done {
 				return nil
 			}
-			if done, err = tryCreateLockTable(sctx, conn, schema); err != nil {
+			done, err = tryCreateLockTable(sctx, conn, schema)
+			if isDuplicate(err) {
+				// Created by another session meanwhile (see
+				// againOnDuplicate): found by the next try.
+				done, err = false, nil
+			}
+			if err != nil {
 				return fmt.Errorf("create the lock table: %w", err)
 			}
 			return nil

@@ -27,6 +27,22 @@ func newTestLocker(t *testing.T) *state.PostgresLocker {
 	return l
 }
 
+// newPoolLocker returns a locker of a pool of its own (PostgresPool.Locker),
+// both closed when the test ends.
+func newPoolLocker(t *testing.T) (*state.PostgresLocker, *state.PostgresPool) {
+	t.Helper()
+	p, err := state.OpenPostgresPool(testPostgresDSN(), 2, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := p.Locker()
+	t.Cleanup(func() {
+		_ = l.Close()
+		_ = p.Close()
+	})
+	return l, p
+}
+
 // testSQL is a connection of the test's own to the test database, closed
 // when the test ends.
 func testSQL(t *testing.T) *sql.DB {
@@ -314,7 +330,8 @@ func TestPostgresLocker_BrokenSession(t *testing.T) {
 // up the locks of a few schemas at once; no two ever hold one schema.
 func TestPostgresLocker_Concurrent(t *testing.T) {
 	ctx := context.Background()
-	lockers := []*state.PostgresLocker{newTestLocker(t), newTestLocker(t)}
+	pl, _ := newPoolLocker(t)
+	lockers := []*state.PostgresLocker{newTestLocker(t), pl}
 	schemas := make([]string, 4)
 	holders := make([]atomic.Int32, len(schemas))
 	for i := range schemas {
@@ -348,6 +365,48 @@ func TestPostgresLocker_Concurrent(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+// TestPostgresPool_Locker: a pool's locker creates the lock tables of new
+// schemas on the pool's connections and holds the locks on its one session,
+// which another locker is refused while it holds them.
+func TestPostgresPool_Locker(t *testing.T) {
+	db := testSQL(t)
+	l, p := newPoolLocker(t)
+	if n := p.Stats().OpenConnections; n != 0 {
+		t.Fatalf("a new pool has %d connections open", n)
+	}
+	schemas := []string{newTestSchema(t), newTestSchema(t), newTestSchema(t)}
+	var locks []*state.Lock
+	for i, s := range schemas {
+		locks = append(locks, mustAcquire(t, l, s, 0, fmt.Sprintf("tenant %d", i)))
+	}
+	if n := p.Stats().OpenConnections; n == 0 {
+		t.Error("the pool was never used: the lock tables were not created on it")
+	}
+	backends := map[int]bool{}
+	for _, s := range schemas {
+		backends[lockBackend(t, db, s)] = true
+	}
+	if len(backends) != 1 {
+		t.Errorf("the locks are held by backends %v, want one", backends)
+	}
+	other := newTestLocker(t)
+	for i, s := range schemas {
+		_, err := other.Acquire(context.Background(), s, 0, "other")
+		wantLocked(t, err, s, fmt.Sprintf("tenant %d", i))
+	}
+	for _, lk := range locks {
+		if err := lk.Release(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, s := range schemas {
+		lk := mustAcquire(t, other, s, 0, "other")
+		if err := lk.Release(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 )
 
@@ -69,6 +70,7 @@ func quoteIdent(name string) string { return pgx.Identifier{name}.Sanitize() }
 // the pool's size may run at once.
 type PostgresPool struct {
 	db    *sql.DB
+	cfg   *pgx.ConnConfig
 	where string // server and database, for errors (never the DSN)
 }
 
@@ -92,7 +94,18 @@ func OpenPostgresPool(dsn string, maxConns, maxIdle int) (*PostgresPool, error) 
 	db.SetMaxOpenConns(maxConns)
 	db.SetMaxIdleConns(min(maxIdle, maxConns))
 	db.SetConnMaxIdleTime(PostgresConnMaxIdleTime)
-	return &PostgresPool{db: db, where: fmt.Sprintf("%s:%d/%s", cfg.Host, cfg.Port, cfg.Database)}, nil
+	return &PostgresPool{db: db, cfg: cfg, where: fmt.Sprintf("%s:%d/%s", cfg.Host, cfg.Port, cfg.Database)}, nil
+}
+
+// Locker returns a PostgresLocker on the pool's database that creates the
+// schemas' lock tables on the pool's connections, so that only taking and
+// giving up the locks waits for its one session: platform mode starting
+// tens of new tenants at once creates their tables side by side instead
+// of one after another on the session. Close the locker before the pool.
+func (p *PostgresPool) Locker() *PostgresLocker {
+	l := newPostgresLocker(p.cfg.Copy())
+	l.setup = p.db
+	return l
 }
 
 // Open opens the store in schema, creating the schema if it is missing and
@@ -151,14 +164,38 @@ func (db *DB) Schema() string { return db.schema }
 // createSchema creates the DB's schema if it is missing, under the
 // schema's transaction lock (CREATE SCHEMA IF NOT EXISTS alone races).
 func (db *DB) createSchema(ctx context.Context) error {
-	err := db.update(ctx, func(tx *Tx) error {
-		_, err := tx.ExecContext(ctx, `CREATE SCHEMA IF NOT EXISTS `+quoteIdent(db.schema))
-		return err
+	err := againOnDuplicate(func() error {
+		return db.update(ctx, func(tx *Tx) error {
+			_, err := tx.ExecContext(ctx, `CREATE SCHEMA IF NOT EXISTS `+quoteIdent(db.schema))
+			return err
+		})
 	})
 	if err != nil {
 		return fmt.Errorf("state: open %s: create schema: %w", db.where, err)
 	}
 	return nil
+}
+
+// againOnDuplicate runs create, a transaction that creates objects IF
+// NOT EXISTS under the schema's transaction lock, once more when it failed
+// on a duplicate. The lock orders the creators, but PostgreSQL's check
+// for an existing schema reads the session's catalog cache, which learns
+// of a schema another session committed while this one waited for the
+// lock only at its next transaction.
+func againOnDuplicate(create func() error) error {
+	err := create()
+	if isDuplicate(err) {
+		err = create()
+	}
+	return err
+}
+
+// isDuplicate: err is PostgreSQL's refusal of an object that exists
+// already (a unique violation in the catalog, duplicate_schema,
+// duplicate_table).
+func isDuplicate(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "23505" || pe.Code == "42P06" || pe.Code == "42P07")
 }
 
 // Advisory lock keys are per schema, one per purpose, so a writer lock

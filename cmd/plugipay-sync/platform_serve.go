@@ -38,9 +38,7 @@ func (m *Main) openPlatform() error {
 			return withExit(ExitConfig, fmt.Errorf("state.dsn: %w", err))
 		}
 		m.statePool = pool
-		if m.stateLocker, err = state.NewPostgresLocker(m.cfg.State.DSN); err != nil {
-			return withExit(ExitConfig, fmt.Errorf("state.dsn: %w", err))
-		}
+		m.stateLocker = pool.Locker()
 		m.openMetrics()
 		m.platform = newPlatform(m)
 		return nil
