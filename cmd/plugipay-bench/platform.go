@@ -240,8 +240,9 @@ func postgresStores(dsn, base string) func(ctx context.Context, tenant string) (
 // one platform key that auto-connects any merchant account, the real
 // per-workspace limits, and the workspaces of the state log at statePath
 // if it is set.
-func platformEmulator(statePath string) (*emu, error) {
+func platformEmulator(statePath string, requestLog int) (*emu, error) {
 	opts := limitsReal
+	opts.RequestLog = requestLog
 	opts.PlatformKeys = map[string]emulator.PlatformKey{platformKeyID: {Secret: platformSecret, AutoConnect: true}}
 	opts.StatePath = statePath
 	s, err := emulator.Open(opts)
@@ -509,7 +510,7 @@ func (b *bench) platformNoop(ctx context.Context, db *sql.DB, pz platformSizes) 
 	}
 	b.logf("platform: seeded %s users' mappings and customers in %s", count(int64(n)), time.Since(t).Round(time.Millisecond))
 	t = time.Now()
-	e, err := platformEmulator(emuLog)
+	e, err := platformEmulator(emuLog, 0)
 	if err != nil {
 		return err
 	}
@@ -621,6 +622,21 @@ type writeResult struct {
 	Creates int
 	Rate    float64       // creates/s at the emulator, first executed write to last
 	Window  time.Duration // first executed write to last
+	// Middle is creates/s between the 10th and the 90th percent of the
+	// creates: the rate once every tenant writes, without the ramp (the
+	// tenants starting one after another) and the tail (the last ones
+	// finishing).
+	Middle float64
+	// Ramp is the time from the first write to 10% of the creates, Tail
+	// from 90% to the last.
+	Ramp, Tail time.Duration
+	// Starts is the time from the first tenant's first write to the last
+	// tenant's first write; Ends the same of their last writes.
+	Starts, Ends time.Duration
+	// MachineCores is the CPU time every process of the machine used over
+	// the run (from /proc/stat) per second of it: the daemons, the
+	// emulator, and what those do not count, PostgreSQL's backends.
+	MachineCores float64
 	// SyncCPU is the CPU time of the daemon processes over their whole
 	// lives; EmuCPU the bench process's (the emulator's) over the run.
 	SyncCPU, EmuCPU time.Duration
@@ -642,6 +658,27 @@ func cpuSelf() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// cpuMachine is the CPU time the whole machine has used since boot (user,
+// nice, system, irq, softirq and steal of /proc/stat's cpu line, at
+// USER_HZ = 100), or 0 where there is no /proc/stat.
+func cpuMachine() time.Duration {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0
+	}
+	var ticks int64
+	for _, i := range []int{1, 2, 3, 6, 7, 8} {
+		n, _ := strconv.ParseInt(f[i], 10, 64)
+		ticks += n
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond
 }
 
 // runStats is what the daemon processes of a write run used and failed.
@@ -679,11 +716,12 @@ func measureWrites(ctx context.Context, e *emu, want int, run func(context.Conte
 			}
 		}
 	}()
-	start, cpu0 := time.Now(), cpuSelf()
+	start, cpu0, machine0 := time.Now(), cpuSelf(), cpuMachine()
 	st, err := run(ctx)
+	machine, runWall := cpuMachine()-machine0, time.Since(start)
 	close(done)
 	ss := <-samples
-	res := writeResult{Creates: e.WritesExecuted(), SyncCPU: st.CPU, EmuCPU: cpuSelf() - cpu0,
+	res := writeResult{Creates: e.WritesExecuted(), SyncCPU: st.CPU, EmuCPU: cpuSelf() - cpu0, MachineCores: machine.Seconds() / runWall.Seconds(),
 		RecordsFailed: st.RecordsFailed, FirstError: st.FirstError}
 	if err != nil {
 		return res, err
@@ -700,11 +738,56 @@ func measureWrites(ctx context.Context, e *emu, want int, run func(context.Conte
 	}
 	res.Window, res.Wall = last.t.Sub(first.t), last.t.Sub(start)
 	res.Rate = float64(last.n-first.n) / res.Window.Seconds()
+	lo, hi := first, last
+	for _, x := range ss {
+		if x.n >= want/10 {
+			lo = x
+			break
+		}
+	}
+	for _, x := range ss {
+		if x.n >= want*9/10 {
+			hi = x
+			break
+		}
+	}
+	if d := hi.t.Sub(lo.t); d > 0 {
+		res.Middle = float64(hi.n-lo.n) / d.Seconds()
+	}
+	res.Ramp, res.Tail = lo.t.Sub(first.t), last.t.Sub(hi.t)
+	res.Starts, res.Ends = tenantSpread(e.RequestLog())
 	if res.N429, err = e.status429(); err != nil {
 		return res, err
 	}
 	res.N409, err = e.answered("409")
 	return res, err
+}
+
+// tenantSpread returns how far apart the workspaces of log began writing
+// (first write of the first to first write of the last) and finished.
+func tenantSpread(log []emulator.WriteRecord) (starts, ends time.Duration) {
+	first, last := map[string]time.Time{}, map[string]time.Time{}
+	for _, r := range log {
+		if f, ok := first[r.Account]; !ok || r.Begin.Before(f) {
+			first[r.Account] = r.Begin
+		}
+		if l := last[r.Account]; r.End.After(l) {
+			last[r.Account] = r.End
+		}
+	}
+	spread := func(m map[string]time.Time) time.Duration {
+		var lo, hi time.Time
+		for _, t := range m {
+			if lo.IsZero() || t.Before(lo) {
+				lo = t
+			}
+			if t.After(hi) {
+				hi = t
+			}
+		}
+		return hi.Sub(lo)
+	}
+	return spread(first), spread(last)
 }
 
 // misplaced counts the workspaces of e that do not hold exactly their
@@ -746,13 +829,12 @@ func (b *bench) oneProcess(dsn, members, merchants string, tenants int) writeRun
 
 // replicas is scenario 12 (b)'s replica setup: n daemons with the state
 // on PostgreSQL (a schema per tenant, of a base new to the run) sharing
-// the tenants' runs through River, each working up to per tenants at
+// the runs of tenants tenants through River, each working up to per at
 // once. They run until the emulator has executed want writes, or until
 // no write was executed for 30 s (records failed, and River's retries of
 // the tenants' jobs, after 1 s and 16 s, did not finish them), then get
 // SIGTERM.
-func (b *bench) replicas(dsn, members, merchants string, n, per, want int, db *sql.DB) writeRun {
-	tenants := n * per
+func (b *bench) replicas(dsn, members, merchants string, n, per, tenants, want int, db *sql.DB) writeRun {
 	return func(ctx context.Context, e *emu, stateDir string) (runStats, error) {
 		var rb [3]byte
 		_, _ = rand.Read(rb[:])
@@ -897,12 +979,15 @@ func (b *bench) platformWrites(ctx context.Context, db *sql.DB, pz platformSizes
 	if err != nil {
 		return err
 	}
-	per := min(pz.WriteTenants, slots) / pz.Replicas
-	if per*pz.Replicas < pz.WriteTenants {
-		b.note("(12b) the replicas synced %d tenants (%d at once each), not %d: PostgreSQL's max_connections is %d, %d were in use, a running tenant holds %d (its CRM read) and a replica %d (state pool %d, lock session, River, tenants listing)",
-			per*pz.Replicas, per, pz.WriteTenants, maxConns, inUse, pgConnsPerTenant, pgConnsPerReplica, pgStateConns)
+	// Each replica may run its share rounded up (River hands the jobs to
+	// whichever replica fetches first), and no more than pgTenants run
+	// at once in all, so none waits for a connection.
+	pgTenants := min(pz.WriteTenants, slots)
+	per := (pgTenants + pz.Replicas - 1) / pz.Replicas
+	if pgTenants < pz.WriteTenants {
+		b.note("(12b) the replicas synced %d tenants (up to %d at once each), not %d: PostgreSQL's max_connections is %d, %d were in use, a running tenant holds %d (its CRM read) and a replica %d (state pool %d, lock session, River, tenants listing)",
+			pgTenants, per, pz.WriteTenants, maxConns, inUse, pgConnsPerTenant, pgConnsPerReplica, pgStateConns)
 	}
-	pgTenants := per * pz.Replicas
 	setups := []struct {
 		name    string
 		tenants int
@@ -911,9 +996,9 @@ func (b *bench) platformWrites(ctx context.Context, db *sql.DB, pz platformSizes
 		{fmt.Sprintf("one process, SQLite state, %d tenants at once", pz.WriteTenants), pz.WriteTenants,
 			b.oneProcess(b.sqlDSN, members, merchants, pz.WriteTenants)},
 		{fmt.Sprintf("1 replica, PostgreSQL state, %d tenants at once", pgTenants), pgTenants,
-			b.replicas(b.sqlDSN, members, merchants, 1, pgTenants, pgTenants*pz.WriteUsers, db)},
-		{fmt.Sprintf("%d replicas, PostgreSQL state, %d tenants at once each", pz.Replicas, per), pgTenants,
-			b.replicas(b.sqlDSN, members, merchants, pz.Replicas, per, pgTenants*pz.WriteUsers, db)},
+			b.replicas(b.sqlDSN, members, merchants, 1, pgTenants, pgTenants, pgTenants*pz.WriteUsers, db)},
+		{fmt.Sprintf("%d replicas, PostgreSQL state, up to %d tenants at once each", pz.Replicas, per), pgTenants,
+			b.replicas(b.sqlDSN, members, merchants, pz.Replicas, per, pgTenants, pgTenants*pz.WriteUsers, db)},
 	}
 	results := make([][]writeResult, len(setups))
 	runs := 0
@@ -922,7 +1007,7 @@ func (b *bench) platformWrites(ctx context.Context, db *sql.DB, pz platformSizes
 			want, ceiling := st.tenants*pz.WriteUsers, float64(st.tenants)*writeCeiling
 			var res writeResult
 			for attempt := 1; ; attempt++ {
-				e, err := platformEmulator("")
+				e, err := platformEmulator("", want)
 				if err != nil {
 					return err
 				}
@@ -938,20 +1023,23 @@ func (b *bench) platformWrites(ctx context.Context, db *sql.DB, pz platformSizes
 					break
 				}
 			}
-			b.logf("platform writes %s %d: %s creates in %s = %.1f/s (%.0f%% of %.0f), daemon CPU %s, emulator CPU %s, %d answered 429, %d records failed %s",
+			b.logf("platform writes %s %d: %s creates in %s = %.1f/s (%.0f%% of %.0f; 10%%-90%% of them at %.1f/s, first 10%% in %s, last 10%% in %s; tenants' first writes %s apart, last %s), daemon CPU %s, emulator CPU %s, machine busy %.2f cores, %d answered 429, %d records failed %s",
 				st.name, p+1, count(int64(res.Creates)), res.Window.Round(time.Millisecond), res.Rate, 100*res.Rate/ceiling, ceiling,
-				res.SyncCPU.Round(time.Millisecond), res.EmuCPU.Round(time.Millisecond), res.N429, res.RecordsFailed, res.FirstError)
+				res.Middle, res.Ramp.Round(time.Millisecond), res.Tail.Round(time.Millisecond), res.Starts.Round(time.Millisecond), res.Ends.Round(time.Millisecond),
+				res.SyncCPU.Round(time.Millisecond), res.EmuCPU.Round(time.Millisecond), res.MachineCores, res.N429, res.RecordsFailed, res.FirstError)
 			results[i] = append(results[i], res)
 		}
 	}
 	for i, st := range setups {
 		rs := results[i]
-		rates := make([]float64, len(rs))
+		rates, middles, starts := make([]float64, len(rs)), make([]float64, len(rs)), make([]float64, len(rs))
 		n429, n409, wrong, failed, firstErr := 0, 0, 0, int64(0), ""
 		var sync, emuCPU, wall float64
+		machine := make([]float64, len(rs))
 		for j, r := range rs {
-			rates[j] = r.Rate
+			rates[j], middles[j], starts[j] = r.Rate, r.Middle, r.Starts.Seconds()
 			sync, emuCPU, wall = sync+r.SyncCPU.Seconds(), emuCPU+r.EmuCPU.Seconds(), wall+r.Wall.Seconds()
+			machine[j] = r.MachineCores
 			n429, n409, wrong, failed = n429+r.N429, n409+r.N409, wrong+r.Wrong, failed+r.RecordsFailed
 			firstErr = cmp.Or(firstErr, r.FirstError)
 		}
@@ -964,8 +1052,10 @@ func (b *bench) platformWrites(ctx context.Context, db *sql.DB, pz platformSizes
 		} else {
 			b.info(s, metric, value)
 		}
-		b.info(s, st.name+": CPU used (daemons + emulator) / wall, all runs", fmt.Sprintf("%.2f of %d cores (daemons %.0f%%, emulator %.0f%%)",
-			(sync+emuCPU)/wall, runtime.NumCPU(), 100*sync/(sync+emuCPU), 100*emuCPU/(sync+emuCPU)))
+		b.info(s, st.name+": creates/s from 10% to 90% of the creates / tenants' first writes apart (medians)",
+			fmt.Sprintf("%s / %.1f s", rate(median(middles), "creates"), median(starts)))
+		b.info(s, st.name+": CPU used / wall: daemons + emulator, all runs; whole machine (PostgreSQL included), median", fmt.Sprintf("%.2f of %d cores (daemons %.0f%%, emulator %.0f%%); %.2f",
+			(sync+emuCPU)/wall, runtime.NumCPU(), 100*sync/(sync+emuCPU), 100*emuCPU/(sync+emuCPU), median(machine)))
 		b.check(s, st.name+": workspaces not holding exactly their users / 409 answers, all runs", fmt.Sprintf("%d / %d", wrong, n409), "0 / 0",
 			wrong == 0 && n409 == 0, true)
 		b.info(s, st.name+": 429 answers, all runs", count(int64(n429)))
