@@ -64,24 +64,17 @@ func qualify(query, schema string) string {
 	prev := "" // the last significant token, upper-cased
 	for i := 0; i < len(query); {
 		c := query[i]
+		if j := opaqueEnd(query, i); j > i {
+			// A literal or a quoted identifier is a significant token
+			// (no keyword); a comment is not.
+			if c != '-' {
+				prev = string(c)
+			}
+			b.WriteString(query[i:j])
+			i = j
+			continue
+		}
 		switch {
-		case c == '\'' || c == '"':
-			end := strings.IndexByte(query[i+1:], c)
-			if end < 0 {
-				b.WriteString(query[i:])
-				return b.String()
-			}
-			b.WriteString(query[i : i+end+2])
-			i += end + 2
-			prev = string(c)
-		case c == '-' && i+1 < len(query) && query[i+1] == '-':
-			end := strings.IndexByte(query[i:], '\n')
-			if end < 0 {
-				b.WriteString(query[i:])
-				return b.String()
-			}
-			b.WriteString(query[i : i+end+1])
-			i += end + 1
 		case isWordByte(c):
 			j := i
 			for j < len(query) && isWordByte(query[j]) {
@@ -108,6 +101,26 @@ func qualify(query, schema string) string {
 	return b.String()
 }
 
+// opaqueEnd returns the end of the string literal, quoted identifier or
+// line comment that starts at query[i] (the rest of query if it is not
+// closed), or i when none starts there: the parts of a query qualify and
+// rebindDollar copy untouched.
+func opaqueEnd(query string, i int) int {
+	switch c := query[i]; {
+	case c == '\'' || c == '"':
+		if end := strings.IndexByte(query[i+1:], c); end >= 0 {
+			return i + end + 2
+		}
+		return len(query)
+	case c == '-' && i+1 < len(query) && query[i+1] == '-':
+		if end := strings.IndexByte(query[i:], '\n'); end >= 0 {
+			return i + end + 1
+		}
+		return len(query)
+	}
+	return i
+}
+
 func isWordByte(c byte) bool {
 	return c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c >= 0x80
 }
@@ -123,23 +136,12 @@ func rebindDollar(query string) string {
 	n := 0
 	for i := 0; i < len(query); i++ {
 		c := query[i]
+		if j := opaqueEnd(query, i); j > i {
+			b.WriteString(query[i:j])
+			i = j - 1
+			continue
+		}
 		switch {
-		case c == '\'' || c == '"':
-			end := strings.IndexByte(query[i+1:], c)
-			if end < 0 {
-				b.WriteString(query[i:])
-				return b.String()
-			}
-			b.WriteString(query[i : i+end+2])
-			i += end + 1
-		case c == '-' && i+1 < len(query) && query[i+1] == '-':
-			end := strings.IndexByte(query[i:], '\n')
-			if end < 0 {
-				b.WriteString(query[i:])
-				return b.String()
-			}
-			b.WriteString(query[i : i+end+1])
-			i += end
 		case c == '?':
 			n++
 			b.WriteByte('$')
